@@ -1,0 +1,1 @@
+"""Developer tooling: a throwaway PostgreSQL, outside-tool lookup, the `make run` launcher."""
