@@ -1,0 +1,195 @@
+"""Settings: the environment (and `<NAME>_FILE` for secrets) parsed once into typed values.
+
+Every problem is reported as one line that names the variable and the expected form;
+secrets are never echoed back. The table of variables lives in docs/architecture.md
+and .env.example.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+AppEnv = Literal["dev", "staging", "prod"]
+APP_ENVS: tuple[AppEnv, ...] = ("dev", "staging", "prod")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message is meant for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_env: AppEnv = "prod"
+    # repr=False keeps the password out of any log line or traceback that prints Settings.
+    database_url: str = field(default="", repr=False)
+    debug: bool = False
+    log_level: str = "INFO"
+    port: int = 8000
+    gunicorn_workers: int = 2
+    gunicorn_threads: int = 1
+    gunicorn_timeout: int = 30
+    gunicorn_graceful_timeout: int = 20
+    gunicorn_keepalive: int = 5
+    gunicorn_max_requests: int = 10000
+    gunicorn_max_requests_jitter: int = 1000
+    db_pool_size: int = 5
+    db_max_overflow: int = 0
+    db_pool_timeout: float = 5.0
+    db_connect_timeout: int = 3
+    db_statement_timeout_ms: int = 5000
+    max_body_bytes: int = 65536
+    metrics_enabled: bool = True
+    prometheus_multiproc_dir: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse and validate every setting; raise ConfigError on the first bad one."""
+        env = _Env(os.environ if environ is None else environ)
+        app_env = cast(AppEnv, env.choice("APP_ENV", APP_ENVS, "prod"))
+        settings = cls(
+            app_env=app_env,
+            database_url=database_url_from_env(env.environ),
+            debug=env.boolean("DEBUG", False),
+            log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            port=env.integer("PORT", 8000, 1, 65535),
+            gunicorn_workers=env.integer("GUNICORN_WORKERS", 2, 1, 64),
+            gunicorn_threads=env.integer("GUNICORN_THREADS", 1, 1, 64),
+            gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 1, 3600),
+            gunicorn_graceful_timeout=env.integer("GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600),
+            gunicorn_keepalive=env.integer("GUNICORN_KEEPALIVE", 5, 0, 3600),
+            gunicorn_max_requests=env.integer("GUNICORN_MAX_REQUESTS", 10000, 0, 10**9),
+            gunicorn_max_requests_jitter=env.integer(
+                "GUNICORN_MAX_REQUESTS_JITTER", 1000, 0, 10**9
+            ),
+            db_pool_size=env.integer("DB_POOL_SIZE", 5, 1, 100),
+            db_max_overflow=env.integer("DB_MAX_OVERFLOW", 0, 0, 100),
+            db_pool_timeout=env.number("DB_POOL_TIMEOUT", 5.0, 0.1, 300.0),
+            db_connect_timeout=env.integer("DB_CONNECT_TIMEOUT", 3, 1, 300),
+            db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
+            max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
+            metrics_enabled=env.boolean("METRICS_ENABLED", True),
+            prometheus_multiproc_dir=env.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        )
+        settings.refuse_unsafe()
+        return settings
+
+    def refuse_unsafe(self) -> None:
+        if self.debug and self.app_env != "dev":
+            raise ConfigError(
+                f"DEBUG=true is refused with APP_ENV={self.app_env}: the debugger runs "
+                "arbitrary code. Unset DEBUG, or use APP_ENV=dev on a developer machine."
+            )
+
+
+def read_secret(environ: Mapping[str, str], name: str) -> str | None:
+    """Value of `name`, or the contents of the file named by `<name>_FILE` (never both)."""
+    file_var = f"{name}_FILE"
+    direct, path = environ.get(name), environ.get(file_var)
+    if direct and path:
+        raise ConfigError(f"{name} and {file_var} are both set: set only one of them.")
+    if not path:
+        return direct or None
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{file_var}={path} cannot be read ({exc.strerror}): point it at the mounted "
+            "secret file."
+        ) from None
+    if not value:
+        raise ConfigError(f"{file_var}={path} is empty: the secret file must hold {name}.")
+    return value
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL (or DATABASE_URL_FILE), checked and normalised to SQLAlchemy's psycopg form.
+
+    Shared by the app and the migrator so both read the database the same way.
+    """
+    env = os.environ if environ is None else environ
+    url = read_secret(env, "DATABASE_URL")
+    if url is None:
+        raise ConfigError(
+            f"DATABASE_URL is not set: set it to {URL_FORM} (or DATABASE_URL_FILE to a file "
+            "holding it). `make run` starts a local PostgreSQL for you."
+        )
+    return normalise_database_url(url)
+
+
+def normalise_database_url(url: str) -> str:
+    # The value itself may hold a password, so errors describe it without quoting it.
+    not_postgres = ConfigError(f"DATABASE_URL is not a PostgreSQL URL: expected {URL_FORM}.")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        raise not_postgres from None
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise not_postgres
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError(f"DATABASE_URL has no host: expected {URL_FORM}.")
+    if not parts.path.strip("/"):
+        raise ConfigError(f"DATABASE_URL names no database: expected {URL_FORM}.")
+    return "postgresql+psycopg" + url[len(parts.scheme) :]
+
+
+@dataclass(frozen=True, slots=True)
+class _Env:
+    environ: Mapping[str, str]
+
+    def _get(self, name: str, default: T, parse: Callable[[str], T], form: str) -> T:
+        raw = self.environ.get(name, "").strip()
+        if raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is invalid: expected {form}.") from None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if not low <= value <= high:
+                raise ValueError
+            return value
+
+        return self._get(name, default, parse, f"a whole number from {low} to {high}")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if not low <= value <= high:  # also rejects nan
+                raise ValueError
+            return value
+
+        return self._get(name, default, parse, f"a number from {low} to {high}")
+
+    def boolean(self, name: str, default: bool) -> bool:
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+        def parse(raw: str) -> bool:
+            try:
+                return words[raw.lower()]
+            except KeyError:
+                raise ValueError(raw) from None
+
+        return self._get(name, default, parse, "true or false")
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str, upper: bool = False) -> str:
+        def parse(raw: str) -> str:
+            value = raw.upper() if upper else raw.lower()
+            if value not in choices:
+                raise ValueError
+            return value
+
+        return self._get(name, default, parse, "one of " + ", ".join(choices))
