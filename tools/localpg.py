@@ -157,9 +157,7 @@ class LocalPostgres:
                     raise
                 time.sleep(0.1)
         with conn:
-            conn.execute(
-                f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{self.password}'"  # noqa: S608 - generated
-            )
+            conn.execute(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{self.password}'")
             conn.execute(f"CREATE DATABASE {APP_DB} OWNER {APP_USER}")
 
     def _owner(self) -> str | None:

@@ -43,6 +43,8 @@ def require_tool(
 ) -> str:
     path = find_tool(name, env_var)
     if path is None:
-        missing(f"`{name}` not found (install it with: {provided_by})", ci_can_provide=ci_can_provide)
+        missing(
+            f"`{name}` not found (install it with: {provided_by})", ci_can_provide=ci_can_provide
+        )
         raise AssertionError("unreachable")  # pytest.skip/fail raise
     return path

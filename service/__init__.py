@@ -1,0 +1,41 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app: settings -> db -> blueprints -> errors -> observability."""
+    from service import errors, health, metrics, observability, openapi
+    from service.api import items
+    from service.db import Database
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        DEBUG=settings.debug,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        # Errors are answered by our handlers as JSON, never re-raised to the server.
+        PROPAGATE_EXCEPTIONS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
+    app.extensions["settings"] = settings
+
+    db = Database(settings)
+    if settings.metrics_enabled:
+        db.on_engine_created.append(
+            lambda engine: metrics.track_pool(engine, settings.db_pool_size)
+        )
+    db.init_app(app)
+
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(items.blueprint)
+    errors.init_app(app)
+    observability.init_app(app, metrics_enabled=settings.metrics_enabled)
+    return app

@@ -1,0 +1,150 @@
+"""The one entrypoint: `python -m service serve | migrate | wait-for-schema | dev`.
+
+The image runs this; the command alone decides whether a container serves traffic,
+migrates the database or waits for the schema. Configuration errors end the process
+with one JSON log line and exit code 2, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from service.config import ConfigError, Settings, database_url_from_env
+from service.logs import configure_logging
+
+log = logging.getLogger("service")
+
+USAGE_EXIT = 2
+DEFAULT_DB_WAIT_SECONDS = 60
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Start gunicorn in place of this process, so it is PID 1 and receives SIGTERM."""
+    Settings.from_env()  # fail here with one clear line, not inside gunicorn
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"]
+    os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Apply every pending migration (alembic upgrade head); safe to run concurrently."""
+    from alembic import command
+
+    from service.schema_revision import alembic_config
+
+    database_url_from_env()  # a missing or malformed URL is a config error, not a retry
+    _retry_while_unreachable(args.timeout, lambda: command.upgrade(alembic_config(), "head"))
+    log.info("migrations applied: database is at head")
+    return 0
+
+
+def wait_for_schema(args: argparse.Namespace) -> int:
+    """Exit 0 once the database schema is at or ahead of this code's revision."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.schema_revision import check_schema
+
+    engine = create_engine(database_url_from_env(), pool_pre_ping=True,
+                           connect_args={"connect_timeout": 3})  # fmt: skip
+    deadline = time.monotonic() + args.timeout
+    last_reason = ""
+    while True:
+        try:
+            with engine.connect() as connection:
+                state = check_schema(connection)
+            if state.ready:
+                log.info("schema ready: %s", state.reason)
+                return 0
+            reason = state.reason
+        except SQLAlchemyError as exc:
+            reason = f"database unreachable ({type(exc).__name__})"
+        if reason != last_reason:
+            log.info("waiting for the schema: %s", reason)
+            last_reason = reason
+        if time.monotonic() >= deadline:
+            log.error(
+                "gave up after %ss: %s. Check the migration Job's logs "
+                "(kubectl logs job/<release>-migrate-<revision>).",
+                args.timeout, reason,
+            )  # fmt: skip
+            return 1
+        time.sleep(1)
+
+
+def dev(args: argparse.Namespace) -> int:
+    """The Flask development server with the reloader, for the hot-reload loop."""
+    settings = Settings.from_env()
+    if settings.app_env != "dev":
+        raise ConfigError(
+            f"`dev` runs only with APP_ENV=dev (it is {settings.app_env}): use `serve`."
+        )
+    from service import create_app
+
+    app = create_app(settings)
+    app.run(host="0.0.0.0", port=settings.port, debug=settings.debug, use_reloader=True)  # noqa: S104
+    return 0
+
+
+def _retry_while_unreachable(timeout: float, action: Callable[[], object]) -> None:
+    """Run `action`, retrying while the database cannot be reached (it may still be starting)."""
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            action()
+            return
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                raise ConfigError(
+                    f"cannot reach the database after {timeout:g}s: "
+                    f"{str(exc.orig).strip().splitlines()[0]}. Check DATABASE_URL and that "
+                    "the server is up."
+                ) from None
+            log.warning("database not reachable yet, retrying: %s", type(exc.orig).__name__)
+            time.sleep(2)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": serve,
+    "migrate": migrate,
+    "wait-for-schema": wait_for_schema,
+    "dev": dev,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="serve HTTP with gunicorn (the default)")
+    m = sub.add_parser("migrate", help="apply database migrations and exit")
+    m.add_argument("--timeout", type=float, default=DEFAULT_DB_WAIT_SECONDS,
+                   help="seconds to keep retrying while the database is unreachable")  # fmt: skip
+    w = sub.add_parser("wait-for-schema", help="wait until the schema is at or ahead of the code")
+    w.add_argument("--timeout", type=float, default=300, help="seconds before giving up")
+    sub.add_parser("dev", help="Flask development server with reloader (APP_ENV=dev only)")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = args.command or "serve"
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper() if _level_ok() else "INFO")
+    try:
+        return COMMANDS[command](args)
+    except ConfigError as exc:
+        log.critical("%s", exc)
+        return USAGE_EXIT
+
+
+def _level_ok() -> bool:
+    return os.environ.get("LOG_LEVEL", "INFO").upper() in {"DEBUG", "INFO", "WARNING", "ERROR"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

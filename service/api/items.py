@@ -1,0 +1,120 @@
+"""/api/v1/items: parse the request, call crud, serialize the row. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from pydantic import BaseModel, ValidationError
+
+from service import crud
+from service.db import get_db
+from service.errors import ApiError, validation_details
+from service.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
+
+blueprint = Blueprint("items", __name__, url_prefix="/api/v1/items")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _session() -> Any:
+    return get_db(current_app).session()
+
+
+def _serialize(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+    }
+
+
+def _parse_body(model: type[M]) -> M:
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "bad_request", "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        raise ApiError(
+            422, "validation_error", "The body must be a JSON object.",
+            [{"field": "body", "message": "must be an object"}],
+        )  # fmt: skip
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "validation_error", "The body is invalid.", validation_details(exc, "body")
+        ) from None
+
+
+def _parse_id(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= BIGINT_MAX:
+        raise ApiError(
+            422, "validation_error", "The item id is invalid.",
+            [{"field": "path.item_id", "message": f"must be an integer from 1 to {BIGINT_MAX}"}],
+        )  # fmt: skip
+    return int(raw)
+
+
+def _not_found(item_id: int) -> ApiError:
+    return ApiError(404, "not_found", f"Item {item_id} does not exist.")
+
+
+@blueprint.get("")
+def list_items() -> Response:
+    """List items, oldest first, one page at a time."""
+    try:
+        query = PageQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(
+            422, "validation_error", "The query is invalid.", validation_details(exc, "query")
+        ) from None
+    rows = crud.list_items(_session(), after_id=query.cursor, limit=query.limit)
+    next_cursor = str(rows[-1].id) if len(rows) == query.limit else None
+    return jsonify(items=[_serialize(row) for row in rows], next_cursor=next_cursor)
+
+
+@blueprint.post("")
+def create_item() -> tuple[Response, int, dict[str, str]]:
+    """Create an item."""
+    body = _parse_body(ItemCreate)
+    row = crud.create_item(_session(), name=body.name, description=body.description)
+    location = url_for("items.get_item", item_id=row.id)
+    return jsonify(_serialize(row)), 201, {"Location": location}
+
+
+@blueprint.get("/<item_id>")
+def get_item(item_id: str) -> Response:
+    """Get one item."""
+    number = _parse_id(item_id)
+    row = crud.get_item(_session(), item_id=number)
+    if row is None:
+        raise _not_found(number)
+    return jsonify(_serialize(row))
+
+
+@blueprint.patch("/<item_id>")
+def update_item(item_id: str) -> Response:
+    """Change some fields of an item."""
+    number = _parse_id(item_id)
+    body = _parse_body(ItemUpdate)
+    changes = body.model_dump(include=body.model_fields_set)
+    row = crud.update_item(_session(), item_id=number, changes=changes)
+    if row is None:
+        raise _not_found(number)
+    return jsonify(_serialize(row))
+
+
+@blueprint.delete("/<item_id>")
+def delete_item(item_id: str) -> tuple[str, int]:
+    """Delete an item."""
+    number = _parse_id(item_id)
+    if not crud.delete_item(_session(), item_id=number):
+        raise _not_found(number)
+    return "", 204

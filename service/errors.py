@@ -1,0 +1,110 @@
+"""Every error, expected or not, leaves as the same JSON shape: {"error": {code, message, details}}.
+
+No stack trace or SQL reaches a client: unexpected exceptions are logged with the request
+id and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Stable, documented codes for the HTTP errors Werkzeug raises on our behalf.
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+class ApiError(Exception):
+    """An error the API reports on purpose."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = details or []
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, "details": details or []}})
+    response.status_code = status
+    return response
+
+
+def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Pydantic's errors as [{field, message}], the field a dotted path (`body.name`)."""
+    details = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = ".".join(str(part) for part in err["loc"])
+        field = ".".join(p for p in (prefix, path) if p)
+        message = err["msg"].removeprefix("Value error, ")
+        details.append({"field": field or prefix or "body", "message": message})
+    return details
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = HTTP_CODES.get(status, "http_error")
+        response = error_response(status, code, exc.description or exc.name)
+        if status == 405 and exc.response is None:
+            allowed: Any = getattr(exc, "valid_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    @app.errorhandler(IntegrityError)
+    def conflict(exc: IntegrityError) -> Response:
+        # The constraint name says what clashed without leaking the SQL or the values.
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
+        log.info("integrity error on %s", constraint or "unknown constraint")
+        if constraint == "uq_items_name":
+            return error_response(
+                409, "conflict", "An item with this name already exists.",
+                [{"field": "name", "message": "must be unique"}],
+            )  # fmt: skip
+        return error_response(409, "conflict", "The request conflicts with existing data.")
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeoutError)
+    def database_unavailable(exc: Exception) -> Response:
+        log.warning("database unavailable: %s", _first_line(exc))
+        response = error_response(
+            503, "database_unavailable", "The database is unavailable; retry shortly."
+        )
+        response.headers["Retry-After"] = "2"
+        return response
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return database_unavailable(exc)
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "Internal server error.")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -1,0 +1,93 @@
+"""gunicorn settings, derived from Settings (`gunicorn -c python:service.gunicorn_conf`).
+
+Worker count and threads come from config, never from the host's CPU count: a pod sees
+the node's cores, not its CPU limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import timedelta
+from typing import Any
+
+from gunicorn import glogging
+
+from service import metrics
+from service.config import ConfigError, Settings
+from service.logs import logging_config
+
+# Probe and scrape requests arrive every few seconds from every replica: log them at DEBUG.
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+
+
+class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
+    """One JSON object per request, with the request id the app put on the response."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
+        path = environ.get("PATH_INFO", "")
+        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        if not self.access_log.isEnabledFor(level):
+            return
+        request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), None)
+        self.access_log.log(
+            level,
+            "%s %s %s",
+            environ.get("REQUEST_METHOD"),
+            path,
+            resp.status_code,
+            extra={
+                "request_id": request_id,
+                "method": environ.get("REQUEST_METHOD"),
+                "path": path,
+                "status": resp.status_code,
+                "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                "bytes": getattr(resp, "sent", None),
+                "remote_addr": environ.get("REMOTE_ADDR"),
+                "user_agent": environ.get("HTTP_USER_AGENT"),
+            },
+        )
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:  # `serve` checks first; this guards a direct gunicorn run
+        sys.stderr.write(f"config error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+settings = _settings()
+
+wsgi_app = "service.wsgi:app"
+bind = [f"0.0.0.0:{settings.port}"]
+workers = settings.gunicorn_workers
+threads = settings.gunicorn_threads
+worker_class = "gthread" if settings.gunicorn_threads > 1 else "sync"
+timeout = settings.gunicorn_timeout
+graceful_timeout = settings.gunicorn_graceful_timeout
+keepalive = settings.gunicorn_keepalive
+max_requests = settings.gunicorn_max_requests
+max_requests_jitter = settings.gunicorn_max_requests_jitter
+# The heartbeat file must not live on a read-only root filesystem; /dev/shm is a tmpfs
+# in every container runtime (and avoids disk-backed /tmp stalls).
+worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa: S108
+# Header limits (request line, count, size): oversize gets 4xx before the app runs.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+# No server version leaks in the Server header.
+proc_name = "service"
+accesslog = "-"
+logger_class = JsonAccessLogger
+logconfig_dict = logging_config(settings.log_level)
+loglevel = settings.log_level.lower()
+
+
+def on_starting(server: Any) -> None:
+    metrics.wipe_multiprocess_dir()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    metrics.mark_worker_dead(worker.pid)

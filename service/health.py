@@ -1,0 +1,42 @@
+"""Probes: /livez says the process serves; /readyz says it can serve real requests."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.db import get_db
+from service.schema_revision import check_schema
+
+blueprint = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
+
+READYZ_STATEMENT_TIMEOUT_MS = 1000
+
+
+@blueprint.get("/livez")
+def livez() -> Response:
+    """Alive. Never touches the database, so a database outage restarts no pod."""
+    return jsonify(status="ok")
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready: the database answers quickly and its schema is at or ahead of this code's."""
+    engine = get_db(current_app).engine
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f"SET LOCAL statement_timeout = {READYZ_STATEMENT_TIMEOUT_MS}"))
+            state = check_schema(connection)
+    except SQLAlchemyError as exc:
+        log.warning("not ready: database unreachable: %s", type(exc).__name__)
+        return jsonify(status="unavailable", reason="database unreachable"), 503
+    body = {
+        "status": "ok" if state.ready else "unavailable",
+        "reason": state.reason,
+        "schema": {"database": state.database_revision, "code": state.code_revision},
+    }
+    return jsonify(body), 200 if state.ready else 503

@@ -1,0 +1,98 @@
+"""JSON logs, one object per line on stdout, with the request id on every record.
+
+The same formatter serves the app, SQLAlchemy and gunicorn (error and access logs), so
+every line a pod prints parses as JSON.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import logging.config
+import re
+import time
+import uuid
+from typing import Any
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+# A sane incoming id: short, printable, no separators a log parser could trip on.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+# Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "request_id",
+}
+
+
+def accept_or_make_request_id(incoming: str | None) -> str:
+    if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _utc_iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def _utc_iso(created: float) -> str:
+    seconds = time.gmtime(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(created % 1 * 1000):03d}Z"
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """A dictConfig for the whole process; gunicorn takes it as `logconfig_dict`."""
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "filters": ["request_id"],
+        "stream": "ext://sys.stdout",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "handlers": {"stdout": handler},
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            # gunicorn attaches its own handlers unless told otherwise; route both to ours.
+            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": level, "handlers": ["stdout"], "propagate": False},
+            # SQL statements only when asked for with LOG_LEVEL=DEBUG.
+            "sqlalchemy.engine": {"level": "WARNING" if level != "DEBUG" else "INFO"},
+            "werkzeug": {"level": level},
+            "alembic.runtime.plugins": {"level": "WARNING"},
+        },
+    }
+
+
+def configure_logging(level: str) -> None:
+    logging.config.dictConfig(logging_config(level))
