@@ -1,0 +1,42 @@
+# The local Kubernetes loop: pinned tools, a kind cluster with ingress-nginx and local TLS,
+# `skaffold dev` hot reload, and `helm upgrade --install` per environment.
+# Guide: docs/local-kubernetes.md. Tools resolve from $KIND/$KUBECTL/$HELM/$SKAFFOLD, then
+# bin/ (put first on PATH by the Makefile), then PATH; e.g. `make dev SKAFFOLD=/opt/skaffold`.
+
+ENV ?=
+NAMESPACE ?= app
+DEPLOY_IMAGE ?=
+LOCAL_PORT ?= 8080
+KUBECTL ?= kubectl
+
+.PHONY: tools
+tools: venv ## Install pinned kind, skaffold, helm, kubectl into bin/ (checksums verified)
+	$(PY) -m tools.install_tools
+
+.PHONY: doctor
+doctor: venv ## Check Docker, tool versions, ports 80/443, inotify, kube context; print fixes
+	$(PY) -m tools.doctor
+
+.PHONY: cluster
+cluster: venv ## Create the kind cluster app-local with ingress-nginx and local TLS (idempotent)
+	$(PY) -m tools.localcluster up
+
+.PHONY: cluster-delete
+cluster-delete: venv ## Delete the kind cluster app-local (keeps the local CA in .local/tls)
+	$(PY) -m tools.localcluster down
+
+.PHONY: local-tls
+local-tls: venv ## Create or reuse the local CA and certificate for app.localdev.me in .local/tls
+	$(PY) -m tools.localca --host app.localdev.me --out .local/tls
+
+.PHONY: dev
+dev: venv ## skaffold dev on the kind cluster: dev image, hot reload of service/**/*.py
+	$(PY) -m tools.deploy dev
+
+.PHONY: deploy
+deploy: venv ## helm upgrade --install --wait with values/$(ENV).yaml: make deploy ENV=dev|staging|prod
+	$(PY) -m tools.deploy deploy --env "$(ENV)" --namespace "$(NAMESPACE)" --image "$(DEPLOY_IMAGE)"
+
+.PHONY: port-forward
+port-forward: ## Forward http://127.0.0.1:$(LOCAL_PORT) to Service app in $(NAMESPACE)
+	$(KUBECTL) --namespace "$(NAMESPACE)" port-forward service/app "$(LOCAL_PORT):80"

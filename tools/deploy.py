@@ -1,0 +1,137 @@
+"""Deploy the chart: `make dev` (skaffold on the local kind cluster) and `make deploy ENV=...`.
+
+Both check their inputs before touching a cluster: an unknown environment or a kube
+context that is not kind (for dev settings) is refused with the fix, and nothing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from tools.localcluster import (
+    APP_NAMESPACE,
+    LocalClusterError,
+    current_context,
+    ensure_namespace,
+    ensure_tls_secret,
+    require_kind_context,
+    run,
+    tool,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts" / "app"
+VALUES_DIR = ROOT / "values"
+RELEASE = "app"
+ENVIRONMENTS = ("dev", "staging", "prod")
+# image references as `docker` accepts them: repository[:tag] with no digest or spaces
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def values_file(env: str) -> Path:
+    if not env:
+        raise LocalClusterError("ENV is required: `make deploy ENV=dev` (or ENV=staging, ENV=prod)")
+    if env not in ENVIRONMENTS:
+        raise LocalClusterError(
+            f"ENV={env!r} is not an environment: use ENV=dev, ENV=staging or ENV=prod "
+            "(each has values/<env>.yaml)"
+        )
+    path = VALUES_DIR / f"{env}.yaml"
+    if not path.is_file():
+        raise LocalClusterError(f"{path} is missing: restore it with `git checkout -- {path}`")
+    return path
+
+
+def split_image(image: str) -> tuple[str, str]:
+    if not _IMAGE.match(image) or image.rsplit(":", 1)[1] == "latest":
+        raise LocalClusterError(
+            f"IMAGE={image!r} must be repository:tag with a real tag (not `latest`), "
+            "e.g. IMAGE=app:$(git rev-parse --short HEAD)"
+        )
+    repository, tag = image.rsplit(":", 1)
+    return repository, tag
+
+
+def prepare_kind_namespace(context: str, namespace: str) -> None:
+    """Namespace + TLS Secret the dev values expect; both idempotent."""
+    ensure_namespace(context, namespace)
+    ensure_tls_secret(context, namespace)
+
+
+def dev(namespace: str, extra_args: list[str]) -> None:
+    """Refuse a non-kind context, prepare the namespace, then hand over to `skaffold dev`."""
+    context = current_context()
+    require_kind_context(context, "`make dev`")
+    skaffold = tool("skaffold")
+    prepare_kind_namespace(context, namespace)
+    args = [skaffold, "dev", "--profile", "dev", "--kube-context", context, *extra_args]
+    print(f"$ {' '.join(args)}", flush=True)
+    os.chdir(ROOT)
+    os.execv(skaffold, args)  # noqa: S606 - skaffold owns the terminal from here (Ctrl-C cleans up)
+
+
+def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
+    """`helm upgrade --install --wait` with values/<env>.yaml against the current context."""
+    values = values_file(env)
+    image_parts = split_image(image) if image else None
+    context = current_context()
+    helm = tool("helm")
+    if env == "dev":
+        cluster = require_kind_context(context, "`make deploy ENV=dev`")
+        prepare_kind_namespace(context, namespace)
+        if image:
+            # kind has no registry: the image must be in the node's containerd already.
+            run([tool("kind"), "load", "docker-image", image, "--name", cluster], timeout=600)
+    args = [
+        helm,
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--values",
+        str(values),
+        "--namespace",
+        namespace,
+        "--kube-context",
+        context,
+        "--wait",
+        "--timeout",
+        timeout,
+    ]
+    if image_parts:
+        args += ["--set-string", f"image.repository={image_parts[0]}"]
+        args += ["--set-string", f"image.tag={image_parts[1]}"]
+    print(
+        f"deploying {RELEASE} with {values.relative_to(ROOT)} to {context}/{namespace}", flush=True
+    )
+    os.execv(helm, args)  # noqa: S606 - helm streams its own progress and exit status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.deploy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev_parser = commands.add_parser("dev", help="skaffold dev on the local kind cluster")
+    dev_parser.add_argument("skaffold_args", nargs="*", help="passed on to skaffold dev")
+    deploy_parser = commands.add_parser("deploy", help="helm upgrade --install for one environment")
+    deploy_parser.add_argument("--env", default="")
+    deploy_parser.add_argument("--namespace", default=APP_NAMESPACE)
+    deploy_parser.add_argument("--image", default="", help="repository:tag (default: the values')")
+    deploy_parser.add_argument("--timeout", default="10m")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "dev":
+            dev(APP_NAMESPACE, args.skaffold_args)
+        else:
+            deploy(args.env, args.namespace, args.image or None, args.timeout)
+    except LocalClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
