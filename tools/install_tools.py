@@ -317,7 +317,11 @@ def print_checksums(specs: dict[str, ToolSpec], names: list[str], base_url: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.install_tools", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["install", "checksums"], default="install")
+    parser.add_argument(
+        "--checksums",
+        action="store_true",
+        help="print each platform's published digest as TOML (to bump pins); install nothing",
+    )
     parser.add_argument("tools", nargs="*", help="default: every tool in the versions file")
     parser.add_argument("--versions", type=Path, default=DEFAULT_VERSIONS)
     parser.add_argument("--bin-dir", type=Path, default=DEFAULT_BIN)
@@ -331,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         specs = load_specs(args.versions)
         names = args.tools or list(specs)
-        if args.command == "checksums":
+        if args.checksums:
             print_checksums(specs, names, args.base_url)
         else:
             ensure_tools(
