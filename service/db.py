@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Flask, g
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
@@ -61,11 +61,18 @@ class Database:
     def session(self) -> Session:
         """The request's session, created on first use and closed at teardown."""
         if "db_session" not in g:
-            _ = self.engine
+            if self._sessions is None:
+                _ = self.engine
             assert self._sessions is not None
             g.db_session = self._sessions()
         session: Session = g.db_session
         return session
+
+    def bind_sessions_to(self, connection: Connection) -> None:
+        """Make every session join `connection`'s transaction (tests roll it back after)."""
+        self._sessions = sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self

@@ -1,0 +1,137 @@
+"""Shared fixtures: a real PostgreSQL for the whole run, a migrated database, an app whose
+every test runs in a transaction that is rolled back (isolation without re-creating
+the schema), and a client.
+
+The server is TEST_DATABASE_URL's when set (a role allowed to CREATE DATABASE; the suite
+only touches databases it creates), else a throwaway one started here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from alembic import command
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, Engine, create_engine
+
+from service import create_app
+from service.config import Settings, normalise_database_url
+from service.db import get_db
+from service.schema_revision import alembic_config
+from tools.localpg import throwaway_postgres
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where the test server is; `database_url(name)` points at one of its databases."""
+
+    admin_url: str  # may CREATE/DROP DATABASE
+    app_url_template: str  # the URL the app uses, with {database} for the name
+    local: object | None = None  # the LocalPostgres when we started it (outage tests)
+
+    def database_url(self, name: str) -> str:
+        return self.app_url_template.format(database=name)
+
+    def create_database(self) -> str:
+        name = f"test_{secrets.token_hex(6)}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            owner = urlsplit(self.database_url(name)).username
+            conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        template = _with_database(url, "{database}").replace("%7Bdatabase%7D", "{database}")
+        yield PostgresServer(admin_url=url, app_url_template=template)
+        return
+    with throwaway_postgres() as server:
+        template = server.url(database="{database}")
+        yield PostgresServer(admin_url=server.admin_url, app_url_template=template, local=server)
+
+
+@pytest.fixture
+def empty_database(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    name = postgres.create_database()
+    yield postgres.database_url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: PostgresServer) -> Iterator[str]:
+    """A database migrated to head, shared by the run (tests roll back their changes)."""
+    name = postgres.create_database()
+    url = postgres.database_url(name)
+    migrate(url)
+    yield url
+    postgres.drop_database(name)
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    os.environ["DATABASE_URL"] = url
+    try:
+        command.upgrade(alembic_config(), revision)
+    finally:
+        del os.environ["DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(app_env="dev", database_url=normalise_database_url(database_url))
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+@pytest.fixture
+def app(settings: Settings, connection: Connection) -> Flask:
+    app = create_app(settings)
+    get_db(app).bind_sessions_to(connection)
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_app(settings: Settings):  # type: ignore[no-untyped-def]
+    """Build an app with some settings changed (its own engine, no rollback)."""
+
+    def build(**changes: object) -> Flask:
+        return create_app(replace(settings, **changes))  # type: ignore[arg-type]
+
+    return build

@@ -1,0 +1,104 @@
+"""Settings from the environment: defaults, every error names the variable, secrets stay secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, Settings
+
+URL = "postgresql://app:s3cret-pw@db.example:5432/app"
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env({"DATABASE_URL": URL, **env})
+
+
+def error_for(**env: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    return str(caught.value)
+
+
+def test_defaults_are_safe() -> None:
+    s = settings()
+    assert s.app_env == "prod" and s.debug is False and s.port == 8000
+    assert s.database_url == "postgresql+psycopg://app:s3cret-pw@db.example:5432/app"
+
+
+def test_values_are_parsed_into_types() -> None:
+    s = settings(APP_ENV="Staging", PORT="9000", DEBUG="false", LOG_LEVEL="debug",
+                 DB_POOL_TIMEOUT="2.5", METRICS_ENABLED="no", GUNICORN_THREADS="4")  # fmt: skip
+    assert (s.app_env, s.port, s.log_level) == ("staging", 9000, "DEBUG")
+    assert s.db_pool_timeout == 2.5 and s.metrics_enabled is False and s.gunicorn_threads == 4
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"PORT": "http"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"GUNICORN_WORKERS": "0"}, "GUNICORN_WORKERS"),
+        ({"DB_POOL_TIMEOUT": "nan"}, "DB_POOL_TIMEOUT"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"APP_ENV": "production"}, "APP_ENV"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"MAX_BODY_BYTES": "10"}, "MAX_BODY_BYTES"),
+    ],
+)
+def test_malformed_value_names_the_variable_and_the_form(env: dict[str, str], names: str) -> None:
+    message = error_for(DATABASE_URL=URL, **env)
+    assert message.startswith(names) and "expected" in message
+
+
+def test_missing_database_url_says_how_to_fix() -> None:
+    message = error_for()
+    assert "DATABASE_URL is not set" in message and "postgresql://" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://app:s3cret-pw@db/app",
+        "postgresql://app:s3cret-pw@db:port/app",
+        "postgresql://app:s3cret-pw@db:5432/",
+        "not a url s3cret-pw",
+    ],
+)
+def test_malformed_database_url_is_refused_without_echoing_it(url: str) -> None:
+    message = error_for(DATABASE_URL=url)
+    assert message.startswith("DATABASE_URL") and "s3cret-pw" not in message
+
+
+def test_database_url_from_file(tmp_path: Path) -> None:
+    secret = tmp_path / "url"
+    secret.write_text(URL + "\n")
+    s = Settings.from_env({"DATABASE_URL_FILE": str(secret)})
+    assert s.database_url.endswith("@db.example:5432/app")
+
+
+def test_database_url_file_problems_are_clear(tmp_path: Path) -> None:
+    assert "cannot be read" in error_for(DATABASE_URL_FILE=str(tmp_path / "missing"))
+    (tmp_path / "empty").write_text("\n")
+    assert "is empty" in error_for(DATABASE_URL_FILE=str(tmp_path / "empty"))
+    both = error_for(DATABASE_URL=URL, DATABASE_URL_FILE=str(tmp_path / "empty"))
+    assert "both set" in both
+
+
+@pytest.mark.parametrize("app_env", ["staging", "prod"])
+def test_debug_is_refused_outside_dev(app_env: str) -> None:
+    message = error_for(DATABASE_URL=URL, APP_ENV=app_env, DEBUG="true")
+    assert "DEBUG=true is refused" in message
+    assert settings(APP_ENV="dev", DEBUG="true").debug is True
+
+
+def test_repr_hides_the_password() -> None:
+    assert "s3cret-pw" not in repr(settings())
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    documented = {line.split("=")[0].lstrip("# ") for line in example.splitlines() if "=" in line}
+    for field in Settings.__dataclass_fields__:
+        assert field.upper() in documented, f"{field.upper()} missing from .env.example"

@@ -1,0 +1,85 @@
+"""`python -m service ...`: clear one-line failures, usage for unknown commands, schema wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import migrate
+from tools.localpg import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "APP_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        env={**clean, **env}, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def only_line(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    entry: dict[str, str] = json.loads(lines[0])
+    return entry
+
+
+def test_unknown_command_prints_usage() -> None:
+    result = run("bogus")
+    assert result.returncode == 2
+    assert "usage: python -m service" in result.stderr and "serve" in result.stderr
+
+
+def test_migrate_without_database_url_is_one_clear_line() -> None:
+    result = run("migrate")
+    assert result.returncode == 2
+    assert only_line(result)["message"].startswith("DATABASE_URL is not set")
+
+
+def test_migrate_with_malformed_url_does_not_echo_it() -> None:
+    result = run("migrate", DATABASE_URL="postgresql://u:hunter2@host:notaport/db")
+    assert result.returncode == 2
+    entry = only_line(result)
+    assert entry["level"] == "CRITICAL" and "hunter2" not in json.dumps(entry)
+
+
+def test_migrate_gives_up_on_an_unreachable_database_with_a_clear_error() -> None:
+    url = f"postgresql://app:hunter2@127.0.0.1:{free_port()}/app"
+    result = run("migrate", "--timeout", "1", DATABASE_URL=url)
+    assert result.returncode == 2
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["message"].startswith("cannot reach the database after 1s")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_migrate_applies_head(empty_database: str) -> None:
+    result = run("migrate", DATABASE_URL=empty_database)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "database is at head" in result.stdout
+    assert run("wait-for-schema", "--timeout", "5", DATABASE_URL=empty_database).returncode == 0
+
+
+def test_wait_for_schema_times_out_with_a_pointer_to_the_job(empty_database: str) -> None:
+    result = run("wait-for-schema", "--timeout", "1", DATABASE_URL=empty_database)
+    assert result.returncode == 1
+    assert "migration Job" in result.stdout and "no schema" in result.stdout
+    migrate(empty_database)
+
+
+def test_dev_refuses_outside_dev() -> None:
+    result = run("dev", APP_ENV="prod", DATABASE_URL="postgresql://a:b@h/d")
+    assert result.returncode == 2
+    assert "APP_ENV=dev" in only_line(result)["message"]
+
+
+def test_debug_in_prod_is_refused_before_serving() -> None:
+    result = run("serve", APP_ENV="prod", DEBUG="true", DATABASE_URL="postgresql://a:b@h/d")
+    assert result.returncode == 2
+    assert only_line(result)["message"].startswith("DEBUG=true is refused")

@@ -1,0 +1,78 @@
+"""Server errors are generic JSON with nothing internal; request ids are echoed or replaced."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from service.db import get_db
+
+
+def test_unexpected_error_is_generic_500_and_logged_with_request_id(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.get("/boom")
+    def boom() -> str:
+        get_db(app).session().execute(text("SELECT * FROM no_such_table"))
+        return "unreachable"
+
+    from service.logs import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())  # as the stdout handler has it
+    with caplog.at_level(logging.ERROR):
+        response = app.test_client().get("/boom", headers={"X-Request-ID": "req-500"})
+    assert response.status_code == 500
+    assert response.json == {
+        "error": {"code": "internal_error", "message": "Internal server error.", "details": []}
+    }
+    body = response.get_data(as_text=True)
+    assert "no_such_table" not in body and "Traceback" not in body and "SELECT" not in body
+    record = next(r for r in caplog.records if r.levelno == logging.ERROR)
+    assert record.request_id == "req-500"  # type: ignore[attr-defined]
+    assert record.exc_info is not None
+
+
+def test_sane_request_id_is_echoed(client: FlaskClient) -> None:
+    response = client.get("/livez", headers={"X-Request-ID": "abc-123_trace.1"})
+    assert response.headers["X-Request-ID"] == "abc-123_trace.1"
+
+
+@pytest.mark.parametrize("incoming", ["x" * 10_000, "bad\x01id", "with space", "", "é-unicode"])
+def test_insane_request_id_is_replaced(client: FlaskClient, incoming: str) -> None:
+    response = client.get("/livez", headers={"X-Request-ID": incoming})
+    returned = response.headers["X-Request-ID"]
+    assert returned != incoming and len(returned) == 32 and returned.isalnum()
+
+
+def test_generated_ids_differ(client: FlaskClient) -> None:
+    ids = {client.get("/livez").headers["X-Request-ID"] for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_openapi_document_is_served(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").json
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {"/api/v1/items", "/api/v1/items/{item_id}"}
+    json.dumps(document)
+
+
+def test_json_formatter_emits_one_object_per_line(caplog: pytest.LogCaptureFixture) -> None:
+    from service.logs import JsonFormatter, RequestIdFilter, request_id_var
+
+    token = request_id_var.set("rid-1")
+    try:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("w",), None)
+        RequestIdFilter().filter(record)
+        record.extra_field = {"k": 1}
+        line = JsonFormatter().format(record)
+    finally:
+        request_id_var.reset(token)
+    entry = json.loads(line)
+    assert "\n" not in line
+    assert entry["message"] == "hello w" and entry["level"] == "INFO"
+    assert entry["request_id"] == "rid-1" and entry["extra_field"] == {"k": 1}

@@ -1,0 +1,95 @@
+"""The real server: several gunicorn workers, multiprocess metrics, JSON logs, graceful stop."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tools.service_process import running_service
+
+pytestmark = pytest.mark.slow
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_stale.db").write_bytes(b"left over from a previous run")
+    env = {"DATABASE_URL": database_url, "GUNICORN_WORKERS": "3",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}  # fmt: skip
+    with running_service(env) as service:
+        assert not (metrics_dir / "counter_stale.db").exists(), "dir not wiped at start"
+        with requests.Session() as http:
+            for _ in range(60):
+                # A fresh connection each time lets the kernel spread requests over workers.
+                response = requests.get(f"{service.base_url}/api/v1/items/1", timeout=5)
+                assert response.status_code in (200, 404)
+            text = http.get(f"{service.base_url}/metrics", timeout=5).text
+        pids = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
+        assert len(pids) >= 2, "requests were not spread over several workers"
+        count = metric(text, "http_requests_total", route="/api/v1/items/<item_id>", method="GET")
+        assert count == 60
+        assert metric(text, "http_request_duration_seconds_count",
+                      route="/api/v1/items/<item_id>") == 60  # fmt: skip
+        assert "db_pool_connections_open" in text and "db_pool_size" in text
+        assert metric(text, "db_pool_size") == 5 * len(pids)
+
+
+def test_every_log_line_is_json_with_request_ids(database_url: str) -> None:
+    with running_service({"DATABASE_URL": database_url, "LOG_LEVEL": "INFO"}) as service:
+        response = requests.post(f"{service.base_url}/api/v1/items", json={"name": "logged"},
+                                 headers={"X-Request-ID": "trace-42"}, timeout=5)  # fmt: skip
+        assert response.status_code in (201, 409)
+        time.sleep(0.3)
+    entries = [json.loads(line) for line in service.lines if line.strip()]
+    assert entries, "no log output"
+    access = [e for e in entries if e["logger"] == "gunicorn.access"]
+    assert any(e.get("request_id") == "trace-42" and e["path"] == "/api/v1/items"
+               and e["status"] in (201, 409) for e in access)  # fmt: skip
+    assert {"gunicorn.error"} <= {e["logger"] for e in entries}
+    for entry in entries:
+        assert {"time", "level", "logger", "message"} <= entry.keys()
+
+
+def test_sigterm_lets_in_flight_requests_finish(database_url: str) -> None:
+    env = {"DATABASE_URL": database_url, "GUNICORN_WORKERS": "1",
+           "GUNICORN_GRACEFUL_TIMEOUT": "10"}  # fmt: skip
+    with running_service(env) as service:
+        body = json.dumps({"name": f"in-flight-{time.time()}"}).encode()
+        head = (f"POST /api/v1/items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+        with socket.create_connection(("127.0.0.1", service.port), timeout=15) as conn:
+            conn.sendall(head + body[:5])  # the worker is now reading this request
+            time.sleep(0.5)
+            service.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            conn.sendall(body[5:])
+            reply = conn.recv(65536).decode()
+        assert re.match(r"HTTP/1.1 201", reply), reply
+        assert service.process.wait(timeout=15) == 0
+
+
+def test_config_error_stops_serve_with_one_line() -> None:
+    with running_service({"DATABASE_URL": "mysql://nope"}, wait=False) as service:
+        assert service.process.wait(timeout=20) == 2
+    time.sleep(0.2)
+    lines = [line for line in service.lines if line.strip()]
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0])
+    assert entry["level"] == "CRITICAL" and entry["message"].startswith("DATABASE_URL")

@@ -1,0 +1,87 @@
+"""/livez never touches the database; /readyz reports the database and the schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from service import schema_revision
+from tests.conftest import PostgresServer, migrate
+from tools.localpg import free_port
+
+DEAD_URL = "postgresql+psycopg://app:pw@127.0.0.1:{port}/app"
+
+
+def test_livez_is_ok(client: FlaskClient) -> None:
+    response = client.get("/livez")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+
+
+def test_readyz_is_ok_at_head(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json["schema"]["database"] == response.json["schema"]["code"]
+
+
+def test_database_down_means_not_ready_but_alive(make_app: Any) -> None:
+    client = make_app(database_url=DEAD_URL.format(port=free_port())).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"status": "unavailable", "reason": "database unreachable"}
+    assert client.get("/livez").status_code == 200
+
+
+def test_api_answers_503_json_when_the_database_is_down(make_app: Any) -> None:
+    client = make_app(database_url=DEAD_URL.format(port=free_port())).test_client()
+    response = client.get("/api/v1/items/1")
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"]
+    assert "127.0.0.1" not in response.get_data(as_text=True)
+
+
+def test_unmigrated_database_is_not_ready(make_app: Any, empty_database: str) -> None:
+    url = empty_database.replace("postgresql://", "postgresql+psycopg://")
+    response = make_app(database_url=url).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert "no schema" in response.json["reason"]
+
+
+def test_schema_behind_the_code_is_not_ready(
+    make_app: Any, empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(empty_database)
+    # The code's migrations as a newer release would ship them: one revision past ours.
+    head, known = schema_revision._script()
+    monkeypatch.setattr(schema_revision, "_script", lambda: ("future", known | {"future"}))
+    url = empty_database.replace("postgresql://", "postgresql+psycopg://")
+    response = make_app(database_url=url).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["schema"] == {"database": head, "code": "future"}
+    assert "behind" in response.json["reason"]
+
+
+def test_schema_ahead_of_the_code_is_ready(make_app: Any, empty_database: str) -> None:
+    migrate(empty_database)
+    engine = create_engine(empty_database.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'from_a_newer_release'"))
+    engine.dispose()
+    url = empty_database.replace("postgresql://", "postgresql+psycopg://")
+    response = make_app(database_url=url).test_client().get("/readyz")
+    assert response.status_code == 200
+    assert "ahead" in response.json["reason"]
+
+
+def test_one_migration_head() -> None:
+    assert schema_revision.code_head()
+
+
+def test_postgres_fixture_is_real(postgres: PostgresServer) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres.admin_url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
