@@ -1,0 +1,202 @@
+{{/*
+Naming and labels: the `helm create` conventions.
+*/}}
+
+{{- define "app.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects. With release name "app" (the local loop and e2e
+suite) it is "app": the Service is reachable as http://app.
+*/}}
+{{- define "app.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "app.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels on every object. Call with (dict "context" $ "component" "server").
+*/}}
+{{- define "app.labels" -}}
+helm.sh/chart: {{ include "app.chart" .context }}
+{{ include "app.selectorLabels" . }}
+app.kubernetes.io/version: {{ .context.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+app.kubernetes.io/part-of: {{ include "app.name" .context }}
+{{- with .context.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels. The component keeps the migration Job's and the helm test's pods out
+of the Deployment's and the Service's selectors.
+*/}}
+{{- define "app.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "app.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Selects every pod of the release (server, migration, helm test, dev database): the
+NetworkPolicy's scope.
+*/}}
+{{- define "app.releaseSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "app.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "app.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "app.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Image reference: the digest wins over the tag; the tag falls back to appVersion.
+*/}}
+{{- define "app.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "app.configMapName" -}}
+{{- include "app.fullname" . }}
+{{- end }}
+
+{{/*
+The Secret holding the database URL: the operator's existingSecret, or the dev-only
+Secret this chart renders next to its dev database.
+*/}}
+{{- define "app.databaseSecretName" -}}
+{{- if .Values.existingSecret }}
+{{- .Values.existingSecret }}
+{{- else }}
+{{- include "app.devDatabase.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "app.databaseSecretKey" -}}
+{{- if .Values.existingSecret }}
+{{- .Values.existingSecretKey }}
+{{- else -}}
+DATABASE_URL
+{{- end }}
+{{- end }}
+
+{{- define "app.devDatabase.fullname" -}}
+{{- printf "%s-postgresql" (include "app.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Where the database URL file is mounted. The service reads DATABASE_URL_FILE, so the
+URL never appears in the pod's environment (`kubectl describe`, crash dumps).
+*/}}
+{{- define "app.databaseUrlDir" -}}
+/run/secrets/database
+{{- end }}
+
+{{/*
+Pod-level security context shared by every pod that runs the app image.
+*/}}
+{{- define "app.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{- define "app.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
+
+{{/*
+Environment the chart itself sets on every app-image container. PORT, the metrics
+directory and the secret's file path are tied to the pod spec (port name, mounts), so
+they are not under `config:`.
+*/}}
+{{- define "app.chartEnv" -}}
+- name: PORT
+  value: {{ .Values.containerPort | quote }}
+- name: PROMETHEUS_MULTIPROC_DIR
+  value: /run/metrics
+- name: DATABASE_URL_FILE
+  value: {{ printf "%s/%s" (include "app.databaseUrlDir" .) "url" }}
+{{- end }}
+
+{{/*
+Env var names the chart sets; user extras may not repeat them or the `config:` keys
+(a duplicate name is rejected by server-side apply, the default in Helm 4).
+*/}}
+{{- define "app.reservedEnvNames" -}}
+{{- $names := list "PORT" "PROMETHEUS_MULTIPROC_DIR" "DATABASE_URL_FILE" "DATABASE_URL" }}
+{{- range $key, $_ := .Values.config }}
+{{- $names = append $names $key }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
+{{/*
+Everything an app-image container needs to start: env from the ConfigMap, the chart's
+env, the user's extras, and the writable mounts of the read-only root filesystem.
+*/}}
+{{- define "app.containerEnvironment" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "app.configMapName" . }}
+env:
+  {{- include "app.chartEnv" . | nindent 2 }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+  - name: metrics
+    mountPath: /run/metrics
+  - name: database-url
+    mountPath: {{ include "app.databaseUrlDir" . }}
+    readOnly: true
+{{- end }}
+
+{{- define "app.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+- name: metrics
+  emptyDir:
+    sizeLimit: {{ .Values.metricsSizeLimit }}
+- name: database-url
+  secret:
+    secretName: {{ include "app.databaseSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "app.databaseSecretKey" . }}
+        path: url
+{{- end }}
+
+{{/*
+Argo CD sync wave annotation, when the GitOps ordering switch is on.
+Call with (dict "context" $ "wave" "-1").
+*/}}
+{{- define "app.syncWave" -}}
+{{- if .context.Values.migration.argocdSyncWaves }}
+argocd.argoproj.io/sync-wave: {{ .wave | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,65 @@
+{{/*
+Checks across values that values.schema.json cannot express. Each message names the
+field and says how to fix it. Included once, from deployment.yaml.
+*/}}
+{{- define "app.validate" -}}
+{{- $v := .Values }}
+
+{{- if and (not $v.existingSecret) (not $v.devDatabase.enabled) }}
+{{- fail "existingSecret is required: create a Secret holding the database URL (key DATABASE_URL, e.g. `kubectl create secret generic app-database --from-literal=DATABASE_URL=postgresql://...`) and set existingSecret to its name; only values/dev.yaml may use devDatabase.enabled=true instead" }}
+{{- end }}
+{{- if and $v.existingSecret $v.devDatabase.enabled }}
+{{- fail (printf "existingSecret (%q) and devDatabase.enabled=true both name a database: set only one" $v.existingSecret) }}
+{{- end }}
+
+{{- if eq (toString $v.image.tag) "latest" }}
+{{- fail "image.tag must not be \"latest\": pin a version tag or set image.digest" }}
+{{- end }}
+{{- if and $v.image.requireDigest (not $v.image.digest) }}
+{{- fail "image.digest is required because image.requireDigest=true: pass --set image.digest=sha256:<digest of the image you tested>" }}
+{{- end }}
+
+{{- if $v.devDatabase.enabled }}
+{{- if not $v.devDatabase.auth.password }}
+{{- fail "devDatabase.auth.password is empty: set a throwaway password in values/dev.yaml (the dev database is for local clusters only)" }}
+{{- end }}
+{{- if ne (toString $v.config.APP_ENV) "dev" }}
+{{- fail (printf "devDatabase.enabled=true needs config.APP_ENV=dev (got %q): the in-cluster database is a dev convenience, use existingSecret elsewhere" (toString $v.config.APP_ENV)) }}
+{{- end }}
+{{- end }}
+
+{{- if and $v.config.DEBUG (ne (toString $v.config.APP_ENV) "dev") }}
+{{- fail (printf "config.DEBUG=true is only allowed with config.APP_ENV=dev (got %q)" (toString $v.config.APP_ENV)) }}
+{{- end }}
+{{- if and $v.serviceMonitor.enabled (not $v.config.METRICS_ENABLED) }}
+{{- fail "serviceMonitor.enabled=true but config.METRICS_ENABLED=false: there would be no /metrics to scrape" }}
+{{- end }}
+
+{{- $reserved := include "app.reservedEnvNames" . | fromJsonArray }}
+{{- $seen := dict }}
+{{- range $i, $e := $v.extraEnv }}
+{{- if has $e.name $reserved }}
+{{- fail (printf "extraEnv[%d].name %q is set by the chart: change it under config.%s (or containerPort / existingSecret) instead" $i $e.name $e.name) }}
+{{- end }}
+{{- if hasKey $seen $e.name }}
+{{- fail (printf "extraEnv[%d].name %q appears twice in extraEnv" $i $e.name) }}
+{{- end }}
+{{- $_ := set $seen $e.name true }}
+{{- end }}
+
+{{- if $v.ingress.enabled }}
+{{- $hosts := list }}
+{{- range $v.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end }}
+{{- range $i, $tls := $v.ingress.tls }}
+{{- range $tls.hosts }}
+{{- if not (has . $hosts) }}
+{{- fail (printf "ingress.tls[%d].hosts has %q, which is not in ingress.hosts (%s): the certificate would not cover a served host" $i . (join ", " $hosts)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling.minReplicas (%d) is greater than autoscaling.maxReplicas (%d)" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- end }}
+{{- end }}
