@@ -1,0 +1,352 @@
+"""skaffold.yaml, proven without skaffold: fields, image wiring, file sync, and helm renders.
+
+Skaffold cannot be installed on our CI machines, so each profile's helm invocation is
+rebuilt from skaffold.yaml the way skaffold's helm deployer builds it (valuesFiles, then
+setValues, then setValueTemplates filled with the IMAGE_* values of the built artifact) and
+rendered with the real helm.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools.localcluster import APP_NAMESPACE
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+PROFILES = {p["name"]: p for p in CONFIG["profiles"]}
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+# The fields this repository uses, as skaffold/v4beta14 defines them
+# (https://skaffold.dev/docs/references/yaml/?version=v4beta14). A typo or a field from
+# another schema version fails here instead of at a user's first `skaffold dev`.
+SCHEMA: dict[str, Any] = {
+    "apiVersion": str,
+    "kind": str,
+    "metadata": {"name": str},
+    "build": "build",
+    "deploy": "deploy",
+    "portForward": ["portForward"],
+    "profiles": [
+        {
+            "name": str,
+            "activation": [{"command": str, "env": str, "kubeContext": str}],
+            "build": "build",
+            "deploy": "deploy",
+            "portForward": ["portForward"],
+        }
+    ],
+}
+DEFINITIONS: dict[str, Any] = {
+    "build": {
+        "tagPolicy": {"gitCommit": {"variant": str}},
+        "artifacts": [
+            {
+                "image": str,
+                "context": str,
+                "docker": {"dockerfile": str, "target": str},
+                "sync": {"manual": [{"src": str, "dest": str, "strip": str}]},
+            }
+        ],
+        "local": {"push": bool, "useBuildkit": bool, "concurrency": int},
+    },
+    "deploy": {
+        "helm": {
+            "releases": [
+                {
+                    "name": str,
+                    "chartPath": str,
+                    "namespace": str,
+                    "valuesFiles": [str],
+                    "setValues": {str: str},
+                    "setValueTemplates": {str: str},
+                }
+            ]
+        }
+    },
+    "portForward": {
+        "resourceType": str,
+        "resourceName": str,
+        "namespace": str,
+        "port": int,
+        "address": str,
+        "localPort": int,
+    },
+}
+
+
+def check(node: Any, schema: Any, where: str) -> list[str]:
+    if isinstance(schema, str):
+        return check(node, DEFINITIONS[schema], where)
+    if isinstance(schema, list):
+        if not isinstance(node, list):
+            return [f"{where}: expected a list"]
+        return [e for i, item in enumerate(node) for e in check(item, schema[0], f"{where}[{i}]")]
+    if isinstance(schema, dict):
+        if not isinstance(node, dict):
+            return [f"{where}: expected a mapping"]
+        if list(schema) == [str]:  # free-form string map (setValues)
+            return [
+                f"{where}.{k}: expected a string" for k, v in node.items() if not isinstance(v, str)
+            ]
+        errors = [
+            f"{where}.{key}: not a skaffold/v4beta14 field here"
+            for key in node
+            if key not in schema
+        ]
+        return errors + [
+            e
+            for key in node
+            if key in schema
+            for e in check(node[key], schema[key], f"{where}.{key}")
+        ]
+    return [] if isinstance(node, schema) else [f"{where}: expected {schema.__name__}"]
+
+
+def test_fields_exist_in_the_v4beta14_schema() -> None:
+    assert CONFIG["apiVersion"] == "skaffold/v4beta14"
+    assert CONFIG["kind"] == "Config"
+    assert check(CONFIG, SCHEMA, "skaffold.yaml") == []
+
+
+def test_schema_check_catches_a_typo() -> None:
+    broken = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    broken["profiles"][0]["build"]["artifacts"][0]["sync"]["manuel"] = []
+    assert any("manuel" in e for e in check(broken, SCHEMA, "skaffold.yaml"))
+
+
+def artifacts() -> list[dict[str, Any]]:
+    found = list(CONFIG["build"]["artifacts"])
+    for profile in CONFIG["profiles"]:
+        found += profile.get("build", {}).get("artifacts", [])
+    return found
+
+
+def releases() -> dict[str, dict[str, Any]]:
+    found = {"(none)": CONFIG["deploy"]["helm"]["releases"][0]}
+    for name, profile in PROFILES.items():
+        (release,) = profile["deploy"]["helm"]["releases"]
+        found[name] = release
+    return found
+
+
+def sanitized(image: str) -> str:
+    """Skaffold's template name for an artifact: `/ - . :` become `_`."""
+    return re.sub(r"[/\-.:]", "_", image)
+
+
+def test_one_artifact_name_and_the_chart_receives_it() -> None:
+    names = {a["image"] for a in artifacts()}
+    assert len(names) == 1
+    (image,) = names
+    # The name `make image` builds (make/image.mk: IMAGE ?= ...).
+    assert re.search(rf"^IMAGE \?= {re.escape(image)}$", (ROOT / "make/image.mk").read_text(), re.M)
+    key = sanitized(image)
+    helpers = (ROOT / "charts/app/templates/_helpers.tpl").read_text()
+    for profile, release in releases().items():
+        templates = release["setValueTemplates"]
+        assert templates["image.repository"] == f"{{{{.IMAGE_REPO_{key}}}}}", profile
+        assert templates["image.tag"] == f"{{{{.IMAGE_TAG_{key}}}}}", profile
+        for value in templates.values():
+            assert set(re.findall(r"\.IMAGE_[A-Z_]+?_(\w+)\}\}", value)) == {key}, profile
+        for chart_key in templates:
+            assert f".Values.{chart_key}" in helpers, f"{chart_key} is not read by the chart"
+
+
+def test_every_release_is_the_chart_release_app() -> None:
+    for profile, release in releases().items():
+        assert release["name"] == "app", profile
+        assert release["chartPath"] == "charts/app", profile
+        assert (ROOT / release["chartPath"] / "Chart.yaml").is_file()
+
+
+def test_profiles_use_their_environment_values_files_which_exist() -> None:
+    assert set(PROFILES) == set(ENVIRONMENTS)
+    for env in ENVIRONMENTS:
+        files = releases()[env]["valuesFiles"]
+        assert files[0] == f"values/{env}.yaml"
+        for path in files:
+            assert (ROOT / path).is_file(), path
+    assert releases()["prod"]["valuesFiles"] == ["values/prod.yaml"]
+    assert releases()["staging"]["valuesFiles"] == ["values/staging.yaml"]
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    stages: dict[str, list[str]] = {}
+    current = None
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        match = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line.strip(), re.I)
+        if match:
+            current = match[2] or match[1]
+            stages[current] = [f"FROM {match[1]}"]
+        elif current:
+            stages[current].append(line.strip())
+    return stages
+
+
+def stage_setting(stages: dict[str, list[str]], stage: str, instruction: str) -> str | None:
+    """The last INSTRUCTION in `stage` or the stages it is built FROM."""
+    lines = stages[stage]
+    found = [ln.split(None, 1)[1] for ln in lines if ln.upper().startswith(instruction + " ")]
+    if found:
+        return found[-1]
+    parent = lines[0].split()[1]
+    return stage_setting(stages, parent, instruction) if parent in stages else None
+
+
+def test_build_targets_exist_in_the_dockerfile() -> None:
+    stages = dockerfile_stages()
+    (base,) = CONFIG["build"]["artifacts"]
+    assert base["docker"]["target"] in stages
+    (dev,) = PROFILES["dev"]["build"]["artifacts"]
+    assert dev["docker"]["target"] == "dev"
+    assert "dev" in stages
+
+
+def test_dev_sync_globs_match_real_files_in_the_images_working_directory() -> None:
+    (artifact,) = PROFILES["dev"]["build"]["artifacts"]
+    rules = artifact["sync"]["manual"]
+    assert rules
+    stages = dockerfile_stages()
+    workdir = stage_setting(stages, "dev", "WORKDIR")
+    assert workdir == "/app"
+    dev_lines = "\n".join(stages["dev"])
+    assert "command -v tar" in dev_lines  # sync copies with tar; the image proves it has it
+    assert "--chown=10001:10001 /app /app" in dev_lines  # and the app user can write there
+    for rule in rules:
+        src = rule["src"]
+        matches = [p for p in (ROOT / artifact["context"]).glob(src) if p.is_file()]
+        assert matches, f"{src} matches no file"
+        assert any(p.name == "__init__.py" for p in matches)
+        assert rule["dest"] == workdir
+        assert rule.get("strip", "") == ""
+        # Every synced file lands where the Dockerfile put it: /app/<path in the repo>.
+        code_stage = "\n".join(stages["code"])
+        top = src.split("/")[0]
+        assert f"COPY {top} ./{top}" in code_stage
+
+
+def test_dev_profile_never_pushes_and_never_pulls_the_kind_loaded_image() -> None:
+    dev = PROFILES["dev"]
+    assert dev["build"]["local"]["push"] is False
+    assert dev["build"]["local"]["useBuildkit"] is True
+    assert releases()["dev"]["setValues"]["image.pullPolicy"] == "IfNotPresent"
+    # local builds have no registry digest: the dev release must not ask for one
+    assert "image.digest" not in releases()["dev"]["setValueTemplates"]
+    assert {"command": "dev"} in dev["activation"]
+
+
+def test_dev_release_and_port_forward_target_the_local_namespace_and_service() -> None:
+    release = releases()["dev"]
+    assert release["namespace"] == APP_NAMESPACE
+    (forward,) = PROFILES["dev"]["portForward"]
+    assert forward["namespace"] == APP_NAMESPACE
+    assert forward["address"] == "127.0.0.1"
+    assert (forward["resourceType"], forward["resourceName"]) == ("service", "app")
+
+
+# --- helm renders -----------------------------------------------------------------------
+
+FAKE_IMAGE = {
+    "IMAGE_REPO": "registry.example/service",
+    "IMAGE_TAG": "0c5276b",
+    "IMAGE_DIGEST": "sha256:" + "ab" * 32,
+}
+
+
+def helm_binary() -> str:
+    from tools.prereq import require_tool
+
+    return require_tool(
+        "helm", provided_by="bash scripts/ci/install-k8s-tools.sh or make tools", env_var="HELM"
+    )
+
+
+def fill_templates(release: dict[str, Any], image: str) -> dict[str, str]:
+    filled = {}
+    for key, template in release.get("setValueTemplates", {}).items():
+        value = template
+        for prefix, fake in FAKE_IMAGE.items():
+            value = value.replace(f"{{{{.{prefix}_{sanitized(image)}}}}}", fake)
+        assert "{{" not in value, f"unfilled template in {key}: {template}"
+        filled[key] = value
+    return filled
+
+
+def skaffold_helm_args(profile: str) -> list[str]:
+    """helm template arguments equivalent to skaffold's for the profile's release."""
+    release = releases()[profile]
+    (image,) = {a["image"] for a in artifacts()}
+    args = ["template", release["name"], str(ROOT / release["chartPath"])]
+    args += ["--namespace", release.get("namespace", "default")]
+    for path in release.get("valuesFiles", []):
+        args += ["--values", str(ROOT / path)]
+    for key, value in release.get("setValues", {}).items():
+        args += ["--set", f"{key}={value}"]
+    for key, value in fill_templates(release, image).items():
+        args += ["--set-string", f"{key}={value}"]
+    return args
+
+
+def render(helm: str, args: list[str]) -> list[dict[str, Any]]:
+    result = subprocess.run([helm, *args], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.helm
+@pytest.mark.parametrize("profile", ENVIRONMENTS)
+def test_every_profile_renders_the_chart_with_its_values(profile: str) -> None:
+    docs = render(helm_binary(), skaffold_helm_args(profile))
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service"} <= kinds
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    if profile == "dev":
+        assert container["image"] == f"{FAKE_IMAGE['IMAGE_REPO']}:{FAKE_IMAGE['IMAGE_TAG']}"
+        assert container["imagePullPolicy"] == "IfNotPresent"
+    else:
+        assert container["image"] == f"{FAKE_IMAGE['IMAGE_REPO']}@{FAKE_IMAGE['IMAGE_DIGEST']}"
+
+
+@pytest.mark.helm
+def test_dev_profile_runs_the_reloading_dev_server_with_a_writable_app_dir() -> None:
+    docs = render(helm_binary(), skaffold_helm_args("dev"))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["dev"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    ingress = next(d for d in docs if d["kind"] == "Ingress")
+    assert ingress["spec"]["tls"][0]["secretName"] == "app-local-tls"
+    assert ingress["spec"]["rules"][0]["host"] == "app.localdev.me"
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "app")
+    (forward,) = PROFILES["dev"]["portForward"]
+    assert forward["port"] in [p["port"] for p in service["spec"]["ports"]]
+
+
+@pytest.mark.helm
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_skaffold_render_equals_helm_template_with_the_values_file_apart_from_the_image(
+    env: str,
+) -> None:
+    """`skaffold render -p <env>` adds nothing but the image to values/<env>.yaml."""
+    helm = helm_binary()
+    image_only = [
+        f"--set-string=image.repository={FAKE_IMAGE['IMAGE_REPO']}",
+        f"--set-string=image.tag={FAKE_IMAGE['IMAGE_TAG']}",
+        f"--set-string=image.digest={FAKE_IMAGE['IMAGE_DIGEST']}",
+    ]
+    values = str(ROOT / f"values/{env}.yaml")
+    chart = str(ROOT / "charts/app")
+    plain = render(
+        helm, ["template", "app", chart, "--namespace", "default", "--values", values, *image_only]
+    )
+    assert render(helm, skaffold_helm_args(env)) == plain
