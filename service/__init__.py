@@ -9,7 +9,7 @@ from service.config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings -> db -> blueprints -> errors -> observability."""
-    from service import errors, health, metrics, observability, openapi
+    from service import errors, health, metrics, observability, openapi, security
     from service.api import items
     from service.db import Database
 
@@ -37,5 +37,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(items.blueprint)
     errors.init_app(app)
+    security.init_app(app)
     observability.init_app(app, metrics_enabled=settings.metrics_enabled)
     return app

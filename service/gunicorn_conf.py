@@ -14,7 +14,7 @@ from typing import Any
 
 from gunicorn import glogging
 
-from service import metrics
+from service import metrics, server_errors
 from service.config import ConfigError, Settings
 from service.logs import logging_config
 
@@ -59,6 +59,7 @@ def _settings() -> Settings:
 
 
 settings = _settings()
+server_errors.install()
 
 wsgi_app = "service.wsgi:app"
 bind = [f"0.0.0.0:{settings.port}"]
