@@ -28,7 +28,8 @@ KIND_CONFIG = ROOT / "local" / "kind-cluster.yaml"
 APP_NAMESPACE = "app"
 TLS_HOST = "app.localdev.me"
 TLS_SECRET = "app-local-tls"  # noqa: S105 - a Secret's name, not a password
-TLS_DIR = ROOT / ".local" / "tls"
+# LOCAL_TLS_DIR: where the local CA lives (tests point it at a temporary directory).
+TLS_DIR = Path(os.environ.get("LOCAL_TLS_DIR") or ROOT / ".local" / "tls")
 CACHE_DIR = ROOT / ".local" / "cache"
 HOST_PORTS = (80, 443)
 HOST_ADDRESS = "127.0.0.1"

@@ -1,0 +1,203 @@
+"""The Makefile's argument checks: bad input is refused with the fix, and nothing is deployed.
+
+`make` runs for real; kind, helm and skaffold are stand-ins that record every call, so a
+refusal can be proven to have happened before anything touched a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tools.prereq import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RECORDER = """#!/bin/sh
+echo "{name} $*" >> "$FAKE_CALLS"
+"""
+
+# A kubectl that answers like a reachable kind cluster, for the paths that get past the
+# context check.
+FAKE_KUBECTL = """#!/bin/sh
+echo "kubectl $*" >> "$FAKE_CALLS"
+case "$*" in
+  *"config current-context"*) echo "$FAKE_CONTEXT" ;;
+  *"create secret tls"*) printf 'apiVersion: v1\\nkind: Secret\\nmetadata: {name: t}\\n' ;;
+  *apply*) cat >/dev/null; echo "configured" ;;
+esac
+"""
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> dict[str, str]:
+    if shutil.which("make") is None:
+        pytest.fail("make not found (install it with: apt-get install make)")
+    directory = tmp_path / "fakes"
+    directory.mkdir()
+    env = {
+        "FAKE_CALLS": str(tmp_path / "calls.log"),
+        # this run's local CA, not the developer's .local/tls
+        "LOCAL_TLS_DIR": str(tmp_path / "tls"),
+    }
+    for name in ("kind", "helm", "skaffold"):
+        path = directory / name
+        path.write_text(RECORDER.format(name=name))
+        path.chmod(0o755)
+        env[name.upper()] = str(path)
+    kubectl = directory / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL)
+    kubectl.chmod(0o755)
+    env["FAKE_KUBECTL"] = str(kubectl)
+    return env
+
+
+def kubeconfig(tmp_path: Path, context: str) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+  - name: {context}
+    cluster:
+      server: https://203.0.113.10:6443
+users:
+  - name: {context}
+    user:
+      token: not-a-real-token
+contexts:
+  - name: {context}
+    context:
+      cluster: {context}
+      user: {context}
+current-context: {context}
+"""
+    )
+    return path
+
+
+def make(target: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in {"ENV", "KUBECONFIG"}}
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), target, *args],
+        capture_output=True,
+        text=True,
+        env={**environ, **env},
+        timeout=120,
+        check=False,
+    )
+
+
+def calls(env: dict[str, str]) -> list[str]:
+    path = Path(env["FAKE_CALLS"])
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_deploy_refuses_an_unknown_env(fakes: dict[str, str]) -> None:
+    result = make("deploy", "ENV=bogus", env=fakes)
+    assert result.returncode != 0
+    assert (
+        "ENV='bogus' is not an environment: use ENV=dev, ENV=staging or ENV=prod" in result.stderr
+    )
+    assert calls(fakes) == []  # not even kubectl: refused before looking at any cluster
+
+
+def test_deploy_refuses_a_missing_env(fakes: dict[str, str]) -> None:
+    result = make("deploy", env=fakes)
+    assert result.returncode != 0
+    assert "ENV is required: `make deploy ENV=dev`" in result.stderr
+    assert calls(fakes) == []
+
+
+def test_deploy_refuses_a_latest_image(fakes: dict[str, str]) -> None:
+    result = make("deploy", "ENV=staging", "DEPLOY_IMAGE=service:latest", env=fakes)
+    assert result.returncode != 0
+    assert "not `latest`" in result.stderr
+    assert calls(fakes) == []
+
+
+def real_kubectl() -> str:
+    return require_tool(
+        "kubectl",
+        provided_by="bash scripts/ci/install-k8s-tools.sh or make tools",
+        env_var="KUBECTL",
+    )
+
+
+def test_dev_refuses_a_context_that_is_not_kind(fakes: dict[str, str], tmp_path: Path) -> None:
+    env = {
+        **fakes,
+        "KUBECTL": real_kubectl(),
+        "KUBECONFIG": str(kubeconfig(tmp_path, "prod-eu-west")),
+    }
+    result = make("dev", env=env)
+    assert result.returncode != 0
+    assert "the current kube context is 'prod-eu-west'" in result.stderr
+    assert "`make cluster`" in result.stderr
+    assert calls(env) == []  # no skaffold, no helm, no kind
+
+
+def test_deploy_dev_refuses_a_context_that_is_not_kind(
+    fakes: dict[str, str], tmp_path: Path
+) -> None:
+    env = {
+        **fakes,
+        "KUBECTL": real_kubectl(),
+        "KUBECONFIG": str(kubeconfig(tmp_path, "gke_team_europe-west1_main")),
+    }
+    result = make("deploy", "ENV=dev", env=env)
+    assert result.returncode != 0
+    assert "'gke_team_europe-west1_main'" in result.stderr
+    assert calls(env) == []
+
+
+def test_dev_refuses_when_there_is_no_context_at_all(fakes: dict[str, str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty-kubeconfig"
+    empty.write_text("apiVersion: v1\nkind: Config\n")
+    env = {**fakes, "KUBECTL": real_kubectl(), "KUBECONFIG": str(empty)}
+    result = make("dev", env=env)
+    assert result.returncode != 0
+    assert "no current kube context" in result.stderr
+    assert "`make cluster`" in result.stderr
+    assert calls(env) == []
+
+
+def test_dev_on_kind_prepares_tls_then_hands_over_to_skaffold(
+    fakes: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local"}
+    result = make("dev", env=env)
+    assert result.returncode == 0, result.stderr
+    recorded = calls(env)
+    assert recorded[-1] == "skaffold dev --profile dev --kube-context kind-app-local"
+    applied = [c for c in recorded if " apply " in c]
+    assert all("--context kind-app-local" in c for c in recorded if c.startswith("kubectl --"))
+    assert len(applied) == 2  # the namespace, then the TLS secret
+    assert not any(c.startswith(("helm", "kind")) for c in recorded)
+
+
+def test_deploy_staging_runs_helm_with_its_values_against_the_current_context(
+    fakes: dict[str, str],
+) -> None:
+    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "staging-cluster"}
+    result = make(
+        "deploy",
+        "ENV=staging",
+        "NAMESPACE=shop",
+        "DEPLOY_IMAGE=reg.example/service:abc123",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    helm = [c for c in calls(env) if c.startswith("helm ")]
+    assert len(helm) == 1
+    assert helm[0] == (
+        f"helm upgrade --install app {ROOT}/charts/app --values {ROOT}/values/staging.yaml "
+        "--namespace shop --kube-context staging-cluster --wait --timeout 10m "
+        "--set-string image.repository=reg.example/service --set-string image.tag=abc123"
+    )
+    # staging is not kind: no namespace/TLS preparation and no kind load
+    assert not any(" apply " in c or c.startswith("kind ") for c in calls(env))
