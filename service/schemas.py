@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -32,15 +32,29 @@ def _single_line(value: str) -> str:
     return value
 
 
+# The same rules as the validators below, stated in the OpenAPI document for clients.
+# (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.)
+SINGLE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
 Name = Annotated[
     str,
-    Field(min_length=1, max_length=NAME_MAX, description="Unique, human-readable name."),
+    Field(
+        min_length=1,
+        max_length=NAME_MAX,
+        description="Unique, human-readable name; one line, no control characters.",
+        json_schema_extra={"pattern": SINGLE_LINE_PATTERN},
+    ),
     AfterValidator(_storable),
     AfterValidator(_single_line),
 ]
 Description = Annotated[
     str,
-    Field(max_length=DESCRIPTION_MAX, description="Free text; may span several lines."),
+    Field(
+        max_length=DESCRIPTION_MAX,
+        description="Free text; may span several lines; no NUL characters.",
+        json_schema_extra={"pattern": NO_NUL_PATTERN},
+    ),
     AfterValidator(_storable),
 ]
 
@@ -58,8 +72,18 @@ class ItemCreate(_Strict):
     description: Description | None = None
 
 
+def _document_update_rules(schema: dict[str, Any]) -> None:
+    """State in the JSON schema what `_not_empty` enforces: some field, and name not null."""
+    schema["minProperties"] = 1
+    name = schema["properties"]["name"]
+    name.update(next(s for s in name.pop("anyOf") if s.get("type") == "string"))
+    name.pop("default", None)
+
+
 class ItemUpdate(_Strict):
     """The body of PATCH /api/v1/items/{id}: the fields to change, at least one."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_document_update_rules)
 
     name: Name | None = None
     description: Description | None = None
