@@ -1,0 +1,62 @@
+"""The code change the hot-reload test makes: /livez answers with a marker.
+
+A real edit of a real handler (service/health.py), applied to a temporary copy of the
+repository that `skaffold dev` watches. The unit tests apply it to the current
+service/health.py and call the handler, so a refactor that breaks it fails here first.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+HANDLER_FILE = Path("service") / "health.py"
+HANDLER = "livez"
+MARKER_FIELD = "e2e_hot_reload"
+
+
+class HandlerShapeError(AssertionError):
+    pass
+
+
+def add_marker_to_livez(source: str, marker: str) -> str:
+    """Return `source` with livez() answering its usual JSON plus {MARKER_FIELD: marker}.
+
+    The handler's one return statement keeps its original response and adds a field, so
+    the edit holds whatever livez() reports, as long as it returns a JSON response built
+    with the module's `jsonify` (the unit tests check both on the real file).
+    """
+    tree = ast.parse(source)
+    handler = next(
+        (node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == HANDLER),
+        None,
+    )
+    if handler is None:
+        raise HandlerShapeError(
+            f"{HANDLER_FILE} has no top-level def {HANDLER}(); update "
+            "tests/e2e/harness/hot_reload.py to edit the handler that serves /livez"
+        )
+    returns = [node for node in ast.walk(handler) if isinstance(node, ast.Return)]
+    if len(returns) != 1 or returns[0].value is None:
+        raise HandlerShapeError(
+            f"{HANDLER}() in {HANDLER_FILE} should have exactly one `return <response>`; "
+            f"found {len(returns)}"
+        )
+    ret = returns[0]
+    assert ret.value is not None and ret.end_lineno is not None
+    lines = source.splitlines(keepends=True)
+    indent = " " * ret.col_offset
+    original = ast.get_source_segment(source, ret.value)
+    assert original is not None
+    replacement = (
+        f"{indent}return jsonify(**{{**({original}).get_json(), {MARKER_FIELD!r}: {marker!r}}})\n"
+    )
+    return "".join(lines[: ret.lineno - 1]) + replacement + "".join(lines[ret.end_lineno :])
+
+
+def marker_in(body: Any) -> str | None:
+    if isinstance(body, dict):
+        value = body.get(MARKER_FIELD)
+        return value if isinstance(value, str) else None
+    return None
