@@ -141,18 +141,6 @@ they are not under `config:`.
 {{- end }}
 
 {{/*
-Env var names the chart sets; user extras may not repeat them or the `config:` keys
-(a duplicate name is rejected by server-side apply, the default in Helm 4).
-*/}}
-{{- define "app.reservedEnvNames" -}}
-{{- $names := list "PORT" "PROMETHEUS_MULTIPROC_DIR" "DATABASE_URL_FILE" "DATABASE_URL" }}
-{{- range $key, $_ := .Values.config }}
-{{- $names = append $names $key }}
-{{- end }}
-{{- toJson $names }}
-{{- end }}
-
-{{/*
 Everything an app-image container needs to start: env from the ConfigMap, the chart's
 env, the user's extras, and the writable mounts of the read-only root filesystem.
 */}}

@@ -35,11 +35,14 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- fail "serviceMonitor.enabled=true but config.METRICS_ENABLED=false: there would be no /metrics to scrape" }}
 {{- end }}
 
-{{- $reserved := include "app.reservedEnvNames" . | fromJsonArray }}
+{{- $chartOwned := dict "PORT" "containerPort" "PROMETHEUS_MULTIPROC_DIR" "the chart's /run/metrics mount" "DATABASE_URL_FILE" "existingSecret" "DATABASE_URL" "existingSecret (the URL is a mounted file, never an env var)" }}
 {{- $seen := dict }}
 {{- range $i, $e := $v.extraEnv }}
-{{- if has $e.name $reserved }}
-{{- fail (printf "extraEnv[%d].name %q is set by the chart: change it under config.%s (or containerPort / existingSecret) instead" $i $e.name $e.name) }}
+{{- if hasKey $chartOwned $e.name }}
+{{- fail (printf "extraEnv[%d].name %q is set by the chart: use %s instead" $i $e.name (get $chartOwned $e.name)) }}
+{{- end }}
+{{- if hasKey $v.config $e.name }}
+{{- fail (printf "extraEnv[%d].name %q is a config key: set config.%s instead" $i $e.name $e.name) }}
 {{- end }}
 {{- if hasKey $seen $e.name }}
 {{- fail (printf "extraEnv[%d].name %q appears twice in extraEnv" $i $e.name) }}

@@ -1,0 +1,179 @@
+"""Bad values are refused at render time, by the schema or a template `fail`, with a
+message that names the field, under Helm 4 and Helm 3."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from tests.chart.chartlib import helm_binary, run_helm, template_args
+
+pytestmark = pytest.mark.helm
+
+
+@dataclass(frozen=True)
+class BadValues:
+    why: str
+    env: str | None  # values/<env>.yaml underneath, or chart defaults
+    sets: tuple[str, ...]  # --set / --set-json (prefixed "json:") overrides
+    field: str  # what the message must name, dotted
+
+
+def case(why: str, env: str | None, *sets: str, field: str) -> BadValues:
+    return BadValues(why, env, sets, field)
+
+
+OK_DEFAULTS = "existingSecret=app-database"  # what makes the bare chart render
+
+CASES = [
+    case("wrong type", None, OK_DEFAULTS, "replicaCount=three", field="replicaCount"),
+    case("negative replicas", None, OK_DEFAULTS, "replicaCount=-1", field="replicaCount"),
+    case("unknown top-level key", None, OK_DEFAULTS, "replicas=3", field="replicas"),
+    case("misspelt nested key", None, OK_DEFAULTS, "image.tagg=1.0", field="tagg"),
+    case("misspelt setting", None, OK_DEFAULTS, "config.LOG_LEVLE=DEBUG", field="LOG_LEVLE"),
+    case(
+        "setting out of range",
+        None,
+        OK_DEFAULTS,
+        "config.LOG_LEVEL=verbose",
+        field="config.LOG_LEVEL",
+    ),
+    case(
+        "setting of the wrong type",
+        None,
+        OK_DEFAULTS,
+        "config.GUNICORN_WORKERS=many",
+        field="config.GUNICORN_WORKERS",
+    ),
+    case("latest tag", None, OK_DEFAULTS, "image.tag=latest", field="image.tag"),
+    case("malformed digest", None, OK_DEFAULTS, "image.digest=sha256:abc", field="image.digest"),
+    case("prod without existingSecret", "prod", "existingSecret=", field="existingSecret"),
+    case("staging without existingSecret", "staging", "existingSecret=", field="existingSecret"),
+    case("prod without a digest", "prod", "image.digest=", field="image.digest"),
+    case("bare chart without a database", None, field="existingSecret"),
+    case(
+        "privilege escalation",
+        "prod",
+        "containerSecurityContext.allowPrivilegeEscalation=true",
+        field="containerSecurityContext.allowPrivilegeEscalation",
+    ),
+    case(
+        "root allowed",
+        "prod",
+        "podSecurityContext.runAsNonRoot=false",
+        field="podSecurityContext.runAsNonRoot",
+    ),
+    case(
+        "capabilities kept",
+        "prod",
+        'json:containerSecurityContext.capabilities.drop=["NET_RAW"]',
+        field="containerSecurityContext.capabilities.drop",
+    ),
+    case("privileged port", "prod", "containerPort=80", field="containerPort"),
+    case(
+        "database URL as env var",
+        "prod",
+        'json:extraEnv=[{"name":"DATABASE_URL","value":"postgresql://x"}]',
+        field="extraEnv[0].name",
+    ),
+    case(
+        "duplicate env name",
+        "prod",
+        'json:extraEnv=[{"name":"LOG_LEVEL","value":"DEBUG"}]',
+        field="extraEnv[0].name",
+    ),
+    case("DEBUG outside dev", "prod", "config.DEBUG=true", field="config.DEBUG"),
+    case(
+        "dev database outside dev",
+        "prod",
+        "existingSecret=",
+        "devDatabase.enabled=true",
+        "devDatabase.auth.password=x",
+        field="devDatabase.enabled",
+    ),
+    case(
+        "dev database and existingSecret",
+        "dev",
+        "existingSecret=app-database",
+        field="existingSecret",
+    ),
+    case(
+        "dev database without password",
+        "dev",
+        "devDatabase.auth.password=",
+        field="devDatabase.auth.password",
+    ),
+    case(
+        "password breaking the URL",
+        "dev",
+        "devDatabase.auth.password=p@ss/word",
+        field="devDatabase.auth.password",
+    ),
+    case(
+        "TLS host not served",
+        "prod",
+        "ingress.tls[0].hosts[0]=other.example.com",
+        field="ingress.tls[0].hosts",
+    ),
+    case("Ingress without hosts", None, OK_DEFAULTS, "ingress.enabled=true", field="ingress.hosts"),
+    case(
+        "HTTPRoute without a Gateway",
+        None,
+        OK_DEFAULTS,
+        "httpRoute.enabled=true",
+        field="httpRoute.parentRefs",
+    ),
+    case(
+        "HPA min above max", "prod", "autoscaling.minReplicas=30", field="autoscaling.minReplicas"
+    ),
+    case(
+        "ServiceMonitor without metrics",
+        "prod",
+        "config.METRICS_ENABLED=false",
+        field="config.METRICS_ENABLED",
+    ),
+    case(
+        "unknown Service type", None, OK_DEFAULTS, "service.type=ExternalName", field="service.type"
+    ),
+    case(
+        "unknown rollout spread policy",
+        "prod",
+        "topologySpread.zone=Sometimes",
+        field="topologySpread.zone",
+    ),
+]
+
+
+def helm_args(bad: BadValues) -> list[str]:
+    args = template_args(bad.env)
+    for item in bad.sets:
+        if item.startswith("json:"):
+            args += ["--set-json", item.removeprefix("json:")]
+        else:
+            args += ["--set", item]
+    return args
+
+
+def named_fields(message: str) -> str:
+    """Helm 4 says "at '/image/tag'", Helm 3 "image.tag": make both dotted."""
+    return re.sub(r"/(\w+)", r".\1", message).replace("'.", "'")
+
+
+@pytest.mark.parametrize("major", [4, 3])
+@pytest.mark.parametrize("bad", CASES, ids=[c.why for c in CASES])
+def test_bad_values_are_rejected_naming_the_field(bad: BadValues, major: int) -> None:
+    result = run_helm(helm_binary(major), *helm_args(bad))
+    assert result.returncode != 0, f"{bad.why}: rendered without error"
+    message = named_fields(result.stderr)
+    assert bad.field in message, f"{bad.why}: {bad.field!r} not named in:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("major", [4, 3])
+def test_the_good_version_of_each_case_renders(major: int) -> None:
+    """Guards the table: the base each case starts from renders, so the failure is the value."""
+    for env in (None, "dev", "staging", "prod"):
+        sets = ["--set", OK_DEFAULTS] if env is None else []
+        result = run_helm(helm_binary(major), *template_args(env), *sets)
+        assert result.returncode == 0, f"{env}: {result.stderr}"

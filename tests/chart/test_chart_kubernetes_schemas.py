@@ -1,0 +1,98 @@
+"""Every rendered object against the Kubernetes schemas of each minor in Chart.yaml's
+kubeVersion range, strictly (unknown fields are errors, as the API server's strict field
+validation makes them under Helm 4's server-side apply)."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import all_versions
+
+from tests.chart.chartlib import CHART, Render, render
+
+pytestmark = pytest.mark.helm
+
+# Custom resources: kubernetes-validate ships only the built-in API's schemas. Their
+# shape is asserted in test_chart_objects.py instead.
+CUSTOM_RESOURCE_GROUPS = {"monitoring.coreos.com", "gateway.networking.k8s.io"}
+
+# Every optional object and switch on, so the schemas see every template.
+EVERYTHING = [
+    "httpRoute.enabled=true",
+    "httpRoute.parentRefs[0].name=public",
+    "migration.argocdSyncWaves=true",
+    "migration.ttlSecondsAfterFinished=3600",
+    "extraEnv[0].name=FEATURE_FLAG",
+    "extraEnv[0].value=on",
+    "imagePullSecrets[0].name=registry",
+]
+
+
+def supported_minors() -> list[str]:
+    """The minors admitted by kubeVersion, e.g. ">=1.30.0-0 <1.38.0-0" -> 1.30 ... 1.37."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    match = re.fullmatch(r">=1\.(\d+)\.0-0 <1\.(\d+)\.0-0", chart["kubeVersion"])
+    assert match, f"kubeVersion {chart['kubeVersion']!r}: expected '>=1.A.0-0 <1.B.0-0'"
+    low, high = int(match[1]), int(match[2])
+    assert low <= 30 and high >= 35, "the chart must support at least Kubernetes 1.30-1.34"
+    return [f"1.{minor}" for minor in range(low, high)]
+
+
+MINORS = supported_minors()
+
+
+@pytest.fixture(scope="module")
+def schema_renders(renders: dict[str, Render], helm4: str) -> dict[str, Render]:
+    return {**renders, "prod+everything": render(helm4, "prod", EVERYTHING)}
+
+
+def is_custom_resource(obj: dict[str, object]) -> bool:
+    return str(obj["apiVersion"]).split("/")[0] in CUSTOM_RESOURCE_GROUPS
+
+
+def test_kubernetes_validate_ships_every_supported_minor() -> None:
+    shipped = {".".join(v.split(".")[:2]) for v in all_versions()}
+    missing = [m for m in MINORS if m not in shipped]
+    assert not missing, (
+        f"kubernetes-validate has no schemas for {missing}: upgrade it in the dev lock or "
+        "narrow kubeVersion in charts/app/Chart.yaml"
+    )
+
+
+@pytest.mark.parametrize("minor", MINORS)
+def test_every_object_is_valid_for_minor(schema_renders: dict[str, Render], minor: str) -> None:
+    errors = []
+    for name, rendered in schema_renders.items():
+        for obj in rendered.objects:
+            if is_custom_resource(obj):
+                continue
+            where = f"{name}: {obj['kind']}/{obj['metadata']['name']}"
+            try:
+                used = kubernetes_validate.validate(obj, f"{minor}.0", strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{where}: {exc.message} at {'.'.join(map(str, exc.path))}")
+                continue
+            # kubernetes-validate falls back to an older schema when a minor is missing.
+            assert used == minor, f"{where} was validated against {used}, not {minor}"
+    assert not errors, "\n".join(errors)
+
+
+def test_only_known_custom_resources_skip_schema_validation(
+    schema_renders: dict[str, Render],
+) -> None:
+    skipped = {
+        o["kind"] for r in schema_renders.values() for o in r.objects if is_custom_resource(o)
+    }
+    assert skipped == {"ServiceMonitor", "HTTPRoute"}
+
+
+def test_strict_validation_rejects_an_unknown_field(renders: dict[str, Render]) -> None:
+    """The check above can fail: a misspelt field in a real Deployment is rejected."""
+    deployment = copy.deepcopy(renders["prod"].deployment())
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinessProbes"):
+        kubernetes_validate.validate(deployment, f"{MINORS[0]}.0", strict=True)
