@@ -65,7 +65,8 @@ wsgi_app = "service.wsgi:app"
 bind = [f"0.0.0.0:{settings.port}"]
 workers = settings.gunicorn_workers
 threads = settings.gunicorn_threads
-worker_class = "gthread" if settings.gunicorn_threads > 1 else "sync"
+# The sync worker also answers its queued connections at SIGTERM (service/workers.py).
+worker_class = "gthread" if settings.gunicorn_threads > 1 else "service.workers.DrainingSyncWorker"
 timeout = settings.gunicorn_timeout
 graceful_timeout = settings.gunicorn_graceful_timeout
 keepalive = settings.gunicorn_keepalive
