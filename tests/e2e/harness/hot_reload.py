@@ -11,6 +11,8 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 HANDLER_FILE = Path("service") / "health.py"
 HANDLER = "livez"
 MARKER_FIELD = "e2e_hot_reload"
@@ -60,3 +62,41 @@ def marker_in(body: Any) -> str | None:
         value = body.get(MARKER_FIELD)
         return value if isinstance(value, str) else None
     return None
+
+
+SKAFFOLD_DEV_VALUES = Path("local") / "skaffold-dev-values.yaml"
+
+
+def move_skaffold_ingress(context: Path, ingress_overlay: dict[str, Any]) -> Path:
+    """Put the suite's Ingress (own hostname) into the copy's skaffold dev values.
+
+    skaffold.yaml's dev profile deploys values/dev.yaml plus local/skaffold-dev-values.yaml;
+    the copy's second file gets the overlay, so the working tree is never edited.
+    """
+    path = context / SKAFFOLD_DEV_VALUES
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if "ingress" in values:
+        raise HandlerShapeError(
+            f"{SKAFFOLD_DEV_VALUES} already sets `ingress`; merge the e2e overlay into it in "
+            "tests/e2e/harness/hot_reload.py"
+        )
+    values.update(ingress_overlay)
+    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def skaffold_dev_argv(skaffold: str, *, namespace: str, kube_context: str, tag: str) -> list[str]:
+    return [
+        skaffold,
+        "dev",
+        "--profile=dev",
+        # Overrides the profile's `namespace: app` (skaffold: the flag wins over the release).
+        f"--namespace={namespace}",
+        f"--kube-context={kube_context}",
+        # Our own kubectl port-forward (tests/e2e/harness/port_forward.py) reaches the pod.
+        "--port-forward=off",
+        # The copy is not a git checkout, so the gitCommit tagger has nothing to read.
+        f"--tag={tag}",
+        "--cleanup=true",
+        "--update-check=false",
+    ]

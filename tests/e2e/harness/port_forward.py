@@ -159,6 +159,20 @@ class PortForward:
                 f"{self._output_report()}"
             )
 
+    def ensure_alive(self) -> bool:
+        """Start kubectl again if it has exited; True when it had to.
+
+        kubectl ends the whole forward when one connection to the pod fails (e.g. while
+        the Flask reloader restarts the server), so a caller that expects the pod to come
+        back reconnects instead of failing.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            return False
+        self.close()
+        self._stdout_lines = queue.Queue()
+        self.__enter__()
+        return True
+
     def _output_report(self) -> str:
         stderr = "\n".join(self._stderr_tail) or "(empty)"
         stdout = "\n".join(self._stdout_tail) or "(empty)"

@@ -82,3 +82,17 @@ def test_a_dead_forward_is_reported_with_kubectl_output(
             time.sleep(0.05)
         with pytest.raises(PortForwardError, match="lost connection to pod"):
             forward.assert_alive()
+
+
+def test_ensure_alive_starts_kubectl_again_after_it_died(
+    fake_kubectl: FakeKubectl, http_server: RunningServer
+) -> None:
+    fake_kubectl.set(upstream=f"127.0.0.1:{http_server.port}", port_forward="die-after-first")
+    with PortForward(fake_kubectl.kubectl, "svc/app", 80) as forward:
+        assert requests.get(forward.url("/"), timeout=10).status_code == 200
+        assert forward._proc is not None
+        forward._proc.wait(timeout=10)
+        assert forward.ensure_alive() is True
+        assert forward.ensure_alive() is False  # the new kubectl is running: left alone
+        assert requests.get(forward.url("/"), timeout=10).status_code == 200
+    assert len(fake_kubectl.invocations()) >= 2
