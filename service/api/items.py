@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
@@ -37,9 +38,12 @@ def _parse_body(model: type[M]) -> M:
             "unsupported_media_type",
             "Send the body as JSON with Content-Type: application/json.",
         )
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "bad_request", "The body is not valid JSON.")
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except RecursionError:  # not a ValueError: the stdlib parser recurses per nesting level
+        raise ApiError(400, "bad_request", "The body's JSON nests too deeply.") from None
+    except ValueError:  # also UnicodeDecodeError
+        raise ApiError(400, "bad_request", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ApiError(
             422, "validation_error", "The body must be a JSON object.",
