@@ -68,6 +68,10 @@ class LoopReport:
                 )
         return list(spans.values())
 
+    def count_between(self, start: float, end: float) -> int:
+        """Requests started in [start, end) seconds into the loop, failed or not."""
+        return sum(1 for o in self.outcomes if start <= o.started_at < end)
+
     def last_versions(self, count: int) -> list[str | None]:
         ordered = sorted((o for o in self.outcomes if o.ok), key=lambda o: o.started_at)
         return [o.version for o in ordered[-count:]]

@@ -103,6 +103,17 @@ def test_a_timeout_is_a_failure() -> None:
     assert {o.error_kind for o in loop.report().failures} == {"Timeout"}
 
 
+def test_count_between_counts_requests_started_in_a_window() -> None:
+    report = LoopReport(
+        [
+            Outcome(started_at=t, duration=0.1, status=200, error=None, version="v1")
+            for t in (0.5, 1.0, 1.5, 2.0)
+        ]
+    )
+    assert report.count_between(1.0, 2.0) == 2
+    assert report.count_between(3.0, 4.0) == 0
+
+
 def test_report_orders_versions_by_start_time_not_completion() -> None:
     report = LoopReport(
         [
