@@ -3,8 +3,11 @@ image, command and args, env resolved from the rendered ConfigMaps and Secrets, 
 same user and groups, read-only root, capabilities dropped, emptyDirs as tmpfs, secret
 volumes as read-only files, resource limits; and call HTTP probes as declared.
 
-Pods share the host's network (a kubelet gives each pod its own IP; here the pod's
-"IP" is 127.0.0.1), so the database on 127.0.0.1 is reachable as it would be by address.
+Where Docker differs from a kubelet, it is stricter, so a pass here carries over:
+- pods share the host's network (a kubelet gives each pod its own IP; here the pod's
+  "IP" is 127.0.0.1), so the database on 127.0.0.1 is reachable as it would be by address;
+- a tmpfs over a directory that exists in the image takes that directory's mode, where a
+  kubelet's emptyDir is always world-writable.
 """
 
 from __future__ import annotations
