@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class LoadReport:
         return self.where(lambda r: r.error is not None and r.error != "refused")
 
     def acknowledged_writes(self) -> list[dict[str, Any]]:
+        """Bodies of the POSTs answered 201."""
         return [r.body for r in self.results if r.method == "POST" and r.status == 201]
 
 
@@ -116,8 +117,8 @@ class LoadLoop:
             result = send(self.host, self.port, self.next_request(n), self.timeout)
             with self._lock:
                 self.report.results.append(result)
-            if self.pause:
-                time.sleep(self.pause)
+            if self.pause or result.error == "refused":
+                time.sleep(self.pause or 0.01)  # do not spin on a closed port
 
     def __enter__(self) -> LoadLoop:
         self._workers = [
@@ -141,8 +142,11 @@ class LoadLoop:
             return len(self.report.results)
 
 
-def mixed_requests(prefix: str, read_ratio: float = 0.9) -> Callable[[int], Request]:
-    """90/10 reads/writes by default; writes use unique names so none conflict."""
+def mixed_requests(
+    prefix: str, ids: Sequence[int] = range(1, 51), read_ratio: float = 0.9
+) -> Callable[[int], Request]:
+    """90/10 reads/writes by default: reads of `ids` and of the first page; writes use
+    unique names so none conflict."""
     every = max(1, round(1 / (1 - read_ratio))) if read_ratio < 1 else 0
 
     def next_request(n: int) -> Request:
@@ -150,6 +154,16 @@ def mixed_requests(prefix: str, read_ratio: float = 0.9) -> Callable[[int], Requ
             return ("POST", "/api/v1/items", {"name": f"{prefix}-{n}", "description": "load"})
         if n % 3 == 0:
             return ("GET", "/api/v1/items?limit=20", None)
-        return ("GET", f"/api/v1/items/{n % 50 + 1}", None)
+        return ("GET", f"/api/v1/items/{ids[n % len(ids)]}", None)
 
     return next_request
+
+
+def seed_items(port: int, prefix: str, count: int = 50, host: str = "127.0.0.1") -> list[int]:
+    """Create `count` items and return their ids, so reads in a load hit real rows."""
+    ids = []
+    for i in range(count):
+        result = send(host, port, ("POST", "/api/v1/items", {"name": f"{prefix}-seed-{i}"}), 10)
+        assert result.status == 201, result
+        ids.append(int(result.body["id"]))
+    return ids
