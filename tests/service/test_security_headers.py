@@ -1,0 +1,37 @@
+"""Security headers on every response, success or error; no server version leak."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+
+from service.security import HEADERS
+from tools.service_process import running_service
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/livez"), ("get", "/api/v1/items"), ("get", "/api/v1/items/999999"),
+     ("get", "/nowhere"), ("put", "/api/v1/items"), ("get", "/openapi.json"),
+     ("post", "/api/v1/items")],
+)  # fmt: skip
+def test_every_response_carries_the_security_headers(
+    client: FlaskClient, method: str, path: str
+) -> None:
+    response = getattr(client, method)(path)
+    for name, value in HEADERS.items():
+        assert response.headers.get(name) == value, name
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.slow
+def test_real_server_leaks_no_version(database_url: str) -> None:
+    with running_service({"DATABASE_URL": database_url}) as service:
+        for path in ("/livez", "/nowhere"):
+            response = requests.get(f"{service.base_url}{path}", timeout=5)
+            assert response.headers.get("Server", "") in ("", "gunicorn")
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        oversized = requests.get(f"{service.base_url}/livez", headers={"X": "x" * 9000}, timeout=5)
+        assert oversized.headers["X-Content-Type-Options"] == "nosniff"
+        assert "gunicorn/" not in oversized.text
