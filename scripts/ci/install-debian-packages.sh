@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs on a bare Debian 12 CI machine. Idempotent:
+# apt-get skips what is already installed, so re-running costs one index refresh.
+#   postgresql  the server the service, migration and image tests run against
+#   docker.io   the engine (and Debian's BuildKit-capable client) for the image tests
+#   debootstrap builds the local base image (no registry is reachable)
+#   wrk         the load generator of `make bench` / `make bench-image`
+#   curl        readiness polling in scripts and benchmarks
+set -euo pipefail
+
+packages=(postgresql docker.io debootstrap wrk curl ca-certificates tar)
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-debian-packages.sh: must run as root (it calls apt-get install)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+echo "install-debian-packages.sh: installed or already present: ${packages[*]}" >&2
