@@ -31,14 +31,32 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    """Apply every pending migration (alembic upgrade head); safe to run concurrently."""
+    """Apply every pending migration (alembic upgrade head); safe to run concurrently.
+
+    A database already ahead of this code (a rollback to the previous image re-runs its
+    migration Job) is left as it is: the schema is expand-first, so old code works on it.
+    """
     from alembic import command
+    from sqlalchemy import create_engine
 
-    from service.schema_revision import alembic_config
+    from service.schema_revision import alembic_config, check_schema
 
-    database_url_from_env()  # a missing or malformed URL is a config error, not a retry
-    _retry_while_unreachable(args.timeout, lambda: command.upgrade(alembic_config(), "head"))
-    log.info("migrations applied: database is at head")
+    url = database_url_from_env()  # a missing or malformed URL is a config error, not a retry
+
+    def upgrade() -> None:
+        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        try:
+            with engine.connect() as connection:
+                state = check_schema(connection)
+        finally:
+            engine.dispose()
+        if state.ready and state.database_revision != state.code_revision:
+            log.info("nothing to migrate: %s", state.reason)
+            return
+        command.upgrade(alembic_config(), "head")
+        log.info("migrations applied: database is at head")
+
+    _retry_while_unreachable(args.timeout, upgrade)
     return 0
 
 
@@ -68,8 +86,8 @@ def wait_for_schema(args: argparse.Namespace) -> int:
             last_reason = reason
         if time.monotonic() >= deadline:
             log.error(
-                "gave up after %ss: %s. Check the migration Job's logs "
-                "(kubectl logs job/<release>-migrate-<revision>).",
+                "gave up after %ss: %s. Check the migration Job's logs: "
+                "kubectl logs -l app.kubernetes.io/component=migration --tail=100",
                 args.timeout, reason,
             )  # fmt: skip
             return 1

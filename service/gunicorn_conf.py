@@ -79,8 +79,10 @@ worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # noqa:
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
-# No server version leaks in the Server header.
 proc_name = "service"
+# gunicorn >= 25 opens a control socket under $HOME for `gunicornc`; a pod has no writable
+# home (read-only root filesystem) and no use for it: kubectl and signals manage the pod.
+control_socket_disable = True
 accesslog = "-"
 logger_class = JsonAccessLogger
 logconfig_dict = logging_config(settings.log_level)

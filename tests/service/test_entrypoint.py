@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from tests.conftest import migrate
@@ -83,3 +84,13 @@ def test_debug_in_prod_is_refused_before_serving() -> None:
     result = run("serve", APP_ENV="prod", DEBUG="true", DATABASE_URL="postgresql://a:b@h/d")
     assert result.returncode == 2
     assert only_line(result)["message"].startswith("DEBUG=true is refused")
+
+
+def test_migrate_leaves_a_database_ahead_of_the_code_alone(empty_database: str) -> None:
+    """`helm rollback` re-runs the previous release's Job against the newer schema."""
+    migrate(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'from_a_newer_release'")
+    result = run("migrate", DATABASE_URL=empty_database)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing to migrate" in result.stdout and "ahead" in result.stdout
