@@ -42,6 +42,8 @@ def docker() -> str:
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         info = subprocess.CompletedProcess([path], 1, "", "timed out")
+    except OSError as exc:  # $DOCKER names a file that is not there or not executable
+        info = subprocess.CompletedProcess([path], 1, "", str(exc))
     if info.returncode != 0:
         missing(
             f"no Docker engine answers `{path} info` ({info.stderr.strip()[:200]}); "
