@@ -42,7 +42,7 @@ class Settings:
     gunicorn_keepalive: int = 5
     gunicorn_max_requests: int = 10000
     gunicorn_max_requests_jitter: int = 1000
-    db_pool_size: int = 5
+    db_pool_size: int = 1
     db_max_overflow: int = 0
     db_pool_timeout: float = 5.0
     db_connect_timeout: int = 3
@@ -56,6 +56,7 @@ class Settings:
         """Parse and validate every setting; raise ConfigError on the first bad one."""
         env = _Env(os.environ if environ is None else environ)
         app_env = cast(AppEnv, env.choice("APP_ENV", APP_ENVS, "prod"))
+        threads = env.integer("GUNICORN_THREADS", 1, 1, 64)
         settings = cls(
             app_env=app_env,
             database_url=database_url_from_env(env.environ),
@@ -63,7 +64,7 @@ class Settings:
             log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             port=env.integer("PORT", 8000, 1, 65535),
             gunicorn_workers=env.integer("GUNICORN_WORKERS", 2, 1, 64),
-            gunicorn_threads=env.integer("GUNICORN_THREADS", 1, 1, 64),
+            gunicorn_threads=threads,
             gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 1, 3600),
             gunicorn_graceful_timeout=env.integer("GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600),
             gunicorn_keepalive=env.integer("GUNICORN_KEEPALIVE", 5, 0, 3600),
@@ -71,7 +72,9 @@ class Settings:
             gunicorn_max_requests_jitter=env.integer(
                 "GUNICORN_MAX_REQUESTS_JITTER", 1000, 0, 10**9
             ),
-            db_pool_size=env.integer("DB_POOL_SIZE", 5, 1, 100),
+            # A worker serves at most one request per thread, each needing one connection;
+            # more would only hold server slots (see the chart's connection budget).
+            db_pool_size=env.integer("DB_POOL_SIZE", threads, 1, 100),
             db_max_overflow=env.integer("DB_MAX_OVERFLOW", 0, 0, 100),
             db_pool_timeout=env.number("DB_POOL_TIMEOUT", 5.0, 0.1, 300.0),
             db_connect_timeout=env.integer("DB_CONNECT_TIMEOUT", 3, 1, 300),
@@ -84,6 +87,12 @@ class Settings:
         return settings
 
     def refuse_unsafe(self) -> None:
+        if self.db_pool_size + self.db_max_overflow < self.gunicorn_threads:
+            raise ConfigError(
+                f"DB_POOL_SIZE ({self.db_pool_size}) + DB_MAX_OVERFLOW ({self.db_max_overflow})"
+                f" is less than GUNICORN_THREADS ({self.gunicorn_threads}): threads would queue"
+                f" for a connection. Set DB_POOL_SIZE to at least {self.gunicorn_threads}."
+            )
         if self.debug and self.app_env != "dev":
             raise ConfigError(
                 f"DEBUG=true is refused with APP_ENV={self.app_env}: the debugger runs "

@@ -102,3 +102,11 @@ def test_env_example_documents_every_setting() -> None:
     documented = {line.split("=")[0].lstrip("# ") for line in example.splitlines() if "=" in line}
     for field in Settings.__dataclass_fields__:
         assert field.upper() in documented, f"{field.upper()} missing from .env.example"
+
+
+def test_pool_follows_threads_and_may_not_starve_them() -> None:
+    assert settings().db_pool_size == 1
+    assert settings(GUNICORN_THREADS="4").db_pool_size == 4
+    assert settings(GUNICORN_THREADS="4", DB_POOL_SIZE="2", DB_MAX_OVERFLOW="2").db_pool_size == 2
+    message = error_for(DATABASE_URL=URL, GUNICORN_THREADS="4", DB_POOL_SIZE="2")
+    assert message.startswith("DB_POOL_SIZE (2) + DB_MAX_OVERFLOW (0)") and "at least 4" in message

@@ -62,6 +62,24 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 {{- end }}
 
+{{- /* Connection budget: at the peak of a rollout at the HPA maximum, every worker of
+every pod may hold its whole pool, and the migration Job one more connection. */}}
+{{- $pods := int $v.replicaCount }}
+{{- if $v.autoscaling.enabled }}{{ $pods = int $v.autoscaling.maxReplicas }}{{ end }}
+{{- $surge := toString $v.rollingUpdateMaxSurge }}
+{{- $surgePods := 0 }}
+{{- if hasSuffix "%" $surge }}
+{{- $surgePods = int (ceil (divf (mulf $pods (float64 (trimSuffix "%" $surge))) 100)) }}
+{{- else }}
+{{- $surgePods = int $surge }}
+{{- end }}
+{{- $perPod := mul (int $v.config.GUNICORN_WORKERS) (add (int $v.config.DB_POOL_SIZE) (int $v.config.DB_MAX_OVERFLOW)) }}
+{{- $needed := add (mul (add $pods $surgePods) $perPod) 1 }}
+{{- $budget := sub (int $v.database.maxConnections) (int $v.database.reservedConnections) }}
+{{- if gt $needed $budget }}
+{{- fail (printf "database connection budget exceeded: %d pods at peak (%s %d + rollingUpdateMaxSurge %d) x config.GUNICORN_WORKERS %d x (config.DB_POOL_SIZE %d + config.DB_MAX_OVERFLOW %d) + 1 migration Job = %d connections, but database.maxConnections %d - database.reservedConnections %d leaves %d. Lower the pool, workers or replicas, or set database.maxConnections to your server's max_connections" (add $pods $surgePods) (ternary "autoscaling.maxReplicas" "replicaCount" $v.autoscaling.enabled) $pods $surgePods (int $v.config.GUNICORN_WORKERS) (int $v.config.DB_POOL_SIZE) (int $v.config.DB_MAX_OVERFLOW) $needed (int $v.database.maxConnections) (int $v.database.reservedConnections) $budget) }}
+{{- end }}
+
 {{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- fail (printf "autoscaling.minReplicas (%d) is greater than autoscaling.maxReplicas (%d)" (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
 {{- end }}
