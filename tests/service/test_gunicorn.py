@@ -48,7 +48,7 @@ def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> No
         assert metric(text, "http_request_duration_seconds_count",
                       route="/api/v1/items/<item_id>") == 60  # fmt: skip
         assert "db_pool_connections_open" in text and "db_pool_size" in text
-        assert metric(text, "db_pool_size") == 5 * len(pids)
+        assert metric(text, "db_pool_size") == 1 * len(pids)  # default pool: one per thread
 
 
 def test_every_log_line_is_json_with_request_ids(database_url: str) -> None:
