@@ -1,6 +1,6 @@
 # The local Kubernetes loop: pinned tools, a kind cluster with ingress-nginx and local TLS,
 # `skaffold dev` hot reload, and `helm upgrade --install` per environment.
-# Guide: docs/local-kubernetes.md. Tools resolve from $KIND/$KUBECTL/$HELM/$SKAFFOLD, then
+# Guide: the "Local Kubernetes" section of README.md. Tools resolve from $KIND/$KUBECTL/$HELM/$SKAFFOLD, then
 # bin/ (put first on PATH by the Makefile), then PATH; e.g. `make dev SKAFFOLD=/opt/skaffold`.
 
 ENV ?=

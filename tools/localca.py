@@ -110,7 +110,7 @@ def trust_hint(ca_cert: Path) -> str:
         f"-k /Library/Keychains/System.keychain {ca_cert}\n"
         "  Firefox keeps its own store: Settings > Certificates > Import.\n"
         "The CA is name-constrained to the local hostname: trusting it vouches for no other "
-        "site. docs/local-kubernetes.md says how to remove it again."
+        "site. README.md (Local Kubernetes) says how to remove it again."
     )
 
 
