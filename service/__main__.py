@@ -8,6 +8,7 @@ with one JSON log line and exit code 2, never a stack trace.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -100,6 +101,11 @@ def dev(args: argparse.Namespace) -> int:
     if settings.app_env != "dev":
         raise ConfigError(
             f"`dev` runs only with APP_ENV=dev (it is {settings.app_env}): use `serve`."
+        )
+    if importlib.util.find_spec("werkzeug.debug") is None:
+        raise ConfigError(
+            "`dev` needs the development image: the production image leaves out Werkzeug's "
+            "debugger on purpose. Build the `dev` target (`make image-dev`) or use `serve`."
         )
     from service import create_app
 

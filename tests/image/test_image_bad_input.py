@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.image.conftest import BuiltImages
-from tests.image.imagelib import json_lines, run_once
+from tests.image.imagelib import HARDENED, json_lines, run_once
 
 pytestmark = pytest.mark.docker
 
@@ -46,3 +46,18 @@ def test_unknown_command_prints_usage(docker: str, images: BuiltImages) -> None:
     for command in ("serve", "migrate", "wait-for-schema", "dev"):
         assert command in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_production_image_cannot_run_the_debugger(docker: str, images: BuiltImages) -> None:
+    """Even with every switch forced, `dev` refuses, and the debugger is not importable."""
+    env = {"APP_ENV": "dev", "DEBUG": "true", "DATABASE_URL": "postgresql://a:b@127.0.0.1:9/x"}
+    result = run_once(docker, images.runtime, "dev", env=env, timeout=60)
+    assert result.returncode == 2
+    (record,) = json_lines(result.stdout + result.stderr)
+    assert "development image" in record["message"]
+    python = (*HARDENED, "--entrypoint", "/opt/venv/bin/python")
+    importer = ("-c", "import werkzeug.debug")
+    runtime = run_once(docker, images.runtime, *importer, options=python, timeout=60)
+    assert runtime.returncode != 0 and "No module named 'werkzeug.debug'" in runtime.stderr
+    dev = run_once(docker, images.dev, *importer, options=python, timeout=60)
+    assert dev.returncode == 0, dev.stderr
