@@ -76,3 +76,12 @@ def test_json_formatter_emits_one_object_per_line(caplog: pytest.LogCaptureFixtu
     assert "\n" not in line
     assert entry["message"] == "hello w" and entry["level"] == "INFO"
     assert entry["request_id"] == "rid-1" and entry["extra_field"] == {"k": 1}
+
+
+def test_made_up_methods_share_one_metrics_label(client: FlaskClient) -> None:
+    """Any upper-case token is a method to gunicorn; labels must not grow with them."""
+    for method in ("ZZZA", "ZZZB", "QWERTY"):
+        assert client.open("/nowhere", method=method).status_code in (404, 405)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="OTHER"' in text
+    assert "ZZZA" not in text and "QWERTY" not in text
