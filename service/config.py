@@ -81,7 +81,7 @@ class Settings:
             db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
-            prometheus_multiproc_dir=env.environ.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
         )
         settings.refuse_unsafe()
         return settings
@@ -193,6 +193,15 @@ class _Env:
                 raise ValueError(raw) from None
 
         return self._get(name, default, parse, "true or false")
+
+    def directory(self, name: str) -> str | None:
+        path = self.environ.get(name, "").strip()
+        if path and not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+            raise ConfigError(
+                f"{name}={path} is not a writable directory: create it (the chart mounts an "
+                "emptyDir there) or unset it to keep metrics per process."
+            )
+        return path or None
 
     def choice(self, name: str, choices: tuple[str, ...], default: str, upper: bool = False) -> str:
         def parse(raw: str) -> str:

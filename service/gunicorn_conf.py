@@ -14,7 +14,7 @@ from typing import Any
 
 from gunicorn import glogging
 
-from service import metrics, server_errors
+from service import server_errors
 from service.config import ConfigError, Settings
 from service.logs import logging_config
 
@@ -89,9 +89,15 @@ logconfig_dict = logging_config(settings.log_level)
 loglevel = settings.log_level.lower()
 
 
+# service.metrics is imported only in the hooks: importing prometheus_client in multiprocess
+# mode touches PROMETHEUS_MULTIPROC_DIR, which Settings has checked by then.
 def on_starting(server: Any) -> None:
+    from service import metrics
+
     metrics.wipe_multiprocess_dir()
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    from service import metrics
+
     metrics.mark_worker_dead(worker.pid)

@@ -2,14 +2,23 @@
 plus database pool gauges.
 
 Under gunicorn every worker is a process, so with PROMETHEUS_MULTIPROC_DIR set the
-values live in mmap'd files in that directory and /metrics aggregates them (the
-directory is wiped when gunicorn starts; a dead worker's files are marked dead).
+values live in mmap'd files in that directory and /metrics aggregates them. The
+directory is wiped when gunicorn starts. When a worker exits (recycled by max_requests,
+killed by the timeout), its live gauges are dropped and its counters and histograms are
+folded into one archive file per type: without that, every recycled worker would leave
+its files behind, and the directory (a size-limited emptyDir) and the time of each scrape
+would grow for as long as the pod lives. A file lock keeps a scrape from reading halfway
+through a fold.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response
 from prometheus_client import (
@@ -22,7 +31,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import Engine, event
+
+ARCHIVE = "archive"  # counter_archive.db, histogram_archive.db: what exited workers counted
+LOCK_FILE = ".fold.lock"
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -55,19 +68,35 @@ def multiprocess_dir() -> str | None:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     """Prometheus exposition of this pod's metrics (all workers)."""
-    if multiprocess_dir():
+    directory = multiprocess_dir()
+    if directory:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry)
+        with _locked(directory, fcntl.LOCK_SH):
+            body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
+# Methods with a meaning in HTTP; any other token a client sends is counted as "other",
+# so clients cannot mint label values (each one a time series and memory) at will.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# (method, route, status) -> its counter and histogram children. `labels()` takes a lock
+# and builds a key on every call; the set of keys is small and fixed (methods above x
+# route templates x statuses), so each child is looked up once per process.
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    code = str(status)
-    REQUESTS.labels(method, route, code).inc()
-    LATENCY.labels(method, route, code).observe(seconds)
+    key = (method if method in KNOWN_METHODS else "other", route, status)
+    children = _children.get(key)
+    if children is None:
+        code = str(status)
+        labelled = (REQUESTS.labels(key[0], route, code), LATENCY.labels(key[0], route, code))
+        children = _children.setdefault(key, labelled)
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def track_pool(engine: Engine, pool_size: int) -> None:
@@ -91,5 +120,35 @@ def wipe_multiprocess_dir() -> None:
 
 
 def mark_worker_dead(pid: int) -> None:
-    if multiprocess_dir():
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    """Called by the gunicorn master when a worker exits."""
+    directory = multiprocess_dir()
+    if not directory:
+        return
+    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    with _locked(directory, fcntl.LOCK_EX):
+        for kind in ("counter", "histogram"):
+            fold_into_archive(Path(directory), kind, pid)
+
+
+def fold_into_archive(directory: Path, kind: str, pid: int) -> None:
+    dead = directory / f"{kind}_{pid}.db"
+    if not dead.exists():
+        return
+    archive = MmapedDict(str(directory / f"{kind}_{ARCHIVE}.db"))  # type: ignore[no-untyped-call]
+    try:
+        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead)):  # type: ignore[no-untyped-call]
+            current, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+            archive.write_value(key, current + value, timestamp)  # type: ignore[no-untyped-call]
+    finally:
+        archive.close()  # type: ignore[no-untyped-call]
+    dead.unlink()
+
+
+@contextlib.contextmanager
+def _locked(directory: str, mode: int) -> Iterator[None]:
+    with open(os.path.join(directory, LOCK_FILE), "a") as lock:
+        fcntl.flock(lock, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -41,6 +41,10 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("APP_ENV", "dev")
     env.setdefault("PORT", "8000")
+    # As in the image: /metrics adds up every worker (the directory is wiped at start).
+    metrics_dir = ROOT / ".local" / "metrics"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     server = None
     if not env.get("DATABASE_URL") and not env.get("DATABASE_URL_FILE"):
         server = local_database()

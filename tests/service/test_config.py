@@ -110,3 +110,11 @@ def test_pool_follows_threads_and_may_not_starve_them() -> None:
     assert settings(GUNICORN_THREADS="4", DB_POOL_SIZE="2", DB_MAX_OVERFLOW="2").db_pool_size == 2
     message = error_for(DATABASE_URL=URL, GUNICORN_THREADS="4", DB_POOL_SIZE="2")
     assert message.startswith("DB_POOL_SIZE (2) + DB_MAX_OVERFLOW (0)") and "at least 4" in message
+
+
+def test_metrics_directory_must_be_writable(tmp_path: Path) -> None:
+    assert settings(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)).prometheus_multiproc_dir == str(
+        tmp_path
+    )
+    message = error_for(DATABASE_URL=URL, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "missing"))
+    assert message.startswith("PROMETHEUS_MULTIPROC_DIR=") and "not a writable directory" in message

@@ -93,3 +93,27 @@ def test_config_error_stops_serve_with_one_line() -> None:
     assert len(lines) == 1, lines
     entry = json.loads(lines[0])
     assert entry["level"] == "CRITICAL" and entry["message"].startswith("DATABASE_URL")
+
+
+def test_recycled_workers_leave_their_counts_but_not_their_files(
+    database_url: str, tmp_path: Path
+) -> None:
+    """max_requests recycles workers all day long; their counts must survive and their
+    files must not pile up in the (size-limited) metrics directory."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {"DATABASE_URL": database_url, "GUNICORN_WORKERS": "2",
+           "GUNICORN_MAX_REQUESTS": "15", "GUNICORN_MAX_REQUESTS_JITTER": "0",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}  # fmt: skip
+    with running_service(env) as service:
+        for _ in range(150):
+            assert requests.get(f"{service.base_url}/openapi.json", timeout=5).status_code == 200
+        time.sleep(1)  # let the last recycled worker be reaped
+        text = requests.get(f"{service.base_url}/metrics", timeout=5).text
+        counter_files = sorted(p.name for p in metrics_dir.glob("counter_*.db"))
+        gauge_files = sorted(p.name for p in metrics_dir.glob("gauge_*.db"))
+    assert "counter_archive.db" in counter_files
+    assert len(counter_files) <= 3, counter_files  # two live workers + the archive
+    assert metric(text, "http_requests_total", route="/openapi.json", method="GET") == 150
+    assert metric(text, "http_request_duration_seconds_count", route="/openapi.json") == 150
+    assert len(gauge_files) == 2, gauge_files  # live gauges of exited workers are gone
