@@ -62,6 +62,11 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 {{- end }}
 
+{{- $threads := int $v.config.GUNICORN_THREADS }}
+{{- if lt (add (int $v.config.DB_POOL_SIZE) (int $v.config.DB_MAX_OVERFLOW)) $threads }}
+{{- fail (printf "config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d) is less than config.GUNICORN_THREADS (%d): the pods would refuse to start. Set config.DB_POOL_SIZE to at least %d" (int $v.config.DB_POOL_SIZE) (int $v.config.DB_MAX_OVERFLOW) $threads $threads) }}
+{{- end }}
+
 {{- /* Connection budget: at the peak of a rollout at the HPA maximum, every worker of
 every pod may hold its whole pool, and the migration Job one more connection. */}}
 {{- $pods := int $v.replicaCount }}
