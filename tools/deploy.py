@@ -28,8 +28,11 @@ CHART = ROOT / "charts" / "app"
 VALUES_DIR = ROOT / "values"
 RELEASE = "app"
 ENVIRONMENTS = ("dev", "staging", "prod")
-# image references as `docker` accepts them: repository[:tag] with no digest or spaces
-_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Image references: repository:tag, or repository@sha256:<digest> (what staging and prod
+# deploy: values/{staging,prod}.yaml set image.requireDigest).
+_TAGGED = re.compile(r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGESTED = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+PINNED_ENVS = ("staging", "prod")
 
 
 def values_file(env: str) -> Path:
@@ -46,14 +49,34 @@ def values_file(env: str) -> Path:
     return path
 
 
-def split_image(image: str) -> tuple[str, str]:
-    if not _IMAGE.match(image) or image.rsplit(":", 1)[1] == "latest":
+def image_values(image: str, env: str) -> list[str]:
+    """The --set-string arguments for DEPLOY_IMAGE, checked for what `env` requires."""
+    if not image:
+        if env == "dev":
+            raise LocalClusterError(
+                "DEPLOY_IMAGE is required for ENV=dev: kind has no registry, so the image is "
+                "loaded from your Docker. Build one with `make image`, then "
+                "`make deploy ENV=dev DEPLOY_IMAGE=service:<tag it printed>` (or use `make dev`)"
+            )
         raise LocalClusterError(
-            f"IMAGE={image!r} must be repository:tag with a real tag (not `latest`), "
-            "e.g. IMAGE=app:$(git rev-parse --short HEAD)"
+            f"DEPLOY_IMAGE is required for ENV={env}: it deploys exactly the image you tested, "
+            "by digest: DEPLOY_IMAGE=registry.example/service@sha256:<digest>"
+        )
+    if _DIGESTED.match(image):
+        repository, digest = image.split("@", 1)
+        return [f"image.repository={repository}", f"image.digest={digest}"]
+    if env in PINNED_ENVS:
+        raise LocalClusterError(
+            f"DEPLOY_IMAGE={image!r}: ENV={env} deploys by digest only (a tag can be moved): "
+            "DEPLOY_IMAGE=registry.example/service@sha256:<digest>"
+        )
+    if not _TAGGED.match(image) or image.rsplit(":", 1)[1] == "latest":
+        raise LocalClusterError(
+            f"DEPLOY_IMAGE={image!r} must be repository:tag with a real tag (not `latest`), "
+            "e.g. DEPLOY_IMAGE=service:$(git rev-parse --short HEAD)"
         )
     repository, tag = image.rsplit(":", 1)
-    return repository, tag
+    return [f"image.repository={repository}", f"image.tag={tag}"]
 
 
 def prepare_kind_namespace(context: str, namespace: str) -> None:
@@ -71,21 +94,21 @@ def dev(namespace: str, extra_args: list[str]) -> None:
     args = [skaffold, "dev", "--profile", "dev", "--kube-context", context, *extra_args]
     print(f"$ {' '.join(args)}", flush=True)
     os.chdir(ROOT)
-    os.execv(skaffold, args)  # noqa: S606 - skaffold owns the terminal from here (Ctrl-C cleans up)
+    # skaffold owns the terminal from here (Ctrl-C cleans up)
+    os.execv(skaffold, args)  # noqa: S606
 
 
 def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
     """`helm upgrade --install --wait` with values/<env>.yaml against the current context."""
     values = values_file(env)
-    image_parts = split_image(image) if image else None
+    image_sets = image_values(image or "", env)
     context = current_context()
     helm = tool("helm")
     if env == "dev":
         cluster = require_kind_context(context, "`make deploy ENV=dev`")
         prepare_kind_namespace(context, namespace)
-        if image:
-            # kind has no registry: the image must be in the node's containerd already.
-            run([tool("kind"), "load", "docker-image", image, "--name", cluster], timeout=600)
+        # kind has no registry: the image must be in the node's containerd already.
+        run([tool("kind"), "load", "docker-image", image or "", "--name", cluster], timeout=600)
     args = [
         helm,
         "upgrade",
@@ -102,9 +125,8 @@ def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
         "--timeout",
         timeout,
     ]
-    if image_parts:
-        args += ["--set-string", f"image.repository={image_parts[0]}"]
-        args += ["--set-string", f"image.tag={image_parts[1]}"]
+    for value in image_sets:
+        args += ["--set-string", value]
     print(
         f"deploying {RELEASE} with {values.relative_to(ROOT)} to {context}/{namespace}", flush=True
     )
@@ -119,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     deploy_parser = commands.add_parser("deploy", help="helm upgrade --install for one environment")
     deploy_parser.add_argument("--env", default="")
     deploy_parser.add_argument("--namespace", default=APP_NAMESPACE)
-    deploy_parser.add_argument("--image", default="", help="repository:tag (default: the values')")
+    deploy_parser.add_argument(
+        "--image", default="", help="repository:tag (dev) or repository@sha256:digest"
+    )
     deploy_parser.add_argument("--timeout", default="10m")
     args = parser.parse_args(argv)
     try:

@@ -114,9 +114,27 @@ def test_deploy_refuses_a_missing_env(fakes: dict[str, str]) -> None:
 
 
 def test_deploy_refuses_a_latest_image(fakes: dict[str, str]) -> None:
-    result = make("deploy", "ENV=staging", "DEPLOY_IMAGE=service:latest", env=fakes)
+    result = make("deploy", "ENV=dev", "DEPLOY_IMAGE=service:latest", env=fakes)
     assert result.returncode != 0
     assert "not `latest`" in result.stderr
+    assert calls(fakes) == []
+
+
+@pytest.mark.parametrize(
+    ("env_name", "image", "expected"),
+    [
+        ("dev", "", "DEPLOY_IMAGE is required for ENV=dev"),
+        ("prod", "", "DEPLOY_IMAGE is required for ENV=prod"),
+        ("staging", "reg.example/service:abc123", "ENV=staging deploys by digest only"),
+        ("prod", "reg.example/service@sha256:abc", "ENV=prod deploys by digest only"),
+    ],
+)
+def test_deploy_refuses_an_image_the_environment_cannot_run(
+    fakes: dict[str, str], env_name: str, image: str, expected: str
+) -> None:
+    result = make("deploy", f"ENV={env_name}", f"DEPLOY_IMAGE={image}", env=fakes)
+    assert result.returncode != 0
+    assert expected in result.stderr
     assert calls(fakes) == []
 
 
@@ -149,7 +167,7 @@ def test_deploy_dev_refuses_a_context_that_is_not_kind(
         "KUBECTL": real_kubectl(),
         "KUBECONFIG": str(kubeconfig(tmp_path, "gke_team_europe-west1_main")),
     }
-    result = make("deploy", "ENV=dev", env=env)
+    result = make("deploy", "ENV=dev", "DEPLOY_IMAGE=service:abc123", env=env)
     assert result.returncode != 0
     assert "'gke_team_europe-west1_main'" in result.stderr
     assert calls(env) == []
@@ -188,7 +206,7 @@ def test_deploy_staging_runs_helm_with_its_values_against_the_current_context(
         "deploy",
         "ENV=staging",
         "NAMESPACE=shop",
-        "DEPLOY_IMAGE=reg.example/service:abc123",
+        f"DEPLOY_IMAGE=reg.example/service@sha256:{'ab' * 32}",
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -197,7 +215,8 @@ def test_deploy_staging_runs_helm_with_its_values_against_the_current_context(
     assert helm[0] == (
         f"helm upgrade --install app {ROOT}/charts/app --values {ROOT}/values/staging.yaml "
         "--namespace shop --kube-context staging-cluster --wait --timeout 10m "
-        "--set-string image.repository=reg.example/service --set-string image.tag=abc123"
+        "--set-string image.repository=reg.example/service "
+        f"--set-string image.digest=sha256:{'ab' * 32}"
     )
     # staging is not kind: no namespace/TLS preparation and no kind load
     assert not any(" apply " in c or c.startswith("kind ") for c in calls(env))
