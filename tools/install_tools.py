@@ -315,6 +315,19 @@ def print_checksums(specs: dict[str, ToolSpec], names: list[str], base_url: str 
         print()
 
 
+def refuse_unpinned_from_mirror(specs: dict[str, ToolSpec], names: list[str], plat: str) -> None:
+    """A mirror serving both a binary and its checksum file vouches for nothing: from a
+    mirror, only tools pinned in local/tools.toml for this platform are installed."""
+    unpinned = [name for name in names if name in specs and plat not in specs[name].sha256]
+    if unpinned:
+        raise ToolError(
+            f"TOOLS_BASE_URL is a mirror, and local/tools.toml pins no SHA-256 for "
+            f"{', '.join(unpinned)} on {plat}: pin them first "
+            f"(`python -m tools.install_tools --checksums {' '.join(unpinned)}` on a trusted "
+            "network), or install from the official releases (unset TOOLS_BASE_URL)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.install_tools", description=__doc__)
     parser.add_argument(
@@ -338,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.checksums:
             print_checksums(specs, names, args.base_url)
         else:
+            if args.base_url:
+                refuse_unpinned_from_mirror(specs, names, args.platform or host_platform())
             ensure_tools(
                 names, specs=specs, bin_dir=args.bin_dir, plat=args.platform, base_url=args.base_url
             )

@@ -404,3 +404,16 @@ def test_cli_reports_every_failure_and_exits_1(
     assert "skaffold: " in result.stderr
     assert "HTTP 404" in result.stderr
     assert not (tmp_path / "bin" / "kind").exists()
+
+
+def test_a_mirror_cannot_vouch_for_an_unpinned_tool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From TOOLS_BASE_URL, a platform with no pin is refused before anything is fetched."""
+    from tools.install_tools import main
+
+    result = main(["skaffold", "--platform", "linux-arm64", "--bin-dir", str(tmp_path),
+                   "--base-url", "http://127.0.0.1:9"])  # fmt: skip
+    assert result == 1
+    assert "pins no SHA-256 for skaffold on linux-arm64" in capsys.readouterr().err
+    assert not (tmp_path / "skaffold").exists()
