@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+UV_VERSION ?= 0.13.9
 export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: help
@@ -26,10 +27,10 @@ $(VENV)/.installed: requirements-dev.lock
 venv: $(VENV)/.installed ## Create .venv from the hash-locked requirements-dev.lock
 
 .PHONY: lock
-lock: ## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
-	$(PYTHON) -m uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements.lock
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements-dev.lock
+lock: venv ## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(PY) -m uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements.lock
+	$(PY) -m uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements-dev.lock
 
 .PHONY: run
 run: venv ## Serve the API on http://localhost:$(PORT) (own PostgreSQL unless DATABASE_URL is set)

@@ -87,8 +87,9 @@ def wait_for_schema(args: argparse.Namespace) -> int:
             last_reason = reason
         if time.monotonic() >= deadline:
             log.error(
-                "gave up after %ss: %s. Check the migration Job's logs: "
-                "kubectl logs -l app.kubernetes.io/component=migration --tail=100",
+                "gave up after %ss: %s. Check the migration Job's logs: kubectl logs "
+                "--namespace <namespace> --selector app.kubernetes.io/component=migration,"
+                "app.kubernetes.io/instance=<release> --tail=100",
                 args.timeout, reason,
             )  # fmt: skip
             return 1

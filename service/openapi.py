@@ -62,7 +62,7 @@ def _paths() -> dict[str, Any]:
             "name": "cursor",
             "in": "query",
             "description": "The `next_cursor` of the previous page.",
-            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
         },
     ]  # fmt: skip
     return {
