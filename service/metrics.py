@@ -79,7 +79,7 @@ def metrics() -> Response:
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
-# Methods with a meaning in HTTP; any other token a client sends is counted as "other",
+# Methods with a meaning in HTTP; any other token a client sends is counted as "OTHER",
 # so clients cannot mint label values (each one a time series and memory) at will.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # (method, route, status) -> its counter and histogram children. `labels()` takes a lock
@@ -89,7 +89,7 @@ _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method if method in KNOWN_METHODS else "other", route, status)
+    key = (method if method in KNOWN_METHODS else "OTHER", route, status)
     children = _children.get(key)
     if children is None:
         code = str(status)
