@@ -1,0 +1,150 @@
+"""A/B (or A/B/C...) of service variants, interleaved, each against its own reference.
+
+    python -m bench.compare --scenarios get_item,post_item \\
+        --variant "sync: GUNICORN_THREADS=1" --variant "gthread-4: GUNICORN_THREADS=4" \\
+        --variant "before: rev=f002ed8"
+
+A variant is a label, then settings (`VAR=value`) and optionally `rev=<git revision>`
+to run that revision's service/ and migrations-compatible code instead of the working
+tree. Each variant gets a reference app with its own process model, and each round
+runs, per scenario and variant, the reference then the variant: the ratio and the CPU
+per request are what to compare on a noisy machine. Prints a table; writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.measure import SCENARIOS, SEED_ROWS, Bench
+from bench.servers import seeded_postgres, server_env, start_server
+from bench.wrk import Wrk, WrkMissingError, wrk_path
+from tools.service_process import ROOT
+
+
+@dataclass
+class Variant:
+    label: str
+    env: dict[str, str] = field(default_factory=dict)
+    rev: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        label, _, spec = text.partition(":")
+        if not label.strip() or not spec.strip():
+            raise argparse.ArgumentTypeError(
+                f"--variant {text!r}: expected 'LABEL: VAR=value ... [rev=REVISION]'"
+            )
+        variant = cls(label.strip())
+        for token in spec.split():
+            name, sep, value = token.partition("=")
+            if not sep:
+                raise argparse.ArgumentTypeError(f"--variant {text!r}: {token!r} is not VAR=value")
+            if name == "rev":
+                variant.rev = value
+            else:
+                variant.env[name] = value
+        return variant
+
+
+def export_revision(rev: str, into: Path) -> Path:
+    """The tracked files of `rev`, unpacked into a directory (the working tree is untouched)."""
+    target = into / f"rev-{rev.replace('/', '_')}"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
+    parser.add_argument("--variant", type=Variant.parse, action="append", required=True)
+    parser.add_argument("--scenarios", default="livez,get_item,list_page,post_item")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=5)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args(argv)
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if unknown := set(scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenario(s) {sorted(unknown)}: choose from {', '.join(SCENARIOS)}")
+    try:
+        wrk_path()
+    except WrkMissingError as exc:
+        print(f"bench.compare: {exc}", file=sys.stderr)
+        return 2
+
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp,
+        seeded_postgres(SEED_ROWS) as db,
+        contextlib.ExitStack() as stack,
+    ):
+        workdir = Path(tmp)
+        bench = Bench(
+            Wrk(connections=args.connections), db, run_s=args.duration, warmup_s=args.warmup
+        )
+        servers = {}
+        for v in args.variant:
+            code = export_revision(v.rev, workdir) if v.rev else ROOT
+            reference = stack.enter_context(
+                start_server(
+                    f"{v.label}-reference",
+                    server_env(db.url, workdir, reference=True, **v.env),
+                    workdir,
+                    reference=True,
+                )
+            )
+            service = stack.enter_context(
+                start_server(
+                    v.label,
+                    server_env(db.url, workdir, reference=False, **v.env),
+                    workdir,
+                    code=code,
+                )
+            )
+            servers[v.label] = (reference, service)
+            bench.run(reference, "static", f"{v.label} reference", warmup=True)
+            for scenario in scenarios:
+                bench.run(service, scenario, f"{v.label} {scenario}", warmup=True)
+
+        ratios: dict[str, list[float]] = {}
+        for number in range(1, args.rounds + 1):
+            print(f"round {number}/{args.rounds}", flush=True)
+            for scenario in scenarios:
+                for label, (reference, service) in servers.items():
+                    ceiling = bench.run(reference, "static", f"{label} reference")
+                    measured = bench.run(service, scenario, f"{label} {scenario}")
+                    ratios.setdefault(f"{label} {scenario}", []).append(measured.rps / ceiling.rps)
+
+    print(
+        f"\n{'variant':<16}{'scenario':<11}{'req/s':>8}{'ratio':>7}{'p99 ms':>8}"
+        f"{'server us':>11}{'db us':>7}{'errors':>8}  ratio per round"
+    )
+    failed = sum(runs.errors for runs in bench.runs.values())
+    for label in servers:
+        runs = bench.runs[f"{label} reference"]
+        print(
+            f"{label:<16}{'reference':<11}{runs.median('rps'):>8.0f}{1:>7.2f}"
+            f"{runs.median('p99_ms'):>8.1f}{runs.median('server_us'):>11.0f}{0:>7}{runs.errors:>8}"
+        )
+    for scenario in scenarios:
+        for label in servers:
+            runs = bench.runs[f"{label} {scenario}"]
+            r = ratios[f"{label} {scenario}"]
+            print(
+                f"{label:<16}{scenario:<11}{runs.median('rps'):>8.0f}{statistics.median(r):>7.2f}"
+                f"{runs.median('p99_ms'):>8.1f}{runs.median('server_us'):>11.0f}"
+                f"{runs.median('database_us'):>7.0f}{runs.errors:>8}  "
+                f"{[round(x, 2) for x in r]}"
+            )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""One measured load run against a server: wrk's figures plus the CPU spent per request."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.servers import Database, Server, tree_cpu_seconds
+from bench.wrk import Wrk, WrkResult
+
+SCENARIOS = ("livez", "get_item", "list_page", "post_item", "mixed")
+# Scenarios whose Lua script builds each request (random ids, unique names); the others
+# send one fixed URL.
+_DYNAMIC = ("get_item", "list_page", "post_item", "mixed")
+SEED_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One wrk run, and the CPU the server and PostgreSQL spent per request during it.
+
+    CPU per request moves much less with other load on the machine than requests/s, so
+    it shows what a change bought even on a busy machine.
+    """
+
+    load: WrkResult
+    server_us: float
+    database_us: float
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load, name)
+
+
+@dataclass
+class Runs:
+    """Every measured run of one (target, scenario), in round order."""
+
+    results: list[Measurement] = field(default_factory=list)
+    errors: int = 0  # warm-ups included: a failed request anywhere fails the benchmark
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(r, attribute) for r in self.results)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rps": round(self.median("rps"), 1),
+            "p50_ms": round(self.median("p50_ms"), 2),
+            "p95_ms": round(self.median("p95_ms"), 2),
+            "p99_ms": round(self.median("p99_ms"), 2),
+            "errors": self.errors,
+        }
+
+
+class Bench:
+    """Runs wrk against servers and keeps every result under a key, e.g. "get_item"."""
+
+    def __init__(
+        self, wrk: Wrk, database: Database, *, run_s: float, warmup_s: float, quiet: bool = False
+    ) -> None:
+        self.wrk, self.database = wrk, database
+        self.run_s, self.warmup_s, self.quiet = run_s, warmup_s, quiet
+        self.runs: dict[str, Runs] = {}
+
+    def run(
+        self, server: Server, scenario: str, key: str, *, warmup: bool = False,
+        seconds: float | None = None,
+    ) -> Measurement:  # fmt: skip
+        if server.is_reference:
+            script, path = "static", "/"
+        elif scenario in _DYNAMIC:
+            script, path = scenario, "/"
+        else:
+            script, path = "static", "/livez"
+        server_cpu, database_cpu = server.cpu_seconds(), self._database_cpu()
+        load = self.wrk.run(
+            server.base_url + path,
+            script,
+            seconds or (self.warmup_s if warmup else self.run_s),
+            nonce=uuid.uuid4().hex[:12],
+            max_id=SEED_ROWS,
+        )
+        per_request = 1e6 / max(load.requests, 1)
+        result = Measurement(
+            load,
+            server_us=(server.cpu_seconds() - server_cpu) * per_request,
+            database_us=(self._database_cpu() - database_cpu) * per_request,
+        )
+        runs = self.runs.setdefault(key, Runs())
+        runs.errors += load.errors
+        if not warmup:
+            runs.results.append(result)
+        if not self.quiet:
+            print(
+                f"  {'warm-up' if warmup else 'run':7} {key:28} {load.rps:7.0f} req/s  "
+                f"p99 {load.p99_ms:6.1f} ms  CPU/req: server {result.server_us:5.0f} us, "
+                f"db {result.database_us:4.0f} us  errors {load.errors}",
+                flush=True,
+            )
+        return result
+
+    def _database_cpu(self) -> float:
+        return tree_cpu_seconds(self.database.postmaster_pid)

@@ -1,0 +1,390 @@
+"""`make bench`: the service under load against bare Flask on the same gunicorn.
+
+Starts a throwaway PostgreSQL seeded with 100,000 items, the service (`python -m service
+serve`, production settings), the same service with METRICS_ENABLED=false, and the
+reference app (bench/reference_app.py) under the same gunicorn process model. Each round
+runs, per scenario, the reference then the scenario, so every ratio compares two
+measurements taken seconds apart under the same machine noise. Then: p99 latency of GET
+by id at 70% of its measured maximum (open loop), and worker RSS over a long mixed run.
+
+Prints a table, writes bench/results.json, and exits 1 if any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.measure import SCENARIOS, SEED_ROWS, Bench
+from bench.openloop import OpenLoopResult, run_open_loop
+from bench.servers import Server, rss_kib, seeded_postgres, server_env, start_server
+from bench.wrk import Wrk, WrkMissingError, wrk_path
+
+# Minimum ratio to the reference (issue 7); mixed has none, it is reported for scale.
+RATIO_TARGETS = {"livez": 0.80, "get_item": 0.45, "list_page": 0.35, "post_item": 0.30}
+METRICS_COMPARED = ("livez", "get_item")
+P99_TARGET_MS = 25.0
+OPEN_LOOP_SHARE = 0.70
+RSS_GROWTH_LIMIT = 0.05
+METRICS_COST_LIMIT = 0.10
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    warmup_s: float
+    run_s: float
+    rounds: int
+    rss_s: float
+    open_loop_s: float
+
+
+FULL = Plan(warmup_s=5, run_s=10, rounds=3, rss_s=60, open_loop_s=20)
+QUICK = Plan(warmup_s=2, run_s=3, rounds=1, rss_s=10, open_loop_s=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    plan = Plan(
+        warmup_s=plan.warmup_s,
+        run_s=args.duration or plan.run_s,
+        rounds=args.rounds or plan.rounds,
+        rss_s=args.rss_duration or plan.rss_s,
+        open_loop_s=plan.open_loop_s,
+    )
+    try:
+        wrk_path()
+    except WrkMissingError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    wrk = Wrk(connections=args.connections, threads=args.wrk_threads)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        report = _measure(Path(tmp), wrk, plan, durable=args.durable)
+    report["machine"] = _machine(
+        wrk,
+        plan,
+        load_before,
+        report.pop("_postgres_version"),
+        report.pop("_gunicorn"),
+        durable=args.durable,
+    )
+    failures = _print_report(report)
+    output = Path(args.output)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str, Any]:
+    print(f"seeding PostgreSQL with {SEED_ROWS:,} items ...", flush=True)
+    with seeded_postgres(SEED_ROWS, durable=durable) as db, contextlib.ExitStack() as stack:
+
+        def start(name: str, *, reference: bool = False, **env: str) -> Server:
+            full_env = server_env(db.url, workdir, reference=reference, **env)
+            return stack.enter_context(start_server(name, full_env, workdir, reference=reference))
+
+        reference = start("reference", reference=True)
+        service = start("service")
+        no_metrics = start("service-no-metrics", METRICS_ENABLED="false")
+        process_model = _process_model(service)
+        print(f"gunicorn: {process_model}", flush=True)
+        bench = Bench(wrk, db, run_s=plan.run_s, warmup_s=plan.warmup_s)
+
+        print("warm-up", flush=True)
+        bench.run(reference, "static", "reference", warmup=True)
+        for scenario in SCENARIOS:
+            bench.run(service, scenario, scenario, warmup=True)
+        for scenario in METRICS_COMPARED:
+            bench.run(no_metrics, scenario, f"{scenario} (metrics off)", warmup=True)
+
+        ratios: dict[str, list[float]] = {s: [] for s in SCENARIOS}
+        metrics_costs: dict[str, list[float]] = {s: [] for s in METRICS_COMPARED}
+        for round_number in range(1, plan.rounds + 1):
+            print(f"round {round_number}/{plan.rounds}", flush=True)
+            for scenario in SCENARIOS:
+                ceiling = bench.run(reference, "static", "reference")
+                measured = bench.run(service, scenario, scenario)
+                ratios[scenario].append(measured.rps / ceiling.rps)
+                if scenario in METRICS_COMPARED:
+                    off = bench.run(no_metrics, scenario, f"{scenario} (metrics off)")
+                    metrics_costs[scenario].append(1 - measured.rps / off.rps)
+
+        get_max = bench.runs["get_item"].median("rps")
+        open_loop = _open_loop(service, wrk, plan, rate=OPEN_LOOP_SHARE * get_max)
+        server_non_2xx = _non_2xx_answers(service)
+        stack.close()  # free the CPU before the long RSS run
+        with stack:
+            rss = _rss_growth(start("service-rss", GUNICORN_MAX_REQUESTS="0"), bench, plan)
+
+    return {
+        "scenarios": {
+            s: bench.runs[s].summary() | {"ratio": round(statistics.median(ratios[s]), 3)}
+            for s in SCENARIOS
+        },
+        "reference": bench.runs["reference"].summary(),
+        "rounds": {s: [round(r, 3) for r in ratios[s]] for s in SCENARIOS},
+        "get_item_at_70_percent": asdict(open_loop)
+        | {"p99_target_ms": P99_TARGET_MS, "met": open_loop.p99_ms <= P99_TARGET_MS},
+        "metrics_cost": {
+            s: {
+                "cost": round(statistics.median(c), 3),
+                "rounds": [round(x, 3) for x in c],
+                "off": bench.runs[f"{s} (metrics off)"].summary(),
+                "met": statistics.median(c) < METRICS_COST_LIMIT,
+            }
+            for s, c in metrics_costs.items()
+        },
+        "worker_rss": rss,
+        "cpu_us_per_request": {
+            key: {
+                "server": round(runs.median("server_us")),
+                "database": round(runs.median("database_us")),
+            }
+            for key, runs in bench.runs.items()
+            if runs.results
+        },
+        "errors": {key: runs.errors for key, runs in bench.runs.items()}
+        | {
+            "open loop": open_loop.errors,
+            "RSS run": rss["errors"],
+            "non-2xx counted by the service itself": server_non_2xx,
+        },
+        "_postgres_version": db.version,
+        "_gunicorn": process_model,
+    }
+
+
+def _process_model(server: Server) -> dict[str, Any]:
+    """What gunicorn actually runs (its own log line names the worker class)."""
+    from service.config import Settings
+
+    settings = Settings.from_env({**os.environ, "DATABASE_URL": "postgresql://x@h/db"})
+    log = server.log_path.read_text(errors="replace")
+    worker_class = next(
+        (json.loads(line)["message"].split(": ", 1)[1] for line in log.splitlines()
+         if '"Using worker: ' in line),
+        "unknown",
+    )  # fmt: skip
+    return {
+        "workers": len(server.worker_pids()),
+        "threads": settings.gunicorn_threads,
+        "worker_class": worker_class,
+        "keepalive_s": settings.gunicorn_keepalive,
+        "max_requests": settings.gunicorn_max_requests,
+        "db_pool_size": settings.db_pool_size,
+    }
+
+
+def _open_loop(service: Server, wrk: Wrk, plan: Plan, *, rate: float) -> OpenLoopResult:
+    print(
+        f"open loop: GET by id at {rate:.0f} req/s ({OPEN_LOOP_SHARE:.0%} of the maximum)",
+        flush=True,
+    )
+
+    def run(seconds: float) -> OpenLoopResult:
+        return run_open_loop(
+            "127.0.0.1",
+            service.port,
+            rate=rate,
+            seconds=seconds,
+            connections=wrk.connections,
+            max_id=SEED_ROWS,
+        )
+
+    warm = run(plan.warmup_s)
+    result = run(plan.open_loop_s)
+    result = OpenLoopResult(**(asdict(result) | {"errors": result.errors + warm.errors}))
+    print(
+        f"  {result.achieved_rps:.0f} req/s  p50 {result.p50_ms:.1f} ms  p99 "
+        f"{result.p99_ms:.1f} ms  max {result.max_ms:.1f} ms  errors {result.errors}",
+        flush=True,
+    )
+    return result
+
+
+def _rss_growth(server: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
+    """Worker RSS before and after a long mixed run, on a server with recycling off.
+
+    Recycling (GUNICORN_MAX_REQUESTS) would replace the workers mid-run and hide a leak,
+    so this instance runs without it; production keeps it as a second line of defence.
+    """
+    print(f"worker RSS over {plan.rss_s:.0f} s of mixed load (recycling off)", flush=True)
+    for scenario in ("get_item", "list_page", "post_item", "mixed"):
+        bench.run(server, scenario, f"rss warm-up ({scenario})", warmup=True)
+    before = {pid: rss_kib(pid) for pid in server.worker_pids()}
+    result = bench.run(server, "mixed", "rss run (mixed)", seconds=plan.rss_s)
+    after = {pid: rss_kib(pid) for pid in server.worker_pids()}
+    growth = {pid: after[pid] / kib - 1 for pid, kib in before.items() if pid in after}
+    worst = round(max(growth.values(), default=0.0), 4)
+    replaced = sorted(before) != sorted(after)
+    print(f"  RSS KiB before {before}, after {after}: worst growth {worst:.1%}", flush=True)
+    return {
+        "seconds": plan.rss_s,
+        "requests": result.requests,
+        "errors": result.errors,
+        "before_kib": {str(k): v for k, v in before.items()},
+        "after_kib": {str(k): v for k, v in after.items()},
+        "workers_replaced": replaced,
+        "worst_growth": worst,
+        "met": worst < RSS_GROWTH_LIMIT and not replaced,
+    }
+
+
+def _non_2xx_answers(service: Server) -> int:
+    """Every answer the service itself counted that was not 2xx (wrk counts only >= 400)."""
+    with urllib.request.urlopen(service.base_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("http_requests_total{") and 'status="2' not in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def _machine(
+    wrk: Wrk,
+    plan: Plan,
+    load_before: tuple[float, float, float],
+    pg_version: str,
+    gunicorn: dict[str, Any],
+    *,
+    durable: bool,
+) -> dict[str, Any]:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in _lines("/proc/cpuinfo")
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = next(
+        (int(ln.split()[1]) for ln in _lines("/proc/meminfo") if ln.startswith("MemTotal:")), 0
+    )
+    wrk_version = subprocess.run([wrk_path(), "-v"], capture_output=True, text=True).stdout
+    packages = (
+        "flask",
+        "werkzeug",
+        "gunicorn",
+        "sqlalchemy",
+        "psycopg",
+        "pydantic",
+        "prometheus-client",
+    )
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": pg_version,
+        "postgresql_fsync": durable,
+        "packages": {p: _version(p) for p in packages},
+        "wrk": (wrk_version.splitlines() or ["unknown"])[0],
+        "gunicorn": gunicorn,
+        "load": {
+            "connections": wrk.connections,
+            "wrk_threads": wrk.threads,
+            "warmup_s": plan.warmup_s,
+            "run_s": plan.run_s,
+            "rounds": plan.rounds,
+            "seed_rows": SEED_ROWS,
+        },
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "client_and_server_on_one_machine": True,
+    }
+
+
+def _print_report(report: dict[str, Any]) -> list[str]:
+    """Print the table; return the failures that make the exit status non-zero."""
+    cpu = report["cpu_us_per_request"]
+    header = ("scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio", "CPU us/req")
+    print("\n{:<20}{:>8}{:>8}{:>8}{:>8}{:>8}{:>7}{:>17}  target".format(*header))
+    rows = {"reference (hello)": report["reference"] | {"ratio": 1.0}} | report["scenarios"]
+    for name, row in rows.items():
+        target = RATIO_TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            verdict = f">= {target:.2f} " + ("ok" if row["ratio"] >= target else "MISSED")
+        used = cpu.get(name.split(" ")[0], {})
+        cpu_text = f"{used.get('server', 0):>6} + {used.get('database', 0):>4} db"
+        print(
+            f"{name:<20}{row['rps']:>8.0f}{row['p50_ms']:>8.2f}{row['p95_ms']:>8.2f}"
+            f"{row['p99_ms']:>8.2f}{row['errors']:>8}{row['ratio']:>7.2f}{cpu_text:>17}  {verdict}"
+        )
+    o = report["get_item_at_70_percent"]
+    print(
+        f"\nGET by id, open loop at {o['rate']:.0f} req/s (70% of max): p50 {o['p50_ms']:.1f} ms, "
+        f"p99 {o['p99_ms']:.1f} ms, max {o['max_ms']:.1f} ms (p99 target <= {P99_TARGET_MS:.0f}: "
+        f"{_verdict(o['met'])})"
+    )
+    for name, m in report["metrics_cost"].items():
+        print(
+            f"/metrics on vs off, {name}: costs {m['cost']:.1%} of throughput (target < "
+            f"{METRICS_COST_LIMIT:.0%}: {_verdict(m['met'])}); per round {m['rounds']}"
+        )
+    r = report["worker_rss"]
+    print(
+        f"worker RSS over {r['seconds']:.0f} s of mixed load: worst growth {r['worst_growth']:.1%}"
+        f" (target < {RSS_GROWTH_LIMIT:.0%}: {_verdict(r['met'])})"
+    )
+    print(f"ratios per round: {report['rounds']}")
+    return [f"{what}: {count} failed requests" for what, count in report["errors"].items() if count]
+
+
+def _verdict(met: bool) -> str:
+    return "ok" if met else "MISSED"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a few seconds per scenario, one round")
+    p.add_argument("--duration", type=float, help="seconds per measured run")
+    p.add_argument("--rounds", type=int, help="interleaved rounds")
+    p.add_argument("--rss-duration", type=float, help="seconds of the RSS run")
+    p.add_argument("--connections", type=int, default=16, help="concurrent connections")
+    p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (client CPU)")
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="PostgreSQL with fsync on (the default, like the tests, turns it off)",
+    )
+    p.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
+    return p
+
+
+def _lines(path: str) -> Iterator[str]:
+    with contextlib.suppress(OSError), open(path) as f:
+        yield from f
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""What the benchmark runs against: a seeded PostgreSQL, the service, the reference app.
+
+The service is started exactly as the image starts it (`python -m service serve`, i.e.
+gunicorn with service.gunicorn_conf) with production settings; the reference runs under
+gunicorn with the same process model (bench/reference_gunicorn_conf.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from tools.localpg import free_port, throwaway_postgres
+from tools.service_process import ROOT
+
+# Settings the benchmark sets itself, whatever the caller's environment holds.
+OWNED_VARIABLES = (
+    "DATABASE_URL",
+    "DATABASE_URL_FILE",
+    "PORT",
+    "APP_ENV",
+    "LOG_LEVEL",
+    "METRICS_ENABLED",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "prometheus_multiproc_dir",
+)
+SEED_SQL = """
+INSERT INTO items (name, description)
+SELECT 'seed-' || n, 'Seeded item ' || n || ', one of the rows the load benchmark reads.'
+FROM generate_series(1, %(rows)s) AS n
+"""
+
+
+@contextlib.contextmanager
+def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
+    """A throwaway server (as the tests start it), migrated, with `rows` items."""
+    with throwaway_postgres(durable=durable) as server:
+        url = server.url()
+        migrate = subprocess.run(
+            [sys.executable, "-m", "service", "migrate"],
+            env={**os.environ, "DATABASE_URL": url, "APP_ENV": "prod", "LOG_LEVEL": "WARNING"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrate failed:\n{migrate.stdout}{migrate.stderr}")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(SEED_SQL, {"rows": rows})
+            conn.execute("VACUUM ANALYZE items")
+            version = conn.execute("SHOW server_version").fetchone()
+        postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+        yield Database(url, postmaster, version[0] if version else "unknown")
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    postmaster_pid: int
+    version: str
+
+
+@dataclass
+class Server:
+    """A gunicorn master we started; its workers are its child processes."""
+
+    name: str
+    process: subprocess.Popen[str]
+    port: int
+    log_path: Path
+    is_reference: bool = False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        return sorted(pid for pid in _all_pids() if _parent(pid) == self.process.pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_until_answering(self, path: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited ({self.process.returncode}):\n{self.log_tail()}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.base_url + path, timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not answer {path} in {timeout}s:\n{self.log_tail()}")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time used so far by `root` and every child, reaped ones included.
+
+    A reaped child's time is in its parent's cutime/cstime, so recycled gunicorn workers
+    and finished PostgreSQL backends still count; live children are read directly.
+    """
+    ticks = _cpu_ticks(root, with_children=True)
+    for pid in _all_pids():
+        if _parent(pid) == root:
+            ticks += _cpu_ticks(pid, with_children=True)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    return int(_status_field(pid, "VmRSS").split()[0])
+
+
+@contextlib.contextmanager
+def start_server(
+    name: str, env: dict[str, str], workdir: Path, *, reference: bool = False, code: Path = ROOT
+) -> Iterator[Server]:
+    """Start the service (or the reference) with output to a file, as a container runtime
+    keeps it; stop it after. `code` is the tree to run (another git revision, for A/B)."""
+    port = free_port()
+    log_path = workdir / f"{name}.log"
+    argv = _reference_argv(port) if reference else _service_argv()
+    with log_path.open("w") as log:
+        popen = subprocess.Popen(
+            argv,
+            env={**env, "PORT": str(port)},
+            cwd=code,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    server = Server(name, popen, port, log_path, is_reference=reference)
+    try:
+        server.wait_until_answering("/" if reference else "/livez")
+        yield server
+    finally:
+        if popen.poll() is None:
+            popen.terminate()
+            try:
+                popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+
+
+def server_env(
+    database_url: str, workdir: Path, *, reference: bool, **overrides: str
+) -> dict[str, str]:
+    """Production settings (APP_ENV=prod, INFO logs, multiprocess metrics as in the image).
+
+    GUNICORN_* and DB_* pass through from the caller's environment, so alternatives can be
+    measured: `GUNICORN_THREADS=8 make bench`.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in OWNED_VARIABLES}
+    env |= {"DATABASE_URL": database_url, "APP_ENV": "prod", "LOG_LEVEL": "INFO"}
+    # The reference reads the same settings (for the same process model) but records no
+    # metrics, so it gets no metrics directory.
+    if not reference:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=workdir)
+    return env | overrides
+
+
+def _service_argv() -> list[str]:
+    # The port reaches the service through $PORT, as in the image.
+    return [sys.executable, "-m", "service", "serve"]
+
+
+def _reference_argv(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:bench.reference_gunicorn_conf",
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
+
+
+def service_env(database_url: str, workdir: Path, **overrides: str) -> dict[str, str]:
+    """Production settings: APP_ENV=prod, INFO logs, multiprocess metrics as in the image."""
+    metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=workdir))
+    return {
+        "DATABASE_URL": database_url,
+        "APP_ENV": "prod",
+        "LOG_LEVEL": "INFO",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **overrides,
+    }
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(_status_field(pid, "PPid"))
+    except (OSError, ValueError):
+        return None
+
+
+def _cpu_ticks(pid: int, *, with_children: bool) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # Fields after the command name, which may hold spaces: utime is the 12th.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0  # exited between listing and reading: its time moves to its parent
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    return utime + stime + (cutime + cstime if with_children else 0)
+
+
+def _status_field(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    raise ValueError(f"/proc/{pid}/status has no {field}")

@@ -1,0 +1,101 @@
+"""Drive one scenario with wrk (keep-alive, fixed duration) and read back its summary.
+
+The scenario's Lua script is bench/wrk/common.lua followed by bench/wrk/<scenario>.lua;
+common.lua's `done` hook prints one JSON line with the counts and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.prereq import find_tool
+
+SCRIPTS = Path(__file__).resolve().parent / "wrk"
+RESULT_MARKER = "BENCH_RESULT "
+INSTALL_HINT = "install it with `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`"
+
+
+class WrkMissingError(RuntimeError):
+    pass
+
+
+def wrk_path() -> str:
+    path = find_tool("wrk", "WRK")
+    if path is None:
+        raise WrkMissingError(
+            f"wrk, the load generator, was not found: {INSTALL_HINT}, or set WRK=/path/to/wrk."
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    socket_errors: int  # connect, read, write and timeout errors
+    status_errors: int  # responses with status >= 400 (wrk's own count)
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.status_errors
+
+
+@dataclass(frozen=True)
+class Wrk:
+    """How load is applied: the same for every target, so rounds compare like with like."""
+
+    connections: int = 16
+    threads: int = 1
+    timeout_s: int = 2
+
+    def run(self, url: str, script: str, seconds: float, *, nonce: str, max_id: int) -> WrkResult:
+        """Load `url` with bench/wrk/<script>.lua; dynamic scripts set their own paths."""
+        lua = (SCRIPTS / "common.lua").read_text() + (SCRIPTS / f"{script}.lua").read_text()
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix=f"wrk-{script}-") as f:
+            f.write(lua)
+            f.flush()
+            argv = [
+                wrk_path(),
+                f"--threads={self.threads}",
+                f"--connections={self.connections}",
+                f"--duration={max(1, round(seconds))}s",
+                f"--timeout={self.timeout_s}s",
+                f"--script={f.name}",
+                url,
+                "--",
+                nonce,
+                str(max_id),
+            ]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        return parse(done.stdout, done.stderr, done.returncode)
+
+
+def parse(stdout: str, stderr: str, returncode: int) -> WrkResult:
+    line = next((ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARKER)), None)
+    if returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed (exit {returncode}):\n{stdout}\n{stderr}")
+    raw = json.loads(line[len(RESULT_MARKER) :])
+    return WrkResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        socket_errors=raw["connect"] + raw["read"] + raw["write"] + raw["timeout"],
+        status_errors=raw["status"],
+        p50_ms=raw["p50_us"] / 1000,
+        p90_ms=raw["p90_us"] / 1000,
+        p95_ms=raw["p95_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        max_ms=raw["max_us"] / 1000,
+    )

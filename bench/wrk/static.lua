@@ -1,0 +1,2 @@
+-- One fixed request (the URL given to wrk): /livez, the reference app. No request()
+-- hook, so wrk sends its pre-built request at full speed.
