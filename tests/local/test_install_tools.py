@@ -145,6 +145,17 @@ class ReleaseServer:
     requests: list[str]
 
 
+@pytest.fixture(autouse=True)
+def no_installed_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Hide the machine's own kind/helm/kubectl (CI has bin/helm 4.1.4 on PATH, which
+    `make tools` would rightly reuse instead of downloading what the test serves)."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", f"{empty}{os.pathsep}/bin")
+    for name in ("KIND", "HELM", "KUBECTL", "SKAFFOLD"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def release_server(tmp_path: Path) -> Iterator[ReleaseServer]:
     root = tmp_path / "releases"
