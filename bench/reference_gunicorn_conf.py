@@ -6,6 +6,7 @@ bind address are not: the reference is bare Flask on the same gunicorn.
 """
 
 from service.gunicorn_conf import (  # noqa: F401 - gunicorn reads these names
+    control_socket_disable,
     graceful_timeout,
     keepalive,
     limit_request_field_size,
@@ -13,6 +14,7 @@ from service.gunicorn_conf import (  # noqa: F401 - gunicorn reads these names
     limit_request_line,
     max_requests,
     max_requests_jitter,
+    preload_app,
     threads,
     timeout,
     worker_class,
