@@ -122,15 +122,16 @@ def main(argv: list[str] | None = None) -> int:
                     measured = bench.run(service, scenario, f"{label} {scenario}")
                     ratios.setdefault(f"{label} {scenario}", []).append(measured.rps / ceiling.rps)
 
+    width = max(len(label) for label in servers) + 2
     print(
-        f"\n{'variant':<16}{'scenario':<11}{'req/s':>8}{'ratio':>7}{'p99 ms':>8}"
+        f"\n{'variant':<{width}}{'scenario':<11}{'req/s':>8}{'ratio':>7}{'p99 ms':>8}"
         f"{'server us':>11}{'db us':>7}{'errors':>8}  ratio per round"
     )
     failed = sum(runs.errors for runs in bench.runs.values())
     for label in servers:
         runs = bench.runs[f"{label} reference"]
         print(
-            f"{label:<16}{'reference':<11}{runs.median('rps'):>8.0f}{1:>7.2f}"
+            f"{label:<{width}}{'reference':<11}{runs.median('rps'):>8.0f}{1:>7.2f}"
             f"{runs.median('p99_ms'):>8.1f}{runs.median('server_us'):>11.0f}{0:>7}{runs.errors:>8}"
         )
     for scenario in scenarios:
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = bench.runs[f"{label} {scenario}"]
             r = ratios[f"{label} {scenario}"]
             print(
-                f"{label:<16}{scenario:<11}{runs.median('rps'):>8.0f}{statistics.median(r):>7.2f}"
+                f"{label:<{width}}{scenario:<11}{runs.median('rps'):>8.0f}{statistics.median(r):>7.2f}"
                 f"{runs.median('p99_ms'):>8.1f}{runs.median('server_us'):>11.0f}"
                 f"{runs.median('database_us'):>7.0f}{runs.errors:>8}  "
                 f"{[round(x, 2) for x in r]}"

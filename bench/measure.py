@@ -95,7 +95,7 @@ class Bench:
             print(
                 f"  {'warm-up' if warmup else 'run':7} {key:28} {load.rps:7.0f} req/s  "
                 f"p99 {load.p99_ms:6.1f} ms  CPU/req: server {result.server_us:5.0f} us, "
-                f"db {result.database_us:4.0f} us  errors {load.errors}",
+                f"db {result.database_us:4.0f} us  errors {load.errors} {load.error_kinds or ''}",
                 flush=True,
             )
         return result

@@ -43,6 +43,7 @@ class WrkResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    error_kinds: dict[str, int]
 
     @property
     def rps(self) -> float:
@@ -98,4 +99,7 @@ def parse(stdout: str, stderr: str, returncode: int) -> WrkResult:
         p95_ms=raw["p95_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         max_ms=raw["max_us"] / 1000,
+        error_kinds={
+            k: raw[k] for k in ("connect", "read", "write", "timeout", "status") if raw[k]
+        },
     )
