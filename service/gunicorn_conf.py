@@ -104,6 +104,24 @@ def on_starting(server: Any) -> None:
     metrics.wipe_multiprocess_dir()
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """Runs in a worker that is done (recycled by max_requests, or stopping) just before it
+    exits: skip the interpreter's teardown.
+
+    Freeing the app's objects one by one takes ~150 ms of CPU, and until the process is
+    gone the master does not start its replacement: the pod serves with one worker fewer
+    and requests queue. Nothing is lost: every request has been answered (gunicorn waited
+    for them), log lines are written as they are emitted, metrics live in mmap'd files,
+    and idle database connections need no goodbye. An exit with an error code (a worker
+    that failed to boot) goes the normal way, so the master still sees the code.
+    """
+    exiting = sys.exc_info()[1]
+    if isinstance(exiting, SystemExit) and exiting.code in (0, None):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from service import metrics
 
