@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--open-loop-rate",
+        type=float,
+        default=0,
+        help="also GET by id at this fixed rate (req/s), open loop, per variant",
+    )
+    parser.add_argument("--open-loop-duration", type=float, default=20)
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := set(scenarios) - set(SCENARIOS):
@@ -118,11 +125,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {number}/{args.rounds}", flush=True)
             for scenario in scenarios:
                 for label, (reference, service) in servers.items():
-                    ceiling = bench.run(reference, "static", f"{label} reference")
-                    measured = bench.run(service, scenario, f"{label} {scenario}")
-                    ratios.setdefault(f"{label} {scenario}", []).append(measured.rps / ceiling.rps)
+                    pair = [(reference, "static", "reference"), (service, scenario, scenario)]
+                    if number % 2 == 0:  # alternate the order, as bench.run does
+                        pair.reverse()
+                    rps = {
+                        key: bench.run(server, script, f"{label} {key}").rps
+                        for server, script, key in pair
+                    }
+                    ratio = rps[scenario] / rps["reference"]
+                    ratios.setdefault(f"{label} {scenario}", []).append(ratio)
 
-    width = max(len(label) for label in servers) + 2
+        open_loop = {}
+        failed_open_loop = 0
+        if args.open_loop_rate:
+            for label, (_, service) in servers.items():
+                warm_errors = 0
+                for seconds in (args.warmup, args.open_loop_duration):  # warm-up, then measure
+                    result = bench.wrk.open_loop(
+                        service.base_url + "/",
+                        args.open_loop_rate,
+                        seconds,
+                        nonce=label,
+                        max_id=SEED_ROWS,
+                    )
+                    warm_errors += result.errors
+                open_loop[label] = result
+                failed_open_loop += warm_errors
+
+    width = max(len(label) for label in [*servers, "variant"]) + 2
     print(
         f"\n{'variant':<{width}}{'scenario':<11}{'req/s':>8}{'ratio':>7}{'p99 ms':>8}"
         f"{'server us':>11}{'db us':>7}{'errors':>8}  ratio per round"
@@ -144,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{runs.median('database_us'):>7.0f}{runs.errors:>8}  "
                 f"{[round(x, 2) for x in r]}"
             )
+    failed += failed_open_loop
+    for label, result in open_loop.items():
+        print(
+            f"{label:<{width}}open loop at {args.open_loop_rate:.0f} req/s: p50 "
+            f"{result.p50_ms:.1f} ms, p95 {result.p95_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+            f"max {result.max_ms:.1f} ms, errors {result.errors}"
+        )
     return 1 if failed else 0
 
 

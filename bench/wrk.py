@@ -63,22 +63,36 @@ class Wrk:
     timeout_s: int = 2
 
     def run(self, url: str, script: str, seconds: float, *, nonce: str, max_id: int) -> WrkResult:
-        """Load `url` with bench/wrk/<script>.lua; dynamic scripts set their own paths."""
+        """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop)."""
         lua = (SCRIPTS / "common.lua").read_text() + (SCRIPTS / f"{script}.lua").read_text()
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix=f"wrk-{script}-") as f:
-            f.write(lua)
-            f.flush()
+        return self._wrk(lua, url, seconds, self.threads, [nonce, str(max_id)])
+
+    def open_loop(
+        self, url: str, rate: float, seconds: float, *, nonce: str, max_id: int
+    ) -> WrkResult:
+        """GET by id at a fixed `rate`, latency from each request's due time (open loop).
+
+        One wrk thread per connection, which is what lets bench/wrk/open_loop.lua pair each
+        response with its due time.
+        """
+        lua = (SCRIPTS / "open_loop.lua").read_text()
+        args = [nonce, str(max_id), str(rate), str(self.connections)]
+        return self._wrk(lua, url, seconds, self.connections, args)
+
+    def _wrk(self, lua: str, url: str, seconds: float, threads: int, args: list[str]) -> WrkResult:
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="wrk-") as script:
+            script.write(lua)
+            script.flush()
             argv = [
                 wrk_path(),
-                f"--threads={self.threads}",
+                f"--threads={threads}",
                 f"--connections={self.connections}",
                 f"--duration={max(1, round(seconds))}s",
                 f"--timeout={self.timeout_s}s",
-                f"--script={f.name}",
+                f"--script={script.name}",
                 url,
                 "--",
-                nonce,
-                str(max_id),
+                *args,
             ]
             done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
         return parse(done.stdout, done.stderr, done.returncode)

@@ -6,7 +6,7 @@
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: venv ## Load benchmark (~8 min): ratios to bare Flask, p99 at 70%, RSS, metrics cost
+bench: venv ## Load benchmark (~9 min): ratios to bare Flask, p99 at 70%, RSS, metrics cost
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-quick
