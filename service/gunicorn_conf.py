@@ -122,6 +122,17 @@ def worker_exit(server: Any, worker: Any) -> None:
         os._exit(0)
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    """The app is preloaded in the master: should it ever have opened a connection there,
+    the worker must not share it (service/db.py creates the engine lazily, so normally
+    there is none and this does nothing)."""
+    from service.db import get_db
+
+    app = getattr(server.app, "callable", None)
+    if app is not None:
+        get_db(app).dispose_after_fork()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     from service import metrics
 
