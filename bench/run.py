@@ -156,15 +156,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         "rounds": {s: [round(r, 3) for r in ratios[s]] for s in SCENARIOS},
         "get_item_at_70_percent": open_loop,
         "get_item_at_70_percent_without_recycling": open_loop_steady,
-        "metrics_cost": {
-            s: {
-                "cost": round(statistics.median(c), 3),
-                "rounds": [round(x, 3) for x in c],
-                "off": bench.runs[f"{s} (metrics off)"].summary(),
-                "met": statistics.median(c) < METRICS_COST_LIMIT,
-            }
-            for s, c in metrics_costs.items()
-        },
+        "metrics_cost": {s: _metrics_cost(bench, s, c) for s, c in metrics_costs.items()},
         "worker_rss": rss,
         "cpu_us_per_request": {
             key: {
@@ -240,6 +232,25 @@ def _open_loop(service: Server, wrk: Wrk, plan: Plan, *, rate: float) -> dict[st
         "errors": result.errors + warm.errors,
         "p99_target_ms": P99_TARGET_MS,
         "met": result.p99_ms <= P99_TARGET_MS,
+    }
+
+
+def _metrics_cost(bench: Bench, scenario: str, per_round: list[float]) -> dict[str, Any]:
+    """Throughput lost to metrics, from requests/s and from CPU per request.
+
+    The server is CPU-bound, so throughput goes as 1 / CPU per request; the CPU figure
+    is the same cost without the noise other load puts on requests/s, so it decides.
+    """
+    on, off = bench.runs[scenario], bench.runs[f"{scenario} (metrics off)"]
+    cpu_on = on.median("server_us") + on.median("database_us")
+    cpu_off = off.median("server_us") + off.median("database_us")
+    from_cpu = 1 - cpu_off / cpu_on
+    return {
+        "cost": round(statistics.median(per_round), 3),
+        "rounds": [round(x, 3) for x in per_round],
+        "cost_from_cpu": round(from_cpu, 3),
+        "off": off.summary(),
+        "met": from_cpu < METRICS_COST_LIMIT,
     }
 
 
@@ -368,8 +379,9 @@ def _print_report(report: dict[str, Any]) -> list[str]:
         )
     for name, m in report["metrics_cost"].items():
         print(
-            f"/metrics on vs off, {name}: costs {m['cost']:.1%} of throughput (target < "
-            f"{METRICS_COST_LIMIT:.0%}: {_verdict(m['met'])}); per round {m['rounds']}"
+            f"/metrics on vs off, {name}: {m['cost_from_cpu']:.1%} more CPU per request, "
+            f"{m['cost']:.1%} less throughput (target < {METRICS_COST_LIMIT:.0%}: "
+            f"{_verdict(m['met'])}); throughput cost per round {m['rounds']}"
         )
     r = report["worker_rss"]
     print(
