@@ -10,5 +10,5 @@ bench: venv ## Load benchmark (~9 min): ratios to bare Flask, p99 at 70%, RSS, m
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-quick
-bench-quick: venv ## The same benchmark, a few seconds per scenario and one round (~1.5 min)
+bench-quick: venv ## The same benchmark, 2 s per scenario and 2 rounds (~1.5 min): inner loop, not numbers
 	$(PY) -m bench.run --quick $(BENCH_ARGS)
