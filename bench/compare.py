@@ -54,8 +54,11 @@ class Variant:
 
 
 def export_revision(rev: str, into: Path) -> Path:
-    """The tracked files of `rev`, unpacked into a directory (the working tree is untouched)."""
+    """The tracked files of `rev`, unpacked into a directory (the working tree is untouched);
+    several variants may run the same revision with different settings."""
     target = into / f"rev-{rev.replace('/', '_')}"
+    if target.exists():
+        return target
     target.mkdir()
     archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
