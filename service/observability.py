@@ -1,37 +1,66 @@
-"""The request hooks: a request id on every request and log line, and request metrics."""
+"""A request id on every request and log line, and request metrics: one WSGI middleware.
+
+It wraps the Flask app (not Flask's before/after-request hooks) because it is the
+cheapest place that sees every request and every response, errors included: the
+response headers are still a plain list there, and no hook dispatch runs per request.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, has_request_context, request
 
 from service import metrics
 from service.logs import accept_or_make_request_id, request_id_var
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
+class RequestObserver:
+    """Accepts or makes the request id, echoes it as X-Request-ID, and records metrics."""
+
+    def __init__(self, app: WSGIApplication, *, metrics_enabled: bool) -> None:
+        self.app = app
+        self.metrics_enabled = metrics_enabled
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        request_id = accept_or_make_request_id(environ.get("HTTP_X_REQUEST_ID"))
+        token = request_id_var.set(request_id)
+
+        def observed_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            headers.append((REQUEST_ID_HEADER, request_id))
+            if self.metrics_enabled:
+                metrics.observe(
+                    environ["REQUEST_METHOD"],
+                    _route_template(),
+                    int(status[:3]),
+                    time.perf_counter() - started,
+                )
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, observed_start_response)
+        finally:
+            request_id_var.reset(token)
+
+
+def _route_template() -> str:
+    # The route template, never the raw path: ids in paths would explode cardinality.
+    # Flask calls start_response while the request context is still active.
+    rule = request.url_rule if has_request_context() else None
+    return rule.rule if rule is not None else "<unmatched>"
+
+
 def init_app(app: Flask, *, metrics_enabled: bool) -> None:
-    @app.before_request
-    def start_request() -> None:
-        g.started = time.perf_counter()
-        request_id = accept_or_make_request_id(request.headers.get(REQUEST_ID_HEADER))
-        g.request_id = request_id
-        request_id_var.set(request_id)
-
-    @app.after_request
-    def finish_request(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        if metrics_enabled and "started" in g:
-            rule = request.url_rule
-            # The route template, never the raw path: ids in paths would explode cardinality.
-            route = rule.rule if rule is not None else "<unmatched>"
-            elapsed = time.perf_counter() - g.started
-            metrics.observe(request.method, route, response.status_code, elapsed)
-        return response
-
+    app.wsgi_app = RequestObserver(app.wsgi_app, metrics_enabled=metrics_enabled)  # type: ignore[method-assign]
     if metrics_enabled:
         app.register_blueprint(metrics.blueprint)

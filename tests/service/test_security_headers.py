@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 
 from service.security import HEADERS
@@ -35,3 +36,26 @@ def test_real_server_leaks_no_version(database_url: str) -> None:
         oversized = requests.get(f"{service.base_url}/livez", headers={"X": "x" * 9000}, timeout=5)
         assert oversized.headers["X-Content-Type-Options"] == "nosniff"
         assert "gunicorn/" not in oversized.text
+
+
+def test_a_header_the_view_sets_is_kept_not_duplicated(app: Flask) -> None:
+    @app.get("/cacheable")
+    def cacheable() -> tuple[str, int, dict[str, str]]:
+        return "{}", 200, {"Cache-Control": "max-age=60", "Content-Type": "application/json"}
+
+    response = app.test_client().get("/cacheable")
+    assert response.headers.getlist("Cache-Control") == ["max-age=60"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Request-ID"]
+
+
+def test_an_unexpected_error_still_carries_the_headers(app: Flask) -> None:
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("boom")
+
+    response = app.test_client().get("/boom", headers={"X-Request-ID": "req-boom"})
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "req-boom"
+    for name, value in HEADERS.items():
+        assert response.headers.get(name) == value, name
