@@ -1,4 +1,12 @@
-"""The engine (one per process) and the per-request session.
+"""The engine (one per process) and the request's database connection.
+
+SQLAlchemy owns the connections: the engine's pool opens, checks, recycles and counts
+them (service/metrics.py), and /readyz and the migrations use the engine as usual. A
+request borrows one pooled connection and runs its statements on the driver (psycopg)
+directly, with SQL that SQLAlchemy wrote from the table definitions once, at import
+(service/crud.py). SQLAlchemy's per-statement execution layer (an ORM Session, or even a
+Core Connection: execution context, result wrapper, row objects) cost more CPU than the
+round trip itself, about a third of a GET (docs/performance.md).
 
 Fork safety: the engine is created lazily on first use, so a gunicorn master never
 opens a connection that its workers could inherit; `dispose_after_fork` covers apps
@@ -9,12 +17,13 @@ statement and no more:
 - Connections run in autocommit, set once when opened. Every statement the API runs
   (crud.py) is a single statement, atomic on its own, so BEGIN before it and
   COMMIT/ROLLBACK after it would only add two round trips. An operation that needs
-  several statements in one transaction must ask for one before its first statement:
-  `session.connection(execution_options={"isolation_level": "READ COMMITTED"})`, then
-  `session.commit()`; `session.begin()` alone does not make an autocommit connection
-  transactional. `Database.engine` hands out transactional connections (for /readyz).
+  several statements in one transaction wraps them in `with connection.transaction():`
+  (psycopg sends BEGIN and COMMIT, or ROLLBACK if the block raises).
+  `Database.engine` hands out transactional connections (for /readyz).
 - A pooled connection is checked without a round trip (no `SELECT 1` pre-ping): the
   server never speaks on an idle connection, so a readable socket means it hung up.
+- A connection that broke during a request is discarded when the request ends, never
+  returned to the pool.
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ import select
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from flask import Flask, g
-from sqlalchemy import Connection, Engine, create_engine, event
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
-from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 
@@ -77,54 +87,73 @@ def replace_if_server_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) 
 
 
 class Database:
-    """Holds the lazily created engine and session factory for one app."""
+    """Holds the lazily created engine and lends each request one pooled connection."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool_engine: Engine | None = None
         self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
+        self._bound: psycopg.Connection[Any] | None = None
         self.on_engine_created: list[Callable[[Engine], None]] = []
 
     @property
     def engine(self) -> Engine:
         """Connections in a transaction, as `engine.connect()` callers expect (/readyz).
 
-        The same pool as the request sessions: a connection checked out here is switched
-        out of autocommit (psycopg does that client-side, no round trip) and back on return.
+        The same pool as the requests': a connection checked out here is switched out of
+        autocommit (psycopg does that client-side, no round trip) and back on return.
         """
         if self._engine is None:
             self._pool_engine = make_engine(self.settings)
             self._engine = self._pool_engine.execution_options(isolation_level="READ COMMITTED")
-            self._sessions = sessionmaker(self._pool_engine, expire_on_commit=False)
             for hook in self.on_engine_created:
                 hook(self._pool_engine)
         return self._engine
 
-    def session(self) -> Session:
-        """The request's session, created on first use and closed at teardown."""
-        if "db_session" not in g:
-            if self._sessions is None:
+    def connection(self) -> psycopg.Connection[Any]:
+        """The request's connection (autocommit), borrowed on first use, returned at teardown."""
+        if self._bound is not None:
+            if "db_savepoint" not in g:
+                self._bound.execute("SAVEPOINT request")
+                g.db_savepoint = True
+            return self._bound
+        pooled: PoolProxiedConnection | None = g.get("db_connection")
+        if pooled is None:
+            if self._pool_engine is None:
                 _ = self.engine
-            assert self._sessions is not None
-            g.db_session = self._sessions()
-        session: Session = g.db_session
-        return session
+            assert self._pool_engine is not None
+            pooled = g.db_connection = self._pool_engine.raw_connection()
+        connection: psycopg.Connection[Any] = pooled.dbapi_connection  # type: ignore[assignment]
+        return connection
 
-    def bind_sessions_to(self, connection: Connection) -> None:
-        """Make every session join `connection`'s transaction (tests roll it back after)."""
-        self._sessions = sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-        )
+    def connection_broken(self) -> bool:
+        """Whether this request's connection broke (the server went away mid-request)."""
+        pooled: PoolProxiedConnection | None = g.get("db_connection")
+        driver = pooled.driver_connection if pooled is not None else self._bound
+        return driver is not None and (driver.closed or driver.broken)
+
+    def bind_to(self, connection: psycopg.Connection[Any]) -> None:
+        """Run every request on `connection`, which is in a transaction (tests roll it back
+        after). Each request runs in a savepoint, so a statement that fails undoes only its
+        own request's work, as it would in autocommit, and the test goes on."""
+        self._bound = connection
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self
 
         @app.teardown_appcontext
-        def close_session(_exc: BaseException | None) -> None:
-            session: Session | None = g.pop("db_session", None)
-            if session is not None:
-                session.close()
+        def return_connection(_exc: BaseException | None) -> None:
+            if g.pop("db_savepoint", False) and self._bound is not None:
+                failed = self._bound.info.transaction_status == TransactionStatus.INERROR
+                self._bound.execute(
+                    "ROLLBACK TO SAVEPOINT request" if failed else "RELEASE SAVEPOINT request"
+                )
+            if "db_connection" not in g:
+                return
+            if self.connection_broken():  # the pool must not lend it again
+                g.db_connection.invalidate()
+            pooled: PoolProxiedConnection = g.pop("db_connection")
+            pooled.close()
 
     def dispose_after_fork(self) -> None:
         if self._pool_engine is not None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+import psycopg
+from flask import Flask, Response, current_app, jsonify
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+
+from service.db import get_db
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +77,13 @@ def init_app(app: Flask) -> None:
                 response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 
-    @app.errorhandler(IntegrityError)
-    def conflict(exc: IntegrityError) -> Response:
+    # Requests run their statements on psycopg (service/db.py), so its errors arrive as
+    # they are; the pool (a connection that cannot be opened or borrowed) and /readyz
+    # raise SQLAlchemy's.
+    @app.errorhandler(psycopg.IntegrityError)
+    def conflict(exc: psycopg.IntegrityError) -> Response:
         # The constraint name says what clashed without leaking the SQL or the values.
-        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or ""
+        constraint = exc.diag.constraint_name or ""
         log.info("integrity error on %s", constraint or "unknown constraint")
         if constraint == "uq_items_name":
             return error_response(
@@ -86,6 +92,7 @@ def init_app(app: Flask) -> None:
             )  # fmt: skip
         return error_response(409, "conflict", "The request conflicts with existing data.")
 
+    @app.errorhandler(psycopg.OperationalError)  # also statement timeouts (QueryCanceled)
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeoutError)
     def database_unavailable(exc: Exception) -> Response:
@@ -97,12 +104,21 @@ def init_app(app: Flask) -> None:
         return response
 
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(psycopg.Error)
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        if _connection_lost(exc):
             return database_unavailable(exc)
         log.exception("unhandled error")
         return error_response(500, "internal_error", "Internal server error.")
+
+
+def _connection_lost(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    if isinstance(exc, psycopg.Error):  # e.g. InterfaceError on a connection that broke
+        return get_db(current_app).connection_broken()
+    return False
 
 
 def _first_line(exc: Exception) -> str:

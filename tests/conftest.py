@@ -12,6 +12,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -19,7 +20,6 @@ import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, create_engine
 
 from service import create_app
 from service.config import Settings, normalise_database_url
@@ -99,26 +99,18 @@ def settings(database_url: str) -> Settings:
     return Settings(app_env="dev", database_url=normalise_database_url(database_url))
 
 
-@pytest.fixture(scope="session")
-def engine(settings: Settings) -> Iterator[Engine]:
-    engine = create_engine(settings.database_url)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
-def connection(engine: Engine) -> Iterator[Connection]:
+def connection(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection in a transaction that is rolled back after the test."""
-    with engine.connect() as connection:
-        transaction = connection.begin()
+    with psycopg.connect(database_url) as connection:
         yield connection
-        transaction.rollback()
+        connection.rollback()
 
 
 @pytest.fixture
-def app(settings: Settings, connection: Connection) -> Flask:
+def app(settings: Settings, connection: psycopg.Connection[Any]) -> Flask:
     app = create_app(settings)
-    get_db(app).bind_sessions_to(connection)
+    get_db(app).bind_to(connection)
     return app
 
 

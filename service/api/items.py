@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+import psycopg
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
 
@@ -17,11 +18,11 @@ blueprint = Blueprint("items", __name__, url_prefix="/api/v1/items")
 M = TypeVar("M", bound=BaseModel)
 
 
-def _session() -> Any:
-    return get_db(current_app).session()
+def _connection() -> psycopg.Connection[Any]:
+    return get_db(current_app).connection()
 
 
-def _serialize(row: Any) -> dict[str, Any]:
+def _serialize(row: crud.ItemRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -79,7 +80,7 @@ def list_items() -> Response:
         raise ApiError(
             422, "validation_error", "The query is invalid.", validation_details(exc, "query")
         ) from None
-    rows = crud.list_items(_session(), after_id=query.cursor, limit=query.limit)
+    rows = crud.list_items(_connection(), after_id=query.cursor, limit=query.limit)
     next_cursor = str(rows[-1].id) if len(rows) == query.limit else None
     return jsonify(items=[_serialize(row) for row in rows], next_cursor=next_cursor)
 
@@ -88,7 +89,7 @@ def list_items() -> Response:
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
     body = _parse_body(ItemCreate)
-    row = crud.create_item(_session(), name=body.name, description=body.description)
+    row = crud.create_item(_connection(), name=body.name, description=body.description)
     location = url_for("items.get_item", item_id=row.id)
     return jsonify(_serialize(row)), 201, {"Location": location}
 
@@ -97,7 +98,7 @@ def create_item() -> tuple[Response, int, dict[str, str]]:
 def get_item(item_id: str) -> Response:
     """Get one item."""
     number = _parse_id(item_id)
-    row = crud.get_item(_session(), item_id=number)
+    row = crud.get_item(_connection(), item_id=number)
     if row is None:
         raise _not_found(number)
     return jsonify(_serialize(row))
@@ -109,7 +110,7 @@ def update_item(item_id: str) -> Response:
     number = _parse_id(item_id)
     body = _parse_body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set)
-    row = crud.update_item(_session(), item_id=number, changes=changes)
+    row = crud.update_item(_connection(), item_id=number, changes=changes)
     if row is None:
         raise _not_found(number)
     return jsonify(_serialize(row))
@@ -119,6 +120,6 @@ def update_item(item_id: str) -> Response:
 def delete_item(item_id: str) -> tuple[str, int]:
     """Delete an item."""
     number = _parse_id(item_id)
-    if not crud.delete_item(_session(), item_id=number):
+    if not crud.delete_item(_connection(), item_id=number):
         raise _not_found(number)
     return "", 204

@@ -8,7 +8,6 @@ import logging
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
 
 from service.db import get_db
 
@@ -18,7 +17,7 @@ def test_unexpected_error_is_generic_500_and_logged_with_request_id(
 ) -> None:
     @app.get("/boom")
     def boom() -> str:
-        get_db(app).session().execute(text("SELECT * FROM no_such_table"))
+        get_db(app).connection().execute("SELECT * FROM no_such_table")
         return "unreachable"
 
     from service.logs import RequestIdFilter
