@@ -40,8 +40,8 @@ class Settings:
     gunicorn_timeout: int = 30
     gunicorn_graceful_timeout: int = 20
     gunicorn_keepalive: int = 5
-    gunicorn_max_requests: int = 10000
-    gunicorn_max_requests_jitter: int = 1000
+    gunicorn_max_requests: int = 100000
+    gunicorn_max_requests_jitter: int = 10000
     db_pool_size: int = 1
     db_max_overflow: int = 0
     db_pool_timeout: float = 5.0
@@ -68,9 +68,9 @@ class Settings:
             gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 1, 3600),
             gunicorn_graceful_timeout=env.integer("GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600),
             gunicorn_keepalive=env.integer("GUNICORN_KEEPALIVE", 5, 0, 3600),
-            gunicorn_max_requests=env.integer("GUNICORN_MAX_REQUESTS", 10000, 0, 10**9),
+            gunicorn_max_requests=env.integer("GUNICORN_MAX_REQUESTS", 100000, 0, 10**9),
             gunicorn_max_requests_jitter=env.integer(
-                "GUNICORN_MAX_REQUESTS_JITTER", 1000, 0, 10**9
+                "GUNICORN_MAX_REQUESTS_JITTER", 10000, 0, 10**9
             ),
             # A worker serves at most one request per thread, each needing one connection;
             # more would only hold server slots (see the chart's connection budget).
