@@ -3,17 +3,17 @@
 SQLAlchemy owns the connections: the engine's pool opens, checks, recycles and counts
 them (service/metrics.py), and /readyz and the migrations use the engine as usual. A
 request borrows one pooled connection and runs its statements on the driver (psycopg)
-directly, with SQL that SQLAlchemy wrote from the table definitions once, at import
-(service/crud.py). SQLAlchemy's per-statement execution layer (an ORM Session, or even a
-Core Connection: execution context, result wrapper, row objects) cost more CPU than the
-round trip itself, about a third of a GET (docs/performance.md).
+directly, with SQL that SQLAlchemy wrote once, at import, from the table definitions
+(service/crud.py). SQLAlchemy's per-statement execution layer (an ORM Session, or even
+a Core Connection: execution context, result wrapper, row objects) cost ~150 us of CPU
+per statement, more than psycopg needs to run it, round trip included: dropping it cut
+a GET's server CPU under load by 28% (docs/performance.md).
 
 Fork safety: the engine is created lazily on first use, so a gunicorn master never
 opens a connection that its workers could inherit; `dispose_after_fork` covers apps
 that were imported before forking anyway.
 
-Round trips are the cost of a request (docs/performance.md), so a request makes one per
-statement and no more:
+One round trip per statement, and no more:
 - Connections run in autocommit, set once when opened. Every statement the API runs
   (crud.py) is a single statement, atomic on its own, so BEGIN before it and
   COMMIT/ROLLBACK after it would only add two round trips. An operation that needs
@@ -22,8 +22,9 @@ statement and no more:
   `Database.engine` hands out transactional connections (for /readyz).
 - A pooled connection is checked without a round trip (no `SELECT 1` pre-ping): the
   server never speaks on an idle connection, so a readable socket means it hung up.
-- A connection that broke during a request is discarded when the request ends, never
-  returned to the pool.
+
+A connection that broke during a request is discarded when the request ends, never
+returned to the pool.
 """
 
 from __future__ import annotations
