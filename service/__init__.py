@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from service.config import Settings
+from service.json_provider import OrjsonProvider
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -15,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config.update(
         DEBUG=settings.debug,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -22,8 +24,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         PROPAGATE_EXCEPTIONS=False,
         TRAP_HTTP_EXCEPTIONS=False,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.json.compact = True  # type: ignore[attr-defined]
     app.extensions["settings"] = settings
 
     db = Database(settings)

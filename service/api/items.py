@@ -23,13 +23,7 @@ def _connection() -> psycopg.Connection[Any]:
 
 
 def _serialize(row: crud.ItemRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "description": row.description,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-    }
+    return row._asdict()  # datetimes as they are: the JSON provider writes them (RFC 3339)
 
 
 def _parse_body(model: type[M]) -> M:

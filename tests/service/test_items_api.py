@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -36,6 +37,14 @@ def test_create_returns_the_item_with_server_set_fields(client: FlaskClient) -> 
     assert isinstance(item["id"], int) and item["id"] >= 1
     assert item["created_at"] == item["updated_at"]
     assert response.headers["Location"] == f"{ITEMS}/{item['id']}"
+
+
+def test_timestamps_are_rfc3339_with_an_offset(client: FlaskClient) -> None:
+    item = create(client, name="when")
+    for field in ("created_at", "updated_at"):
+        parsed = datetime.fromisoformat(item[field])
+        assert parsed.utcoffset() is not None, item[field]
+        assert item[field] == parsed.isoformat()  # what isoformat() writes, to the digit
 
 
 def test_get_returns_what_was_created(client: FlaskClient) -> None:
