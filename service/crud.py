@@ -72,7 +72,8 @@ def create_item(
 ) -> ItemRow:
     with connection.cursor(row_factory=_ROW) as cursor:
         row = cursor.execute(_CREATE, {"name": name, "description": description}).fetchone()
-    assert row is not None  # INSERT ... RETURNING returns the row or raises
+    if row is None:  # INSERT ... RETURNING returns the row or raises; never reached
+        raise RuntimeError("INSERT ... RETURNING returned no row")
     return row
 
 

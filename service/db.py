@@ -5,9 +5,10 @@ them (service/metrics.py), and /readyz and the migrations use the engine as usua
 request borrows one pooled connection and runs its statements on the driver (psycopg)
 directly, with SQL that SQLAlchemy wrote once, at import, from the table definitions
 (service/crud.py). SQLAlchemy's per-statement execution layer (an ORM Session, or even
-a Core Connection: execution context, result wrapper, row objects) cost ~150 us of CPU
-per statement, more than psycopg needs to run it, round trip included: dropping it cut
-a GET's server CPU under load by 28% (docs/performance.md).
+a Core Connection: execution context, result wrapper, row objects) cost more CPU per
+statement than psycopg needs to run it, round trip included (in-process: 245 us with a
+Session, 172 with a Core Connection, 91 on psycopg); dropping it cut a GET's server CPU
+under load by 17% (docs/performance.md).
 
 Fork safety: the engine is created lazily on first use, so a gunicorn master never
 opens a connection that its workers could inherit; `dispose_after_fork` covers apps
@@ -29,7 +30,9 @@ returned to the pool.
 
 from __future__ import annotations
 
+import logging
 import select
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +43,8 @@ from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
 from service.config import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -96,6 +101,7 @@ class Database:
         self._engine: Engine | None = None
         self._bound: psycopg.Connection[Any] | None = None
         self.on_engine_created: list[Callable[[Engine], None]] = []
+        self._creating = threading.Lock()
 
     @property
     def engine(self) -> Engine:
@@ -105,10 +111,15 @@ class Database:
         autocommit (psycopg does that client-side, no round trip) and back on return.
         """
         if self._engine is None:
-            self._pool_engine = make_engine(self.settings)
-            self._engine = self._pool_engine.execution_options(isolation_level="READ COMMITTED")
-            for hook in self.on_engine_created:
-                hook(self._pool_engine)
+            # Threads of a gthread worker may get here together: one engine, its hooks
+            # (pool metrics) registered before any thread borrows a connection.
+            with self._creating:
+                if self._engine is None:
+                    pool_engine = make_engine(self.settings)
+                    for hook in self.on_engine_created:
+                        hook(pool_engine)
+                    self._pool_engine = pool_engine
+                    self._engine = pool_engine.execution_options(isolation_level="READ COMMITTED")
         return self._engine
 
     def connection(self) -> psycopg.Connection[Any]:
@@ -120,8 +131,7 @@ class Database:
             return self._bound
         pooled: PoolProxiedConnection | None = g.get("db_connection")
         if pooled is None:
-            if self._pool_engine is None:
-                _ = self.engine
+            _ = self.engine  # created on first use
             assert self._pool_engine is not None
             pooled = g.db_connection = self._pool_engine.raw_connection()
         connection: psycopg.Connection[Any] = pooled.dbapi_connection  # type: ignore[assignment]
@@ -131,7 +141,7 @@ class Database:
         """Whether this request's connection broke (the server went away mid-request)."""
         pooled: PoolProxiedConnection | None = g.get("db_connection")
         driver = pooled.driver_connection if pooled is not None else self._bound
-        return driver is not None and (driver.closed or driver.broken)
+        return driver is not None and bool(driver.closed or driver.broken)
 
     def bind_to(self, connection: psycopg.Connection[Any]) -> None:
         """Run every request on `connection`, which is in a transaction (tests roll it back
@@ -145,15 +155,21 @@ class Database:
         @app.teardown_appcontext
         def return_connection(_exc: BaseException | None) -> None:
             if g.pop("db_savepoint", False) and self._bound is not None:
-                failed = self._bound.info.transaction_status == TransactionStatus.INERROR
-                self._bound.execute(
-                    "ROLLBACK TO SAVEPOINT request" if failed else "RELEASE SAVEPOINT request"
-                )
-            if "db_connection" not in g:
+                if self._bound.info.transaction_status == TransactionStatus.INERROR:
+                    self._bound.execute("ROLLBACK TO SAVEPOINT request")
+                self._bound.execute("RELEASE SAVEPOINT request")
+            pooled: PoolProxiedConnection | None = g.pop("db_connection", None)
+            if pooled is None:
                 return
-            if self.connection_broken():  # the pool must not lend it again
-                g.db_connection.invalidate()
-            pooled: PoolProxiedConnection = g.pop("db_connection")
+            driver = pooled.driver_connection
+            if driver is None or driver.closed or driver.broken:
+                pooled.invalidate()  # the server went away: the pool must not lend it again
+            elif driver.info.transaction_status != TransactionStatus.IDLE:
+                # Nothing in the API leaves a transaction open (autocommit, or a closed
+                # `connection.transaction()` block). If something did, its work would be
+                # rolled back on return, silently: say so loudly and start clean.
+                log.error("a request left a database transaction open; it was rolled back")
+                pooled.invalidate()
             pooled.close()
 
     def dispose_after_fork(self) -> None:
