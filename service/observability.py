@@ -37,6 +37,9 @@ class RequestObserver:
         def observed_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
+            # One X-Request-ID, ours: the access log and the app's log lines must agree.
+            if any(name.lower() == "x-request-id" for name, _ in headers):
+                headers[:] = [(n, v) for n, v in headers if n.lower() != "x-request-id"]
             headers.append((REQUEST_ID_HEADER, request_id))
             if self.metrics_enabled:
                 metrics.observe(

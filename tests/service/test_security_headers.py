@@ -59,3 +59,12 @@ def test_an_unexpected_error_still_carries_the_headers(app: Flask) -> None:
     assert response.headers["X-Request-ID"] == "req-boom"
     for name, value in HEADERS.items():
         assert response.headers.get(name) == value, name
+
+
+def test_a_view_cannot_add_a_second_request_id(app: Flask) -> None:
+    @app.get("/own-id")
+    def own_id() -> tuple[str, int, dict[str, str]]:
+        return "{}", 200, {"X-Request-ID": "mine", "Content-Type": "application/json"}
+
+    response = app.test_client().get("/own-id", headers={"X-Request-ID": "req-own"})
+    assert response.headers.getlist("X-Request-ID") == ["req-own"]
