@@ -3,9 +3,11 @@
 Every response is JSON, so encoding is per-request work: orjson writes a page of 20
 items, datetimes included, in a fraction of the time the standard library needs to
 format the datetimes (`isoformat()`) and encode the rest (docs/performance.md).
-Datetimes come out as RFC 3339, exactly as `datetime.isoformat()` writes them. Types
-neither encoder knows raise a TypeError (answered as a 500), as with Flask's own
-provider: nothing is converted silently.
+orjson writes str, int, float, bool, None, dicts, lists and tuples, and also dates and
+times (as `isoformat()` writes them: RFC 3339 for datetimes), UUIDs, enums and
+dataclasses; anything else (Decimal, say, which Flask's own provider wrote as a string)
+raises a TypeError, answered as a 500. The options are fixed: compact, UTF-8; `dumps`
+ignores Flask's keyword arguments.
 
 Request bodies are still parsed by the standard library (service/api/items.py), whose
 errors for hostile input (deep nesting) are the ones the API reports.
@@ -13,9 +15,12 @@ errors for hostile input (deep nesting) are the ones the API reports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import datetime
+from datetime import date, time
+from enum import Enum
 from typing import Any, cast
+from uuid import UUID
 
 import orjson
 from flask import Response
@@ -29,12 +34,19 @@ def encode(obj: Any) -> bytes:
         # orjson refuses a str that is not valid Unicode (a lone surrogate). The standard
         # library's parser accepts one from a client (`"\ud800"`), and an error message
         # may name it, e.g. as an unknown field; the standard library writes it escaped.
-        return json.dumps(obj, default=_datetime, separators=(",", ":")).encode()
+        return json.dumps(obj, default=_as_orjson_writes_it, separators=(",", ":")).encode()
 
 
-def _datetime(value: object) -> str:
-    if isinstance(value, datetime):
+def _as_orjson_writes_it(value: object) -> Any:
+    """The types orjson writes beyond the standard library's, written the same way."""
+    if isinstance(value, date | time):
         return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 

@@ -3,9 +3,13 @@ orjson refuses; both write datetimes as isoformat() does."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from enum import Enum
+from uuid import UUID
 
+import orjson
 import pytest
 
 from service.json_provider import encode
@@ -34,3 +38,21 @@ def test_unknown_types_are_an_error_not_a_silent_string() -> None:
         encode({"value": object()})
     with pytest.raises(TypeError):
         encode({"value": object(), "bad": "\ud800"})  # the fallback refuses them too
+
+
+def test_the_fallback_writes_what_orjson_writes() -> None:
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    class Colour(Enum):
+        RED = "red"
+
+    value = {
+        "day": date(2026, 11, 26), "at": time(12, 30), "id": UUID(int=7),
+        "colour": Colour.RED, "point": Point(1), "moment": MOMENTS[1],
+    }  # fmt: skip
+    assert json.loads(encode({**value, "bad": "\ud800"})) == {
+        **json.loads(orjson.dumps(value)),
+        "bad": "\ud800",
+    }
