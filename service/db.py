@@ -34,7 +34,7 @@ import logging
 import select
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from flask import Flask, g
@@ -84,12 +84,22 @@ def replace_if_server_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) 
     database restart no request gets a dead connection, as with a pre-ping, but a
     healthy checkout costs one poll() instead of a `SELECT 1` round trip.
     """
-    if dbapi_connection.closed or dbapi_connection.broken:
+    if _lost(dbapi_connection):
         raise InvalidatePoolError("the database connection is closed")
     poller = select.poll()
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     if poller.poll(0):
         raise InvalidatePoolError("the database server closed the connection")
+
+
+def _lost(connection: psycopg.Connection[Any]) -> bool:
+    """Closed by us, or broken because the server went away (psycopg tracks both)."""
+    return bool(connection.closed or connection.broken)
+
+
+def _driver(pooled: PoolProxiedConnection) -> psycopg.Connection[Any] | None:
+    """The psycopg connection inside a pooled one (None once the pool has dropped it)."""
+    return cast("psycopg.Connection[Any] | None", pooled.driver_connection)
 
 
 class Database:
@@ -134,14 +144,17 @@ class Database:
             _ = self.engine  # created on first use
             assert self._pool_engine is not None
             pooled = g.db_connection = self._pool_engine.raw_connection()
-        connection: psycopg.Connection[Any] = pooled.dbapi_connection  # type: ignore[assignment]
+        connection = _driver(pooled)
+        assert connection is not None  # just borrowed
         return connection
 
     def connection_broken(self) -> bool:
         """Whether this request's connection broke (the server went away mid-request)."""
         pooled: PoolProxiedConnection | None = g.get("db_connection")
-        driver = pooled.driver_connection if pooled is not None else self._bound
-        return driver is not None and bool(driver.closed or driver.broken)
+        if pooled is None:
+            return self._bound is not None and _lost(self._bound)
+        driver = _driver(pooled)
+        return driver is None or _lost(driver)
 
     def bind_to(self, connection: psycopg.Connection[Any]) -> None:
         """Run every request on `connection`, which is in a transaction (tests roll it back
@@ -161,8 +174,8 @@ class Database:
             pooled: PoolProxiedConnection | None = g.pop("db_connection", None)
             if pooled is None:
                 return
-            driver = pooled.driver_connection
-            if driver is None or driver.closed or driver.broken:
+            driver = _driver(pooled)
+            if driver is None or _lost(driver):
                 pooled.invalidate()  # the server went away: the pool must not lend it again
             elif driver.info.transaction_status != TransactionStatus.IDLE:
                 # Nothing in the API leaves a transaction open (autocommit, or a closed
