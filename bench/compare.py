@@ -128,32 +128,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {number}/{args.rounds}", flush=True)
             for scenario in scenarios:
                 for label, (reference, service) in servers.items():
-                    pair = [(reference, "static", "reference"), (service, scenario, scenario)]
-                    if number % 2 == 0:  # alternate the order, as bench.run does
-                        pair.reverse()
-                    rps = {
-                        key: bench.run(server, script, f"{label} {key}").rps
-                        for server, script, key in pair
-                    }
-                    ratio = rps[scenario] / rps["reference"]
+                    pair = [
+                        (f"{label} reference", reference, "static"),
+                        (f"{label} {scenario}", service, scenario),
+                    ]
+                    rps = bench.in_turn(number, pair)
+                    ratio = rps[f"{label} {scenario}"] / rps[f"{label} reference"]
                     ratios.setdefault(f"{label} {scenario}", []).append(ratio)
 
         open_loop = {}
         failed_open_loop = 0
         if args.open_loop_rate:
             for label, (_, service) in servers.items():
-                warm_errors = 0
-                for seconds in (args.warmup, args.open_loop_duration):  # warm-up, then measure
-                    result = bench.wrk.open_loop(
-                        service.base_url + "/",
-                        args.open_loop_rate,
-                        seconds,
-                        nonce=label,
-                        max_id=SEED_ROWS,
-                    )
-                    warm_errors += result.errors
+                result, errors = bench.open_loop(
+                    service, args.open_loop_rate, args.open_loop_duration
+                )
                 open_loop[label] = result
-                failed_open_loop += warm_errors
+                failed_open_loop += errors
 
     width = max(len(label) for label in [*servers, "variant"]) + 2
     print(

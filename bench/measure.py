@@ -100,5 +100,26 @@ class Bench:
             )
         return result
 
+    def in_turn(self, round_number: int, runs: list[tuple[str, Server, str]]) -> dict[str, float]:
+        """Run each (key, server, scenario) once; requests/s by key. Forwards in odd rounds,
+        backwards in even ones, so a trend within a round (load arriving or leaving) does
+        not always favour the same side of a comparison."""
+        ordered = runs if round_number % 2 else runs[::-1]
+        return {key: self.run(server, scenario, key).rps for key, server, scenario in ordered}
+
+    def open_loop(self, server: Server, rate: float, seconds: float) -> tuple[WrkResult, int]:
+        """GET by id at a fixed `rate` (open loop) after a warm-up at the same rate: the
+        measured run, and the failed requests of both."""
+
+        def once(duration: float) -> WrkResult:
+            return self.wrk.open_loop(
+                server.base_url + "/", rate, duration, nonce=uuid.uuid4().hex[:12],
+                max_id=SEED_ROWS,
+            )  # fmt: skip
+
+        warm = once(self.warmup_s)
+        result = once(seconds)
+        return result, warm.errors + result.errors
+
     def _database_cpu(self) -> float:
         return tree_cpu_seconds(self.database.postmaster_pid)

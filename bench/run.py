@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,7 +31,7 @@ from typing import Any
 
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
 from bench.servers import Server, rss_kib, seeded_postgres, server_env, start_server
-from bench.wrk import Wrk, WrkMissingError, WrkResult, wrk_path
+from bench.wrk import Wrk, WrkMissingError, wrk_path
 
 # Minimum ratio to the reference (issue 7); mixed has none, it is reported for scale.
 RATIO_TARGETS = {"livez": 0.80, "get_item": 0.45, "list_page": 0.35, "post_item": 0.30}
@@ -123,27 +122,22 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         for round_number in range(1, plan.rounds + 1):
             print(f"round {round_number}/{plan.rounds}", flush=True)
             for scenario in SCENARIOS:
-                # Run a pair (and the metrics-off run) forwards in odd rounds and backwards
-                # in even ones, so a trend within the round (load arriving or leaving) does
-                # not always favour the same side.
                 runs = [("reference", reference, "static"), (scenario, service, scenario)]
                 if scenario in METRICS_COMPARED:
                     runs.append((f"{scenario} (metrics off)", no_metrics, scenario))
-                if round_number % 2 == 0:
-                    runs.reverse()
-                rps = {key: bench.run(server, script, key).rps for key, server, script in runs}
+                rps = bench.in_turn(round_number, runs)
                 ratios[scenario].append(rps[scenario] / rps["reference"])
                 if scenario in METRICS_COMPARED:
                     off = rps[f"{scenario} (metrics off)"]
                     metrics_costs[scenario].append(1 - rps[scenario] / off)
 
-        open_loop = _open_loop(service, wrk, bench, plan)
+        open_loop = _open_loop(service, bench, plan)
         server_non_2xx = _non_2xx_answers(service)
         stack.close()  # free the CPU before the long RSS run
         with stack:
             no_recycling = start("service-no-recycling", GUNICORN_MAX_REQUESTS="0")
             # The same open loop without worker recycling: what a recycle costs the tail.
-            open_loop_steady = _open_loop(no_recycling, wrk, bench, plan)
+            open_loop_steady = _open_loop(no_recycling, bench, plan)
             rss = _rss_growth(no_recycling, bench, plan)
 
     return {
@@ -201,7 +195,7 @@ def _process_model(server: Server) -> dict[str, Any]:
     }
 
 
-def _open_loop(service: Server, wrk: Wrk, bench: Bench, plan: Plan) -> dict[str, Any]:
+def _open_loop(service: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
     """GET by id at a fixed rate (open loop): the latency a client sees with headroom left.
 
     The rate is 70% of the maximum this instance reaches just before (closed loop), not of
@@ -215,14 +209,7 @@ def _open_loop(service: Server, wrk: Wrk, bench: Bench, plan: Plan) -> dict[str,
         "the maximum just measured)",
         flush=True,
     )
-
-    def run(seconds: float) -> WrkResult:
-        return wrk.open_loop(
-            service.base_url + "/", rate, seconds, nonce=uuid.uuid4().hex[:12], max_id=SEED_ROWS
-        )
-
-    warm = run(plan.warmup_s)
-    result = run(plan.open_loop_s)
+    result, errors = bench.open_loop(service, rate, plan.open_loop_s)
     print(
         f"  {result.rps:.0f} req/s  p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
         f"max {result.max_ms:.1f} ms  errors {result.errors} {result.error_kinds or ''}",
@@ -237,7 +224,7 @@ def _open_loop(service: Server, wrk: Wrk, bench: Bench, plan: Plan) -> dict[str,
         "p95_ms": round(result.p95_ms, 2),
         "p99_ms": round(result.p99_ms, 2),
         "max_ms": round(result.max_ms, 2),
-        "errors": result.errors + warm.errors,
+        "errors": errors,
         "p99_target_ms": P99_TARGET_MS,
         "met": result.p99_ms <= P99_TARGET_MS,
     }
