@@ -1,7 +1,9 @@
 """JSON logs, one object per line on stdout, with the request id on every record.
 
-The same formatter serves the app, SQLAlchemy and gunicorn (error and access logs), so
-every line a pod prints parses as JSON.
+The same formatter serves the app, SQLAlchemy and gunicorn's error log, and the access
+log writes the same shape of line (service/gunicorn_conf.py), so every line a pod prints
+parses as JSON. All of them reach stdout through `print_line`, under one lock, so lines
+written by a gthread worker's threads never interleave.
 """
 
 from __future__ import annotations
@@ -11,10 +13,15 @@ import functools
 import json
 import logging
 import logging.config
+import os
 import re
 import secrets
+import sys
+import threading
 import time
 from typing import Any
+
+import orjson
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -47,7 +54,7 @@ class RequestIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": _utc_iso(record.created),
+            "time": utc_iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -60,7 +67,47 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json_line(entry)
+
+
+class StdoutHandler(logging.Handler):
+    """Each record, formatted, as one line on stdout (through `print_line`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print_line(self.format(record))
+        except Exception:  # noqa: BLE001 - logging reports on stderr, never raises to the caller
+            self.handleError(record)
+
+
+def json_line(entry: dict[str, Any]) -> str:
+    """`entry` as one line of JSON; a value JSON has no type for is written as its str()."""
+    try:
+        return orjson.dumps(entry, default=str).decode()
+    except TypeError:
+        # orjson refuses a lone surrogate, a key that is not a str and an int beyond 64
+        # bits; the standard library writes them (escaped, so the line is valid UTF-8).
+        return json.dumps(entry, default=str)
+
+
+_stdout_lock = threading.Lock()
+
+
+def print_line(line: str) -> None:
+    """Write one line to stdout, whole, and flush it: the container runtime reads a pipe."""
+    with _stdout_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _new_stdout_lock() -> None:
+    # A fork copies the lock as it is; should another thread have held it, the child
+    # would wait forever. gunicorn's master is single-threaded, but nothing enforces that.
+    global _stdout_lock
+    _stdout_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_stdout_lock)
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,19 +115,15 @@ def _utc_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
-def _utc_iso(created: float) -> str:
+def utc_iso(created: float) -> str:
+    """A `time.time()` as RFC 3339 UTC with milliseconds, as every log line carries it."""
     # Formatting the date and time once per second, not once per line (every request logs).
     return f"{_utc_second(int(created))}.{int(created % 1 * 1000):03d}Z"
 
 
 def logging_config(level: str) -> dict[str, Any]:
     """A dictConfig for the whole process; gunicorn takes it as `logconfig_dict`."""
-    handler = {
-        "class": "logging.StreamHandler",
-        "formatter": "json",
-        "filters": ["request_id"],
-        "stream": "ext://sys.stdout",
-    }
+    handler = {"()": StdoutHandler, "formatter": "json", "filters": ["request_id"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -75,6 +76,62 @@ def test_json_formatter_emits_one_object_per_line(caplog: pytest.LogCaptureFixtu
     assert "\n" not in line
     assert entry["message"] == "hello w" and entry["level"] == "INFO"
     assert entry["request_id"] == "rid-1" and entry["extra_field"] == {"k": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("caf\u00e9 \u2603", "caf\u00e9 \u2603"),  # non-ASCII kept as it is
+        ("lone \udc80 surrogate", "lone \udc80 surrogate"),  # orjson refuses; escaped
+        (2**70, 2**70),  # beyond 64 bits: orjson refuses
+        ({1: "int key"}, {"1": "int key"}),  # orjson refuses non-str keys
+        (Path("/x"), "/x"),  # no JSON type: its str()
+    ],
+)
+def test_a_log_line_is_one_valid_json_object_whatever_the_values(
+    value: object, expected: object
+) -> None:
+    from service.logs import json_line
+
+    line = json_line({"message": "m", "value": value})
+    assert "\n" not in line
+    line.encode("utf-8")  # writable to stdout: a lone surrogate would raise here
+    assert json.loads(line)["value"] == expected
+
+
+def test_access_lines_have_the_shape_of_every_log_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    from datetime import timedelta
+
+    from gunicorn.config import Config
+
+    monkeypatch.setenv("DATABASE_URL", database_url)  # gunicorn_conf reads the settings
+    from service.gunicorn_conf import JsonAccessLogger
+
+    access = JsonAccessLogger(Config()).access  # gunicorn's default: requests at INFO
+
+    class Response:
+        status_code = 201
+        sent = 42
+        headers = (("Content-Type", "application/json"), ("X-Request-ID", "rid-7"))
+
+    def environ(path: str) -> dict[str, str]:
+        return {"REQUEST_METHOD": "POST", "PATH_INFO": path, "REMOTE_ADDR": "10.0.0.9",
+                "HTTP_USER_AGENT": "curl/8"}  # fmt: skip
+
+    capsys.readouterr()
+    access(Response, None, environ("/api/v1/items"), timedelta(milliseconds=12.5))
+    access(Response, None, environ("/livez"), timedelta(milliseconds=1))  # probes: DEBUG
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0])
+    assert entry.pop("time").endswith("Z")
+    assert entry == {
+        "level": "INFO", "logger": "gunicorn.access", "message": "POST /api/v1/items 201",
+        "request_id": "rid-7", "method": "POST", "path": "/api/v1/items", "status": 201,
+        "duration_ms": 12.5, "bytes": 42, "remote_addr": "10.0.0.9", "user_agent": "curl/8",
+    }  # fmt: skip
 
 
 def test_made_up_methods_share_one_metrics_label(client: FlaskClient) -> None:
