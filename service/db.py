@@ -1,50 +1,69 @@
-"""The engine (one per process) and the request's database connection.
+"""The engine (one per process) and each worker thread's database connection.
 
 SQLAlchemy owns the connections: the engine's pool opens, checks, recycles and counts
-them (service/metrics.py), and /readyz and the migrations use the engine as usual. A
-request borrows one pooled connection and runs its statements on the driver (psycopg)
-directly, with SQL that SQLAlchemy wrote once, at import, from the table definitions
-(service/crud.py). SQLAlchemy's per-statement execution layer (an ORM Session, or even
-a Core Connection: execution context, result wrapper, row objects) cost more CPU per
-statement than psycopg needs to run it, round trip included (in-process: 245 us with a
-Session, 172 with a Core Connection, 91 on psycopg); dropping it cut a GET's server CPU
-under load by 17% (docs/performance.md).
+them (service/metrics.py), and /readyz and the migrations use the engine as usual. The
+API runs its statements on the driver (psycopg) directly, with SQL that SQLAlchemy wrote
+once, at import, from the table definitions (service/crud.py). SQLAlchemy's per-statement
+execution layer (an ORM Session, or even a Core Connection: execution context, result
+wrapper, row objects) cost more CPU per statement than psycopg needs to run it, round
+trip included (in-process: 245 us with a Session, 172 with a Core Connection, 91 on
+psycopg); dropping it cut a GET's server CPU under load by 17% (docs/performance.md).
 
-Fork safety: the engine is created lazily on first use, so a gunicorn master never
-opens a connection that its workers could inherit; `dispose_after_fork` covers apps
-that were imported before forking anyway.
+A worker thread keeps its connection between requests. It serves one request at a time,
+so giving the connection back to the pool after each request only to borrow it again
+before the next bought nothing, and the pool's checkout and return (locks, events, reset)
+cost 15% of a GET's CPU. So a thread takes one connection from the pool and keeps it,
+with one cursor on it (psycopg caches per cursor how to convert each parameter and column
+type: a new cursor per statement rebuilt that cache every time). The connection is
+discarded, and the next request takes a new one from the pool, when:
+- the server hung up, checked before each request that uses it, as the pool checks a
+  connection on checkout (next paragraph): after a database restart no request gets a
+  dead connection;
+- it broke during a request, or a request left a transaction open;
+- it is older than RECYCLE_SECONDS, the pool's recycle age.
+It goes back to the pool when the thread borrows through the engine (/readyz), so that a
+pool of one connection per thread (the default) can lend it.
 
 One round trip per statement, and no more:
 - Connections run in autocommit, set once when opened. Every statement the API runs
   (crud.py) is a single statement, atomic on its own, so BEGIN before it and
   COMMIT/ROLLBACK after it would only add two round trips. An operation that needs
-  several statements in one transaction wraps them in `with connection.transaction():`
-  (psycopg sends BEGIN and COMMIT, or ROLLBACK if the block raises).
-  `Database.engine` hands out transactional connections (for /readyz).
-- A pooled connection is checked without a round trip (no `SELECT 1` pre-ping): the
-  server never speaks on an idle connection, so a readable socket means it hung up.
+  several statements in one transaction wraps them in
+  `with cursor.connection.transaction():` (psycopg sends BEGIN and COMMIT, or ROLLBACK
+  if the block raises). `Database.connect()` hands out transactional SQLAlchemy
+  connections (for /readyz).
+- A connection is checked without a round trip (no `SELECT 1` pre-ping): the server
+  never speaks on an idle connection, so a readable socket means it hung up.
 
-A connection that broke during a request is discarded when the request ends, never
-returned to the pool.
+Fork safety: the engine is created lazily on first use, so a gunicorn master never
+opens a connection that its workers could inherit; `dispose_after_fork` covers apps
+that were imported before forking anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
-from collections.abc import Callable
+import time
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import psycopg
 from flask import Flask, g
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Engine, PoolProxiedConnection, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
 from service.config import Settings
 
 log = logging.getLogger(__name__)
+
+# A connection older than this is closed and replaced by a new one: a long-lived session
+# slowly accumulates server-side memory (caches, prepared plans).
+RECYCLE_SECONDS = 1800
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -55,13 +74,17 @@ def make_engine(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_recycle=1800,
+        pool_recycle=RECYCLE_SECONDS,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             "application_name": "service",
-            # Bound every statement, and notice a peer that vanished without a FIN
-            # (node loss, network partition) within seconds, not the kernel's 2 hours.
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # Bound every statement. Timestamps in UTC whatever the server's TimeZone
+            # setting (the API writes them as they come), and as datetime.timezone.utc,
+            # which psycopg and orjson handle in C; a named zone, even "Etc/UTC", goes
+            # through Python per value: 7% of the CPU of a page of 20.
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC",
+            # Notice a peer that vanished without a FIN (node loss, network partition)
+            # within seconds, not the kernel's 2 hours.
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,
@@ -77,19 +100,22 @@ def make_engine(settings: Settings) -> Engine:
 def replace_if_server_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Refuse a pooled connection the server has closed, without a round trip.
 
-    The server never sends anything on an idle connection unasked, so if the socket is
-    readable it has hung up (restart, crash, failover, idle timeout) or sent its last
-    error before doing so. Raising makes the pool drop every connection older than now
-    (they share the server's fate) and open a fresh one for this request: after a
-    database restart no request gets a dead connection, as with a pre-ping, but a
-    healthy checkout costs one poll() instead of a `SELECT 1` round trip.
+    Raising makes the pool drop every connection older than now (they share the server's
+    fate) and open a fresh one: after a database restart no request gets a dead
+    connection, as with a pre-ping, but a healthy checkout costs one poll() instead of a
+    `SELECT 1` round trip.
     """
-    if _lost(dbapi_connection):
-        raise InvalidatePoolError("the database connection is closed")
-    poller = select.poll()
-    poller.register(dbapi_connection.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if _lost(dbapi_connection) or _hung_up(dbapi_connection):
         raise InvalidatePoolError("the database server closed the connection")
+
+
+def _hung_up(connection: psycopg.Connection[Any]) -> bool:
+    """The server never sends anything on an idle connection unasked, so if the socket is
+    readable it has hung up (restart, crash, failover, idle timeout) or sent its last
+    error before doing so."""
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _lost(connection: psycopg.Connection[Any]) -> bool:
@@ -97,25 +123,46 @@ def _lost(connection: psycopg.Connection[Any]) -> bool:
     return bool(connection.closed or connection.broken)
 
 
-def _driver(pooled: PoolProxiedConnection) -> psycopg.Connection[Any] | None:
-    """The psycopg connection inside a pooled one (None once the pool has dropped it)."""
-    return cast("psycopg.Connection[Any] | None", pooled.driver_connection)
+class _Held:
+    """The connection a worker thread took from the pool, and its one cursor."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.pooled = engine.raw_connection()
+        connection = cast("psycopg.Connection[Any]", self.pooled.driver_connection)
+        self.cursor = connection.cursor()
+        self.taken_at = time.monotonic()
+        # Back to the pool when called, or when the thread ends (its thread-local storage
+        # goes, and this with it): the Flask dev server runs each request on a new thread.
+        self.give_back = weakref.finalize(self, self.pooled.close)
+        self.give_back.atexit = False  # an exiting process closes its sockets anyway
+
+    def usable(self) -> bool:
+        """Neither gone (see `_hung_up`) nor due for recycling."""
+        connection = self.cursor.connection
+        if _lost(connection) or _hung_up(connection):
+            return False
+        return time.monotonic() - self.taken_at < RECYCLE_SECONDS
+
+    def discard(self) -> None:
+        self.give_back.detach()
+        self.pooled.invalidate()  # the pool closes it and opens another when asked
 
 
 class Database:
-    """Holds the lazily created engine and lends each request one pooled connection."""
+    """Holds the lazily created engine and each worker thread's connection."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._pool_engine: Engine | None = None
         self._engine: Engine | None = None
-        self._bound: psycopg.Connection[Any] | None = None
+        self._threads = threading.local()  # .held: _Held, while a thread keeps one
+        self._bound: psycopg.Cursor[Any] | None = None
         self.on_engine_created: list[Callable[[Engine], None]] = []
         self._creating = threading.Lock()
 
     @property
     def engine(self) -> Engine:
-        """Connections in a transaction, as `engine.connect()` callers expect (/readyz).
+        """Connections in a transaction, as `engine.connect()` callers expect.
 
         The same pool as the requests': a connection checked out here is switched out of
         autocommit (psycopg does that client-side, no round trip) and back on return.
@@ -132,60 +179,89 @@ class Database:
                     self._engine = pool_engine.execution_options(isolation_level="READ COMMITTED")
         return self._engine
 
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """An SQLAlchemy connection in a transaction, from the pool (for /readyz).
+
+        This thread's own connection goes back to the pool first, unless the current
+        request is using it, so a pool of one connection per thread can lend it.
+        """
+        held: _Held | None = getattr(self._threads, "held", None)
+        if held is not None and "db_cursor" not in g:
+            self._threads.held = None
+            held.give_back()
+        with self.engine.connect() as connection:
+            yield connection
+
+    def cursor(self) -> psycopg.Cursor[Any]:
+        """The request's cursor, on this thread's connection (autocommit); rows are tuples."""
+        cursor: psycopg.Cursor[Any] | None = g.get("db_cursor")
+        if cursor is None:
+            if self._bound is not None:
+                cursor = self._bound
+                cursor.execute("SAVEPOINT request")
+            else:
+                cursor = self._thread_connection().cursor
+            g.db_cursor = cursor
+        return cursor
+
     def connection(self) -> psycopg.Connection[Any]:
-        """The request's connection (autocommit), borrowed on first use, returned at teardown."""
-        if self._bound is not None:
-            if "db_savepoint" not in g:
-                self._bound.execute("SAVEPOINT request")
-                g.db_savepoint = True
-            return self._bound
-        pooled: PoolProxiedConnection | None = g.get("db_connection")
-        if pooled is None:
+        """The request's connection (autocommit): the one its cursor runs on."""
+        return self.cursor().connection
+
+    def _thread_connection(self) -> _Held:
+        held: _Held | None = getattr(self._threads, "held", None)
+        if held is not None and not held.usable():
+            self._discard_thread_connection()
+            held = None
+        if held is None:
             _ = self.engine  # created on first use
             assert self._pool_engine is not None
-            pooled = g.db_connection = self._pool_engine.raw_connection()
-        connection = _driver(pooled)
-        assert connection is not None  # just borrowed
-        return connection
+            held = self._threads.held = _Held(self._pool_engine)
+        return held
 
     def connection_broken(self) -> bool:
         """Whether this request's connection broke (the server went away mid-request)."""
-        pooled: PoolProxiedConnection | None = g.get("db_connection")
-        if pooled is None:
-            return self._bound is not None and _lost(self._bound)
-        driver = _driver(pooled)
-        return driver is None or _lost(driver)
+        cursor: psycopg.Cursor[Any] | None = g.get("db_cursor")
+        return cursor is not None and _lost(cursor.connection)
 
     def bind_to(self, connection: psycopg.Connection[Any]) -> None:
         """Run every request on `connection`, which is in a transaction (tests roll it back
         after). Each request runs in a savepoint, so a statement that fails undoes only its
         own request's work, as it would in autocommit, and the test goes on."""
-        self._bound = connection
+        self._bound = connection.cursor()
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self
 
         @app.teardown_appcontext
-        def return_connection(_exc: BaseException | None) -> None:
-            if g.pop("db_savepoint", False) and self._bound is not None:
-                if self._bound.info.transaction_status == TransactionStatus.INERROR:
-                    self._bound.execute("ROLLBACK TO SAVEPOINT request")
-                self._bound.execute("RELEASE SAVEPOINT request")
-            pooled: PoolProxiedConnection | None = g.pop("db_connection", None)
-            if pooled is None:
+        def end_of_request(_exc: BaseException | None) -> None:
+            cursor: psycopg.Cursor[Any] | None = g.pop("db_cursor", None)
+            if cursor is None:
+                return  # this request did not touch the database
+            connection = cursor.connection
+            if cursor is self._bound:
+                if connection.info.transaction_status == TransactionStatus.INERROR:
+                    cursor.execute("ROLLBACK TO SAVEPOINT request")
+                cursor.execute("RELEASE SAVEPOINT request")
                 return
-            driver = _driver(pooled)
-            if driver is None or _lost(driver):
-                pooled.invalidate()  # the server went away: the pool must not lend it again
-            elif driver.info.transaction_status != TransactionStatus.IDLE:
+            if _lost(connection):
+                self._discard_thread_connection()  # the server went away
+            elif connection.info.transaction_status != TransactionStatus.IDLE:
                 # Nothing in the API leaves a transaction open (autocommit, or a closed
                 # `connection.transaction()` block). If something did, its work would be
-                # rolled back on return, silently: say so loudly and start clean.
+                # lost with the connection, silently: say so loudly and start clean.
                 log.error("a request left a database transaction open; it was rolled back")
-                pooled.invalidate()
-            pooled.close()
+                self._discard_thread_connection()
+
+    def _discard_thread_connection(self) -> None:
+        held: _Held | None = getattr(self._threads, "held", None)
+        self._threads.held = None
+        if held is not None:
+            held.discard()
 
     def dispose_after_fork(self) -> None:
+        self._threads = threading.local()  # nothing a parent thread held is ours
         if self._pool_engine is not None:
             self._pool_engine.dispose(close=False)
 

@@ -26,9 +26,8 @@ def livez() -> Response:
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready: the database answers quickly and its schema is at or ahead of this code's."""
-    engine = get_db(current_app).engine
     try:
-        with engine.connect() as connection:
+        with get_db(current_app).connect() as connection:
             connection.execute(text(f"SET LOCAL statement_timeout = {READYZ_STATEMENT_TIMEOUT_MS}"))
             state = check_schema(connection)
     except SQLAlchemyError as exc:

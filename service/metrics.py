@@ -46,7 +46,7 @@ LATENCY = Histogram(
 )
 POOL_CHECKED_OUT = Gauge(
     "db_pool_connections_checked_out",
-    "Database connections in use by requests.",
+    "Database connections taken from the pool: kept by worker threads, or in use by a probe.",
     multiprocess_mode="livesum",
 )
 POOL_OPEN = Gauge(

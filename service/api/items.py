@@ -18,12 +18,8 @@ blueprint = Blueprint("items", __name__, url_prefix="/api/v1/items")
 M = TypeVar("M", bound=BaseModel)
 
 
-def _connection() -> psycopg.Connection[Any]:
-    return get_db(current_app).connection()
-
-
-def _serialize(row: crud.ItemRow) -> dict[str, Any]:
-    return row._asdict()  # datetimes as they are: the JSON provider writes them (RFC 3339)
+def _cursor() -> psycopg.Cursor[Any]:
+    return get_db(current_app).cursor()
 
 
 def _parse_body(model: type[M]) -> M:
@@ -74,28 +70,28 @@ def list_items() -> Response:
         raise ApiError(
             422, "validation_error", "The query is invalid.", validation_details(exc, "query")
         ) from None
-    rows = crud.list_items(_connection(), after_id=query.cursor, limit=query.limit)
-    next_cursor = str(rows[-1].id) if len(rows) == query.limit else None
-    return jsonify(items=[_serialize(row) for row in rows], next_cursor=next_cursor)
+    rows = crud.list_items(_cursor(), after_id=query.cursor, limit=query.limit)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == query.limit else None
+    return jsonify(items=rows, next_cursor=next_cursor)
 
 
 @blueprint.post("")
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
     body = _parse_body(ItemCreate)
-    row = crud.create_item(_connection(), name=body.name, description=body.description)
-    location = url_for("items.get_item", item_id=row.id)
-    return jsonify(_serialize(row)), 201, {"Location": location}
+    row = crud.create_item(_cursor(), name=body.name, description=body.description)
+    location = url_for("items.get_item", item_id=row["id"])
+    return jsonify(row), 201, {"Location": location}
 
 
 @blueprint.get("/<item_id>")
 def get_item(item_id: str) -> Response:
     """Get one item."""
     number = _parse_id(item_id)
-    row = crud.get_item(_connection(), item_id=number)
+    row = crud.get_item(_cursor(), item_id=number)
     if row is None:
         raise _not_found(number)
-    return jsonify(_serialize(row))
+    return jsonify(row)
 
 
 @blueprint.patch("/<item_id>")
@@ -104,16 +100,16 @@ def update_item(item_id: str) -> Response:
     number = _parse_id(item_id)
     body = _parse_body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set)
-    row = crud.update_item(_connection(), item_id=number, changes=changes)
+    row = crud.update_item(_cursor(), item_id=number, changes=changes)
     if row is None:
         raise _not_found(number)
-    return jsonify(_serialize(row))
+    return jsonify(row)
 
 
 @blueprint.delete("/<item_id>")
 def delete_item(item_id: str) -> tuple[str, int]:
     """Delete an item."""
     number = _parse_id(item_id)
-    if not crud.delete_item(_connection(), item_id=number):
+    if not crud.delete_item(_cursor(), item_id=number):
         raise _not_found(number)
     return "", 204

@@ -1,10 +1,14 @@
 """The request's database connection on the real pool (no test transaction around it):
-writes are committed when acknowledged, and a connection goes back to the pool clean."""
+writes are committed when acknowledged; a thread keeps its connection between requests,
+and gives it up when the server closed it, when it is old, when a request left it in a
+transaction, and when the thread ends."""
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -12,9 +16,91 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service import db as db_module
 from service.db import get_db
 
 ITEMS = "/api/v1/items"
+
+
+def app_showing_its_backend(make_app: Any) -> Flask:
+    """An app (pool of one) with a route that says which server process serves it."""
+    app: Flask = make_app(db_pool_size=1)
+
+    @app.get("/backend")
+    def backend() -> dict[str, Any]:
+        statement = "SELECT pg_backend_pid(), current_setting('TimeZone')"
+        pid, zone = get_db(app).cursor().execute(statement).fetchone()
+        return {"pid": pid, "timezone": zone}
+
+    return app
+
+
+def backend_pid(client: FlaskClient) -> int:
+    response = client.get("/backend")
+    assert response.status_code == 200, response.json
+    pid: int = response.json["pid"]
+    return pid
+
+
+def backend_exists(database_url: str, pid: int) -> bool:
+    with psycopg.connect(database_url) as other:
+        row = other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+        return row.fetchone() == (1,)
+
+
+def test_a_thread_keeps_its_connection_between_requests(make_app: Any) -> None:
+    app = app_showing_its_backend(make_app)
+    client = app.test_client()
+    first = client.get("/backend").json
+    assert first["timezone"] == "UTC"  # whatever the server's default: set per connection
+    assert {backend_pid(client) for _ in range(5)} == {first["pid"]}
+    assert get_db(app).engine.pool.checkedout() == 1  # kept, not returned and borrowed again
+    # /readyz borrows through SQLAlchemy from the same pool of one, and hands it back.
+    assert client.get("/readyz").status_code == 200
+    assert client.get(f"{ITEMS}?limit=1").status_code == 200
+
+
+def test_a_connection_the_server_closed_is_replaced_before_a_request_uses_it(
+    make_app: Any, database_url: str
+) -> None:
+    client = app_showing_its_backend(make_app).test_client()
+    old = backend_pid(client)
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (old,))
+    deadline = time.monotonic() + 5
+    while backend_exists(database_url, old) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    new = backend_pid(client)  # not a 503: the dead connection was noticed before use
+    assert new != old
+    assert client.get(f"{ITEMS}?limit=1").status_code == 200
+
+
+def test_an_old_connection_is_closed_and_replaced(
+    make_app: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = app_showing_its_backend(make_app).test_client()
+    old = backend_pid(client)
+    monkeypatch.setattr(db_module, "RECYCLE_SECONDS", 0)
+    new = backend_pid(client)
+    assert new != old
+    assert not backend_exists(database_url, old)  # closed, not leaked
+
+
+def test_a_thread_that_ends_gives_its_connection_back(make_app: Any) -> None:
+    """The Flask dev server runs each request on a thread of its own."""
+    app = app_showing_its_backend(make_app)
+    pool = get_db(app).engine.pool
+    statuses: list[int] = []
+
+    def one_request() -> None:
+        statuses.append(app.test_client().get("/backend").status_code)
+
+    for _ in range(3):  # with a pool of one, a connection not given back would time out
+        thread = threading.Thread(target=one_request)
+        thread.start()
+        thread.join(timeout=30)
+        assert pool.checkedout() == 0
+    assert statuses == [200, 200, 200]
 
 
 def test_acknowledged_writes_are_committed_on_the_pooled_path(
