@@ -1,29 +1,42 @@
 """Where a request's time goes: the real app in-process against a seeded PostgreSQL.
 
-    python -m bench.profile get_item [--requests 5000] [--pyinstrument]
+    python -m bench.profile get_item [--requests 5000] [--pyinstrument | --instructions]
 
-Calls the WSGI app the way gunicorn does (production settings, JSON logs, multiprocess
-metrics) in a loop and reports wall and CPU microseconds per request; CPU time hardly
-moves with other load on the machine, so it shows what a code change buys even on a busy
-host. With --pyinstrument it prints the call tree of the loop. gunicorn itself (HTTP
-parsing, access log) is not in this loop: profile it with py-spy on a running server.
+Calls the WSGI app the way gunicorn does (production settings, multiprocess metrics),
+then writes the JSON access line as gunicorn's logger does, in a loop, and reports wall
+and CPU microseconds per request. With --pyinstrument it prints the call tree of the loop.
+
+With --instructions it counts the CPU instructions a request executes (valgrind's
+cachegrind: Python, C extensions and libpq, not the kernel or PostgreSQL). The count is
+the same from run to run, whatever else the machine is doing, so it settles a 3% A/B
+that timings on a shared host cannot: the loop runs twice under valgrind, with few and
+with many requests, and the difference divided by the extra requests is the cost of one,
+start-up excluded. gunicorn's HTTP parsing and socket work are not in the loop: they are
+the same for every route and for the reference; profile them with py-spy on a server.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
 import json
+import logging.config
 import os
 import random
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
+from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
 from bench.servers import seeded_postgres
@@ -56,24 +69,67 @@ def environs(scenario: str) -> Iterator[Environ]:
         yield builder.get_environ()
 
 
-def drive(app: Callable[..., Any], scenario: str, count: int) -> tuple[float, float, int]:
-    """Run `count` requests; return wall and CPU seconds, and the number of non-2xx."""
+class _Response:
+    """What gunicorn's access logger reads of a response."""
+
+    status_code = 0
+    sent = 0
+    headers: list[tuple[str, str]] = []  # noqa: RUF012 - replaced per request
+
+
+def drive(
+    app: Callable[..., Any],
+    scenario: str,
+    count: int,
+    access: Callable[..., None],
+    prepared: int = 0,
+) -> tuple[float, float, int]:
+    """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
+    seconds, and the number of non-2xx."""
     statuses: list[str] = []
+    response = _Response()
+    took = timedelta(milliseconds=1)
 
     def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> Any:
         statuses.append(status)
+        response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    requests = [next(environs_) for environs_ in [environs(scenario)] for _ in range(count)]
+    made = environs(scenario)
+    requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
         body = app(environ, start_response)
-        for _ in body:
-            pass
+        response.sent = sum(len(chunk) for chunk in body)
         if hasattr(body, "close"):
             body.close()
+        access(response, None, environ, took)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return wall, cpu, sum(1 for s in statuses if not s.startswith("2"))
+
+
+def count_instructions(scenario: str, requests: int, database_url: str, metrics: str) -> float:
+    """Instructions per request: two runs under valgrind, few and many requests. Both
+    build as many request environments (werkzeug's EnvironBuilder costs about as much as
+    a request), so the difference is the requests alone."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind: `apt-get install valgrind`")
+    few, many = max(50, requests // 10), requests
+    totals = []
+    for count in (few, many):
+        run = subprocess.run(
+            [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+             sys.executable, "-m", "bench.profile", scenario, "--requests", str(count),
+             "--prepared", str(many), "--warm-up", "300", "--metrics", metrics,
+             "--database-url", database_url],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        found = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
+        if run.returncode != 0 or found is None:
+            raise SystemExit(f"the run under valgrind failed:\n{run.stdout}{run.stderr[-3000:]}")
+        totals.append(int(found.group(1).replace(",", "")))
+    return (totals[1] - totals[0]) / (many - few)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,30 +137,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenario", choices=("livez", "get_item", "list_page", "post_item"))
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--pyinstrument", action="store_true", help="print the call tree")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per request (valgrind)"
+    )
     parser.add_argument("--metrics", default="true", help="METRICS_ENABLED for the app")
+    parser.add_argument("--warm-up", type=int, default=1000, help=argparse.SUPPRESS)
+    parser.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)  # seeded by the caller
     args = parser.parse_args(argv)
 
-    with seeded_postgres(SEED_ROWS) as db, tempfile.TemporaryDirectory() as metrics_dir:
+    with contextlib.ExitStack() as stack:
+        url = args.database_url or stack.enter_context(seeded_postgres(SEED_ROWS)).url
+        if args.instructions:
+            per_request = count_instructions(args.scenario, args.requests, url, args.metrics)
+            print(f"{args.scenario}: {per_request / 1000:,.1f} thousand instructions per request")
+            return 0
+        metrics_dir = stack.enter_context(tempfile.TemporaryDirectory())
         os.environ.update(
-            DATABASE_URL=db.url, APP_ENV="prod", LOG_LEVEL="INFO", METRICS_ENABLED=args.metrics,
+            DATABASE_URL=url, APP_ENV="prod", LOG_LEVEL="INFO", METRICS_ENABLED=args.metrics,
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )  # fmt: skip
         from service import create_app
-        from service.logs import configure_logging
+        from service.gunicorn_conf import JsonAccessLogger, logconfig_dict
 
         # The JSON log lines go to a buffer, as they would to a container runtime's pipe.
         sys.stdout = io.StringIO()
         try:
-            configure_logging("INFO")
+            logging.config.dictConfig(logconfig_dict)
+            access = JsonAccessLogger(Config()).access  # requests at INFO, as configured
             app = create_app()
-            drive(app, args.scenario, min(1000, args.requests))  # warm-up
+            drive(app, args.scenario, min(args.warm_up, args.requests), access)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
 
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
-            wall, cpu, failed = drive(app, args.scenario, args.requests)
+            wall, cpu, failed = drive(app, args.scenario, args.requests, access, args.prepared)
             if profiler is not None:
                 profiler.stop()
         finally:
