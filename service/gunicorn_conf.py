@@ -6,6 +6,7 @@ the node's cores, not its CPU limit.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -128,6 +129,19 @@ def worker_exit(server: Any, worker: Any) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Runs in the master before each worker is forked: move every object the master has
+    (the preloaded app, ~100,000 of them) to the garbage collector's permanent generation.
+
+    A worker's full collection then scans only the objects it made itself: 3.5 ms instead
+    of 50 ms. At full load a worker ran one every ~10,000 requests, and requests queued
+    behind that stall set the p99 (docs/performance.md). Frozen in the parent, as the gc
+    docs advise, so collecting in a worker writes nothing to the pages it shares with the
+    master. The app's objects live as long as the process anyway.
+    """
+    gc.freeze()
 
 
 def post_fork(server: Any, worker: Any) -> None:
