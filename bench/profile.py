@@ -116,6 +116,8 @@ def count_instructions(scenario: str, requests: int, database_url: str, metrics:
     if valgrind is None:
         raise SystemExit("--instructions needs valgrind: `apt-get install valgrind`")
     few, many = max(50, requests // 10), requests
+    if many <= few:
+        raise SystemExit("--instructions needs --requests above 50 (1000 is plenty)")
     totals = []
     for count in (few, many):
         run = subprocess.run(

@@ -20,9 +20,9 @@ discarded, and the next request takes a new one from the pool, when:
   connection on checkout (next paragraph): after a database restart no request gets a
   dead connection;
 - it broke during a request, or a request left a transaction open;
-- it is older than RECYCLE_SECONDS, the pool's recycle age.
-It goes back to the pool when the thread borrows through the engine (/readyz), so that a
-pool of one connection per thread (the default) can lend it.
+- it was opened more than RECYCLE_SECONDS ago, the pool's recycle age.
+It goes back to the pool when the thread borrows through `Database.connect()` (/readyz),
+so that a pool of one connection per thread (the default) can lend it.
 
 One round trip per statement, and no more:
 - Connections run in autocommit, set once when opened. Every statement the API runs
@@ -54,6 +54,7 @@ from typing import Any, cast
 import psycopg
 from flask import Flask, g
 from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 # A connection older than this is closed and replaced by a new one: a long-lived session
 # slowly accumulates server-side memory (caches, prepared plans).
 RECYCLE_SECONDS = 1800
+OPENED_AT = "opened_at"  # the key, in a pooled connection's `info`, of when it was opened
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -94,7 +96,12 @@ def make_engine(settings: Settings) -> Engine:
     )
     # Registered first, so no other checkout listener (pool metrics) sees a dead connection.
     event.listen(engine, "checkout", replace_if_server_hung_up)
+    event.listen(engine, "connect", _note_when_opened)
     return engine
+
+
+def _note_when_opened(_dbapi_connection: Any, record: Any) -> None:
+    record.info[OPENED_AT] = time.monotonic()  # kept connections are recycled by this age
 
 
 def replace_if_server_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -128,9 +135,9 @@ class _Held:
 
     def __init__(self, engine: Engine) -> None:
         self.pooled = engine.raw_connection()
-        connection = cast("psycopg.Connection[Any]", self.pooled.driver_connection)
-        self.cursor = connection.cursor()
-        self.taken_at = time.monotonic()
+        self.connection = cast("psycopg.Connection[Any]", self.pooled.driver_connection)
+        self.cursor = self.connection.cursor()
+        self.opened_at: float = self.pooled.info.get(OPENED_AT, time.monotonic())
         # Back to the pool when called, or when the thread ends (its thread-local storage
         # goes, and this with it): the Flask dev server runs each request on a new thread.
         self.give_back = weakref.finalize(self, self.pooled.close)
@@ -138,10 +145,16 @@ class _Held:
 
     def usable(self) -> bool:
         """Neither gone (see `_hung_up`) nor due for recycling."""
-        connection = self.cursor.connection
-        if _lost(connection) or _hung_up(connection):
+        if _lost(self.connection) or _hung_up(self.connection):
             return False
-        return time.monotonic() - self.taken_at < RECYCLE_SECONDS
+        return time.monotonic() - self.opened_at < RECYCLE_SECONDS
+
+    def request_cursor(self) -> psycopg.Cursor[Any]:
+        """The kept cursor, or a new one if the last request closed it or changed how it
+        makes rows (`with db.cursor() as cursor:` closes it on the way out)."""
+        if self.cursor.closed or self.cursor.row_factory is not tuple_row:
+            self.cursor = self.connection.cursor()
+        return self.cursor
 
     def discard(self) -> None:
         self.give_back.detach()
@@ -166,6 +179,8 @@ class Database:
 
         The same pool as the requests': a connection checked out here is switched out of
         autocommit (psycopg does that client-side, no round trip) and back on return.
+        In a request, borrow through `connect()`: it first returns this thread's kept
+        connection, without which a pool of one per thread has none to lend.
         """
         if self._engine is None:
             # Threads of a gthread worker may get here together: one engine, its hooks
@@ -201,7 +216,7 @@ class Database:
                 cursor = self._bound
                 cursor.execute("SAVEPOINT request")
             else:
-                cursor = self._thread_connection().cursor
+                cursor = self._thread_connection().request_cursor()
             g.db_cursor = cursor
         return cursor
 
@@ -261,6 +276,9 @@ class Database:
             held.discard()
 
     def dispose_after_fork(self) -> None:
+        held: _Held | None = getattr(self._threads, "held", None)
+        if held is not None:
+            held.give_back.detach()  # the parent's to return, not ours
         self._threads = threading.local()  # nothing a parent thread held is ours
         if self._pool_engine is not None:
             self._pool_engine.dispose(close=False)

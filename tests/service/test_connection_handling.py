@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import psycopg
+import psycopg.rows
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -58,6 +59,25 @@ def test_a_thread_keeps_its_connection_between_requests(make_app: Any) -> None:
     # /readyz borrows through SQLAlchemy from the same pool of one, and hands it back.
     assert client.get("/readyz").status_code == 200
     assert client.get(f"{ITEMS}?limit=1").status_code == 200
+
+
+def test_a_request_that_closes_the_cursor_or_changes_its_rows_spoils_no_later_one(
+    make_app: Any,
+) -> None:
+    app = app_showing_its_backend(make_app)
+
+    @app.get("/careless")
+    def careless() -> str:
+        with get_db(app).cursor() as cursor:  # closes the thread's cursor on the way out
+            cursor.row_factory = psycopg.rows.dict_row
+            cursor.execute("SELECT 1")
+        return "{}"
+
+    client = app.test_client()
+    pid = backend_pid(client)
+    assert client.get("/careless").status_code == 200
+    assert client.get(f"{ITEMS}?limit=2").status_code == 200  # rows from a fresh cursor
+    assert backend_pid(client) == pid  # on the same connection
 
 
 def test_a_connection_the_server_closed_is_replaced_before_a_request_uses_it(

@@ -133,6 +133,12 @@ def test_access_lines_have_the_shape_of_every_log_line(
         "duration_ms": 12.5, "bytes": 42, "remote_addr": "10.0.0.9", "user_agent": "curl/8",
     }  # fmt: skip
 
+    def broken_stdout(line: str) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    monkeypatch.setattr("service.gunicorn_conf.print_line", broken_stdout)
+    access(Response, None, environ("/api/v1/items"), timedelta(milliseconds=1))  # no raise
+
 
 def test_made_up_methods_share_one_metrics_label(client: FlaskClient) -> None:
     """Any upper-case token is a method to gunicorn; labels must not grow with them."""
