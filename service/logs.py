@@ -106,11 +106,7 @@ def _new_stdout_lock() -> None:
     # A fork copies the lock as it is; should another thread have held it, the child
     # would wait forever. gunicorn's master is single-threaded, but nothing enforces that.
     global _stdout_lock
-    # Re-entrant, as logging's handler locks are: a signal handler that logs while its
-
-
-# thread is inside print_line must not wait for itself.
-_stdout_lock = threading.RLock()
+    _stdout_lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_new_stdout_lock)

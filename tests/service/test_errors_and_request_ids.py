@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +102,40 @@ def test_a_log_line_is_one_valid_json_object_whatever_the_values(
     assert "\n" not in line
     line.encode("utf-8")  # writable to stdout: a lone surrogate would raise here
     assert json.loads(line)["value"] == expected
+
+
+def test_a_process_forked_while_another_thread_prints_can_print() -> None:
+    """A fork copies the stdout lock as it is: held by a thread the child does not have,
+    it would block the child's first log line forever."""
+    from service import logs
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with logs._stdout_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: print, then report how it went in the exit code
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child exits right after
+            logs.print_line("from the child")
+            os._exit(0)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child waited forever for the stdout lock")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        holder.join()
 
 
 def test_access_lines_have_the_shape_of_every_log_line(
