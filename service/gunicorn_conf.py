@@ -18,7 +18,7 @@ from gunicorn import glogging
 
 from service import server_errors
 from service.config import ConfigError, Settings
-from service.logs import json_line, logging_config, print_line, utc_iso
+from service.logs import log_line, logging_config, print_line
 
 # Probe and scrape requests arrive every few seconds from every replica: log them at DEBUG.
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
@@ -38,16 +38,8 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
         if not self.access_log.isEnabledFor(level):
             return
         method = environ.get("REQUEST_METHOD")
-        entry: dict[str, Any] = {
-            "time": utc_iso(time.time()),
-            "level": logging.getLevelName(level),
-            "logger": self.access_log.name,
-            "message": f"{method} {path} {resp.status_code}",
-        }
         request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), None)
-        if request_id:
-            entry["request_id"] = request_id
-        entry |= {
+        fields = {
             "method": method,
             "path": path,
             "status": resp.status_code,
@@ -56,8 +48,10 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
             "remote_addr": environ.get("REMOTE_ADDR"),
             "user_agent": environ.get("HTTP_USER_AGENT"),
         }
+        message = f"{method} {path} {resp.status_code}"
+        name, level_name = self.access_log.name, logging.getLevelName(level)
         try:
-            print_line(json_line(entry))
+            print_line(log_line(time.time(), level_name, name, message, request_id, fields))
         except Exception:  # noqa: BLE001 - as gunicorn's own access(): never fail the request
             self.exception("could not write the access line")
 

@@ -53,21 +53,44 @@ class RequestIdFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": utc_iso(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
+        fields = {
+            key: value
+            for key, value in record.__dict__.items()
+            if key not in _RECORD_ATTRS and not key.startswith("_")
         }
-        request_id = getattr(record, "request_id", None)
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
-                entry[key] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json_line(entry)
+            fields["exception"] = self.formatException(record.exc_info)
+        return log_line(
+            record.created,
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            getattr(record, "request_id", None),
+            fields,
+        )
+
+
+def log_line(
+    created: float,
+    level: str,
+    logger: str,
+    message: str,
+    request_id: str | None,
+    fields: dict[str, Any],
+) -> str:
+    """The line every log line is: time, level, logger, message, the request id if there is
+    one, then `fields`. The formatter and gunicorn's access log (which skips `logging`)
+    both write it."""
+    entry: dict[str, Any] = {
+        "time": _utc_iso(created),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    if request_id:
+        entry["request_id"] = request_id
+    entry |= fields
+    return json_line(entry)
 
 
 class StdoutHandler(logging.Handler):
@@ -117,7 +140,7 @@ def _utc_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
-def utc_iso(created: float) -> str:
+def _utc_iso(created: float) -> str:
     """A `time.time()` as RFC 3339 UTC with milliseconds, as every log line carries it."""
     # Formatting the date and time once per second, not once per line (every request logs).
     return f"{_utc_second(int(created))}.{int(created % 1 * 1000):03d}Z"
