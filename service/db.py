@@ -161,6 +161,10 @@ class _Held:
         self.pooled.invalidate()  # the pool closes it and opens another when asked
 
 
+class _ThreadState(threading.local):
+    held: _Held | None = None  # the connection this thread keeps, once it has taken one
+
+
 class Database:
     """Holds the lazily created engine and each worker thread's connection."""
 
@@ -168,7 +172,7 @@ class Database:
         self.settings = settings
         self._pool_engine: Engine | None = None
         self._engine: Engine | None = None
-        self._threads = threading.local()  # .held: _Held, while a thread keeps one
+        self._threads = _ThreadState()
         self._bound: psycopg.Cursor[Any] | None = None
         self.on_engine_created: list[Callable[[Engine], None]] = []
         self._creating = threading.Lock()
@@ -201,9 +205,7 @@ class Database:
         This thread's own connection goes back to the pool first, unless the current
         request is using it, so a pool of one connection per thread can lend it.
         """
-        held: _Held | None = getattr(self._threads, "held", None)
-        if held is not None and "db_cursor" not in g:
-            self._threads.held = None
+        if "db_cursor" not in g and (held := self._stop_keeping()) is not None:
             held.give_back()
         with self.engine.connect() as connection:
             yield connection
@@ -225,7 +227,7 @@ class Database:
         return self.cursor().connection
 
     def _thread_connection(self) -> _Held:
-        held: _Held | None = getattr(self._threads, "held", None)
+        held = self._threads.held
         if held is not None and not held.usable():
             self._discard_thread_connection()
             held = None
@@ -269,17 +271,18 @@ class Database:
                 log.error("a request left a database transaction open; it was rolled back")
                 self._discard_thread_connection()
 
+    def _stop_keeping(self) -> _Held | None:
+        """This thread's connection, which it no longer keeps: the caller returns it."""
+        held, self._threads.held = self._threads.held, None
+        return held
+
     def _discard_thread_connection(self) -> None:
-        held: _Held | None = getattr(self._threads, "held", None)
-        self._threads.held = None
-        if held is not None:
+        if (held := self._stop_keeping()) is not None:
             held.discard()
 
     def dispose_after_fork(self) -> None:
-        held: _Held | None = getattr(self._threads, "held", None)
-        if held is not None:
+        if (held := self._stop_keeping()) is not None:
             held.give_back.detach()  # the parent's to return, not ours
-        self._threads = threading.local()  # nothing a parent thread held is ours
         if self._pool_engine is not None:
             self._pool_engine.dispose(close=False)
 
