@@ -32,6 +32,7 @@ from typing import Any
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
 from bench.servers import Server, rss_kib, seeded_postgres, server_env, start_server
 from bench.wrk import Wrk, WrkMissingError, wrk_path
+from service.metrics_buffer import FLUSH_SECONDS
 
 # Minimum ratio to the reference (issue 7); mixed has none, it is reported for scale.
 RATIO_TARGETS = {"livez": 0.80, "get_item": 0.45, "list_page": 0.35, "post_item": 0.30}
@@ -279,6 +280,7 @@ def _rss_growth(server: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
 
 def _non_2xx_answers(service: Server) -> int:
     """Every answer the service itself counted that was not 2xx (wrk counts only >= 400)."""
+    time.sleep(2 * FLUSH_SECONDS)  # until every worker has written its last counts
     with urllib.request.urlopen(service.base_url + "/metrics", timeout=10) as response:
         text = response.read().decode()
     total = 0.0

@@ -117,10 +117,15 @@ def worker_exit(server: Any, worker: Any) -> None:
     Freeing the app's objects one by one takes ~150 ms of CPU, and until the process is
     gone the master does not start its replacement: the pod serves with one worker fewer
     and requests queue. Nothing is lost: every request has been answered (gunicorn waited
-    for them), log lines are written as they are emitted, metrics live in mmap'd files,
-    and idle database connections need no goodbye. An exit with an error code (a worker
-    that failed to boot) goes the normal way, so the master still sees the code.
+    for them), log lines are written as they are emitted, request metrics are flushed to
+    their mmap'd files here, and idle database connections need no goodbye. An exit with
+    an error code (a worker that failed to boot, or was killed by the timeout) goes the
+    normal way, so the master still sees the code.
     """
+    if settings.metrics_enabled:
+        from service import metrics
+
+        metrics.REQUEST_METRICS.stop_flushing()
     exiting = sys.exc_info()[1]
     if isinstance(exiting, SystemExit) and exiting.code in (0, None):
         sys.stdout.flush()
@@ -143,14 +148,19 @@ def pre_fork(server: Any, worker: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """The app is preloaded in the master: should it ever have opened a connection there,
-    the worker must not share it (service/db.py creates the engine lazily, so normally
-    there is none and this does nothing)."""
+    """Runs in each new worker. The app is preloaded in the master: should it ever have
+    opened a connection there, the worker must not share it (service/db.py creates the
+    engine lazily, so normally there is none). And the worker's request metrics, counted
+    in memory, start reaching the other workers' scrapes (service/metrics_buffer.py)."""
     from service.db import get_db
 
     app = getattr(server.app, "callable", None)
     if app is not None:
         get_db(app).dispose_after_fork()
+    if settings.metrics_enabled:
+        from service import metrics
+
+        metrics.REQUEST_METRICS.start_flushing()
 
 
 def child_exit(server: Any, worker: Any) -> None:

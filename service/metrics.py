@@ -8,7 +8,8 @@ killed by the timeout), its live gauges are dropped and its counters and histogr
 folded into one archive file per type: without that, every recycled worker would leave
 its files behind, and the directory (a size-limited emptyDir) and the time of each scrape
 would grow for as long as the pod lives. A file lock keeps a scrape from reading halfway
-through a fold.
+through a fold. Request counts and latencies are tallied in memory and written to those
+files in batches (service/metrics_buffer.py): once a second and when a worker exits.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Response
 from prometheus_client import (
@@ -34,15 +34,18 @@ from prometheus_client import (
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import Engine, event
 
+from service.metrics_buffer import RequestMetricsBuffer
+
 ARCHIVE = "archive"  # counter_archive.db, histogram_archive.db: what exited workers counted
 LOCK_FILE = ".fold.lock"
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENCY = Histogram(
     "http_request_duration_seconds",
     "Time from the request reaching the app to the response leaving it.",
     ["method", "route", "status"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    buckets=LATENCY_BUCKETS,
 )
 POOL_CHECKED_OUT = Gauge(
     "db_pool_connections_checked_out",
@@ -68,6 +71,7 @@ def multiprocess_dir() -> str | None:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     """Prometheus exposition of this pod's metrics (all workers)."""
+    REQUEST_METRICS.flush()  # this worker's requests are exact; others' FLUSH_SECONDS late
     directory = multiprocess_dir()
     if directory:
         registry = CollectorRegistry()
@@ -82,21 +86,14 @@ def metrics() -> Response:
 # Methods with a meaning in HTTP; any other token a client sends is counted as "OTHER",
 # so clients cannot mint label values (each one a time series and memory) at will.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# (method, route, status) -> its counter and histogram children. `labels()` takes a lock
-# and builds a key on every call; the set of keys is small and fixed (methods above x
-# route templates x statuses), so each child is looked up once per process.
-_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+REQUEST_METRICS = RequestMetricsBuffer(REQUESTS, LATENCY, LATENCY_BUCKETS)
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method if method in KNOWN_METHODS else "OTHER", route, status)
-    children = _children.get(key)
-    if children is None:
-        code = str(status)
-        labelled = (REQUESTS.labels(key[0], route, code), LATENCY.labels(key[0], route, code))
-        children = _children.setdefault(key, labelled)
-    children[0].inc()
-    children[1].observe(seconds)
+    REQUEST_METRICS.record(
+        (method if method in KNOWN_METHODS else "OTHER", route, str(status)), seconds
+    )
 
 
 def track_pool(engine: Engine, pool_size: int) -> None:

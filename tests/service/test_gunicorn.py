@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
+from service.metrics_buffer import FLUSH_SECONDS
 from tools.service_process import ROOT, running_service
 
 pytestmark = pytest.mark.slow
@@ -30,6 +32,17 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def scrape_until(base_url: str, done: Callable[[str], bool]) -> str:
+    """/metrics once every worker has flushed: each flushes its request counts every
+    FLUSH_SECONDS, the one that answers the scrape flushes first."""
+    deadline = time.monotonic() + 10 * FLUSH_SECONDS
+    while True:
+        text = requests.get(f"{base_url}/metrics", timeout=5).text
+        if done(text) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
+
+
 def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -38,12 +51,14 @@ def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> No
            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}  # fmt: skip
     with running_service(env) as service:
         assert not (metrics_dir / "counter_stale.db").exists(), "dir not wiped at start"
-        with requests.Session() as http:
-            for _ in range(60):
-                # A fresh connection each time lets the kernel spread requests over workers.
-                response = requests.get(f"{service.base_url}/api/v1/items/1", timeout=5)
-                assert response.status_code in (200, 404)
-            text = http.get(f"{service.base_url}/metrics", timeout=5).text
+        for _ in range(60):
+            # A fresh connection each time lets the kernel spread requests over workers.
+            response = requests.get(f"{service.base_url}/api/v1/items/1", timeout=5)
+            assert response.status_code in (200, 404)
+        text = scrape_until(
+            service.base_url,
+            lambda text: metric(text, "http_requests_total", route="/api/v1/items/<item_id>") >= 60,
+        )
         pids = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
         assert len(pids) >= 2, "requests were not spread over several workers"
         count = metric(text, "http_requests_total", route="/api/v1/items/<item_id>", method="GET")
@@ -112,7 +127,10 @@ def test_recycled_workers_leave_their_counts_but_not_their_files(
         for _ in range(150):
             assert requests.get(f"{service.base_url}/openapi.json", timeout=5).status_code == 200
         time.sleep(1)  # let the last recycled worker be reaped
-        text = requests.get(f"{service.base_url}/metrics", timeout=5).text
+        text = scrape_until(
+            service.base_url,
+            lambda text: metric(text, "http_requests_total", route="/openapi.json") >= 150,
+        )
         counter_files = sorted(p.name for p in metrics_dir.glob("counter_*.db"))
         gauge_files = sorted(p.name for p in metrics_dir.glob("gauge_*.db"))
     assert "counter_archive.db" in counter_files
