@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from tests.chart.chartlib import ROOT, Obj, Render, helm_binary, render
 from tests.chart.kubelet import Pod, probe_once, wait_for_probe
 from tests.conftest import PostgresServer
+from tests.scrape import scrape_until
 from tools.localpg import free_port
 from tools.prereq import find_tool, in_ci, missing
 
@@ -171,9 +171,7 @@ def test_metrics_are_served_from_the_writable_metrics_dir(release: Release) -> N
     container = release.app_container
     port = container["ports"][0]["containerPort"]
     probe_once(container, container["readinessProbe"])  # at least one recorded request
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        body = response.read().decode()
-    assert response.status == 200
+    body = scrape_until(f"http://127.0.0.1:{port}/metrics", lambda t: "http_requests_total" in t)
     assert "http_requests_total" in body, body[:500]
 
 

@@ -13,6 +13,7 @@ import requests
 from tests.conftest import PostgresServer
 from tests.image.conftest import BuiltImages
 from tests.image.imagelib import Container, check, container, json_lines, run_once
+from tests.scrape import scrape_until
 
 pytestmark = pytest.mark.docker
 
@@ -68,9 +69,8 @@ def test_the_api_works(server: Container) -> None:
     listed = requests.get(f"{server.url}/api/v1/items", timeout=5)
     assert item["id"] in [entry["id"] for entry in listed.json()["items"]]
     # The multiprocess metrics directory (a tmpfs) is writable: requests are counted.
-    metrics = requests.get(f"{server.url}/metrics", timeout=5)
-    assert metrics.status_code == 200
-    assert 'route="/api/v1/items"' in metrics.text
+    counted = scrape_until(f"{server.url}/metrics", lambda text: 'route="/api/v1/items"' in text)
+    assert 'route="/api/v1/items"' in counted
 
 
 def test_gunicorn_is_pid_1_as_the_app_user(docker: str, server: Container) -> None:

@@ -10,37 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
-from service.metrics_buffer import FLUSH_SECONDS
+from tests.scrape import metric, scrape_until
 from tools.service_process import ROOT, running_service
 
 pytestmark = pytest.mark.slow
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def scrape_until(base_url: str, done: Callable[[str], bool]) -> str:
-    """/metrics once every worker has flushed: each flushes its request counts every
-    FLUSH_SECONDS, the one that answers the scrape flushes first."""
-    deadline = time.monotonic() + 10 * FLUSH_SECONDS
-    while True:
-        text = requests.get(f"{base_url}/metrics", timeout=5).text
-        if done(text) or time.monotonic() > deadline:
-            return text
-        time.sleep(0.1)
 
 
 def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> None:
@@ -56,7 +34,7 @@ def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> No
             response = requests.get(f"{service.base_url}/api/v1/items/1", timeout=5)
             assert response.status_code in (200, 404)
         text = scrape_until(
-            service.base_url,
+            f"{service.base_url}/metrics",
             lambda text: metric(text, "http_requests_total", route="/api/v1/items/<item_id>") >= 60,
         )
         pids = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
@@ -128,7 +106,7 @@ def test_recycled_workers_leave_their_counts_but_not_their_files(
             assert requests.get(f"{service.base_url}/openapi.json", timeout=5).status_code == 200
         time.sleep(1)  # let the last recycled worker be reaped
         text = scrape_until(
-            service.base_url,
+            f"{service.base_url}/metrics",
             lambda text: metric(text, "http_requests_total", route="/openapi.json") >= 150,
         )
         counter_files = sorted(p.name for p in metrics_dir.glob("counter_*.db"))
