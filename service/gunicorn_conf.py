@@ -122,10 +122,14 @@ def worker_exit(server: Any, worker: Any) -> None:
     an error code (a worker that failed to boot, or was killed by the timeout) goes the
     normal way, so the master still sees the code.
     """
-    if settings.metrics_enabled:
+    # gunicorn also calls this hook in the master, for a worker that was already gone.
+    if settings.metrics_enabled and worker.pid == os.getpid():
         from service import metrics
 
-        metrics.REQUEST_METRICS.stop_flushing()
+        try:
+            metrics.REQUEST_METRICS.stop_flushing()
+        except Exception:  # logged; the worker still exits as below
+            server.log.exception("could not write this worker's last request metrics")
     exiting = sys.exc_info()[1]
     if isinstance(exiting, SystemExit) and exiting.code in (0, None):
         sys.stdout.flush()

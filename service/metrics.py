@@ -40,12 +40,11 @@ ARCHIVE = "archive"  # counter_archive.db, histogram_archive.db: what exited wor
 LOCK_FILE = ".fold.lock"
 
 REQUESTS = Counter("http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENCY = Histogram(
     "http_request_duration_seconds",
     "Time from the request reaching the app to the response leaving it.",
     ["method", "route", "status"],
-    buckets=LATENCY_BUCKETS,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 POOL_CHECKED_OUT = Gauge(
     "db_pool_connections_checked_out",
@@ -87,7 +86,7 @@ def metrics() -> Response:
 # so clients cannot mint label values (each one a time series and memory) at will.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-REQUEST_METRICS = RequestMetricsBuffer(REQUESTS, LATENCY, LATENCY_BUCKETS)
+REQUEST_METRICS = RequestMetricsBuffer(REQUESTS, LATENCY)
 
 
 def observe(method: str, route: str, status: int, seconds: float) -> None:

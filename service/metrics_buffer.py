@@ -13,8 +13,12 @@ The price, and why it is paid safely:
 - Another gunicorn worker's requests reach /metrics at most FLUSH_SECONDS late: each
   worker flushes from a background thread. Prometheus scrapes every 15-60 s.
 - A worker that exits flushes in gunicorn's worker_exit hook (recycled by max_requests,
-  stopped, or killed by the timeout, which gunicorn does with SIGABRT). Only SIGKILL, which
-  nothing can catch, loses counts: the last FLUSH_SECONDS of that worker.
+  stopped, or killed by the timeout, which gunicorn does with SIGABRT). SIGKILL cannot be
+  caught: the kernel's OOM killer, or gunicorn when a worker outlives the graceful
+  timeout at shutdown or ignores SIGABRT. A worker killed so loses the requests it
+  answered in its last FLUSH_SECONDS (a worker the timeout kills has been stuck for
+  GUNICORN_TIMEOUT seconds, so its earlier requests were flushed while it was).
+- A flush that fails (a full disk) keeps the tallies it had not started on for the next.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ class RequestMetricsBuffer:
     last bucket]; the number of requests is the sum of the bucket counts.
     """
 
-    def __init__(self, counter: Counter, histogram: Histogram, buckets: tuple[float, ...]):
+    def __init__(self, counter: Counter, histogram: Histogram) -> None:
         self._counter = counter
         self._histogram = histogram
-        self._bounds = buckets
-        self._tally_size = 1 + len(buckets) + 1
+        # The histogram's own bounds, "+Inf" last: one definition, no copy to drift from it.
+        self._bounds = tuple(histogram._upper_bounds[:-1])
+        self._tally_size = 1 + len(histogram._upper_bounds)
         self._tallies: dict[Key, list[float]] = {}
         self._lock = threading.Lock()  # guards _tallies: taken per request, briefly
         self._flush_lock = threading.Lock()  # one writer at a time: timer, scrape, exit
@@ -70,8 +75,22 @@ class RequestMetricsBuffer:
         with self._flush_lock:
             with self._lock:
                 pending, self._tallies = self._tallies, {}
-            for key, tally in pending.items():
-                self._write(key, tally)
+            keys = list(pending)
+            for position, key in enumerate(keys):
+                try:
+                    self._write(key, pending[key])
+                except BaseException:  # also SystemExit: gunicorn's SIGABRT, mid-scrape
+                    # Keep what was not started on; the tally that failed may be half
+                    # written, and counting it again would count its requests twice.
+                    self._keep_for_next_flush({k: pending[k] for k in keys[position + 1 :]})
+                    raise
+
+    def _keep_for_next_flush(self, unwritten: dict[Key, list[float]]) -> None:
+        with self._lock:
+            for key, tally in unwritten.items():
+                current = self._tallies.setdefault(key, [0.0] * self._tally_size)
+                for index, amount in enumerate(tally):
+                    current[index] += amount
 
     def start_flushing(self) -> None:
         """Flush every FLUSH_SECONDS from a daemon thread (once per process)."""
@@ -101,8 +120,9 @@ class RequestMetricsBuffer:
         buckets = tally[1:]
         counter.inc(sum(buckets))
         # Histogram.observe() adds one observation; a batch goes to the same values it
-        # writes (its sum and its per-bucket counts). tests/service/test_metrics_buffer.py
-        # checks the result is what observe() would have written, on every upgrade.
+        # writes, its sum and its per-bucket counts. Those are private attributes, like
+        # _upper_bounds: tests/service/test_metrics_buffer.py checks, in both modes, that
+        # the result is what observe() would have written, so an upgrade cannot drift.
         histogram._sum.inc(tally[0])
         for value, count in zip(histogram._buckets, buckets, strict=True):
             if count:

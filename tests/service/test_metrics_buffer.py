@@ -3,16 +3,20 @@ have written them: same buckets, same sums, nothing lost between threads or at a
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from service.metrics_buffer import FLUSH_SECONDS, RequestMetricsBuffer
+from tools.service_process import ROOT
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LABELS = ["method", "route", "status"]
@@ -46,7 +50,7 @@ def test_a_flushed_batch_is_what_observe_would_have_written() -> None:
     sum and bucket values directly, which only this comparison would notice changing."""
     expected, expected_counter, expected_histogram = metrics()
     actual, counter, histogram = metrics()
-    buffer = RequestMetricsBuffer(counter, histogram, BUCKETS)
+    buffer = RequestMetricsBuffer(counter, histogram)
     for n, key in enumerate(KEYS):
         for seconds in DURATIONS[n:]:
             expected_counter.labels(*key).inc()
@@ -71,10 +75,71 @@ def threads_switch_constantly() -> Iterator[None]:
         sys.setswitchinterval(interval)
 
 
+MULTIPROCESS_TWINS = """
+import json, os, sys
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from service.metrics_buffer import RequestMetricsBuffer
+
+buckets, durations, keys = json.loads(sys.argv[1])
+labels = ["method", "route", "status"]
+def pair(prefix):
+    return (Counter(prefix + "_total", "Requests.", labels),
+            Histogram(prefix + "_seconds", "Latency.", labels, buckets=buckets))
+observed_counter, observed_histogram = pair("observed")
+buffer = RequestMetricsBuffer(*pair("buffered"))
+for n, key in enumerate(keys):
+    for seconds in durations[n:]:
+        observed_counter.labels(*key).inc()
+        observed_histogram.labels(*key).observe(seconds)
+        buffer.record(tuple(key), seconds)
+buffer.flush()
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+print(generate_latest(registry).decode())
+"""
+
+
+def test_in_multiprocess_mode_too(tmp_path: Path) -> None:
+    """Production writes mmap'd files that another worker's scrape reads back."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    arguments = json.dumps([BUCKETS, DURATIONS, KEYS])
+    text = subprocess.run([sys.executable, "-c", MULTIPROCESS_TWINS, arguments], env=env,
+                          check=True, capture_output=True, text=True, cwd=ROOT).stdout  # fmt: skip
+    observed, buffered = (
+        sorted(line.removeprefix(prefix) for line in text.splitlines() if line.startswith(prefix))
+        for prefix in ("observed_", "buffered_")
+    )
+    assert len(observed) > len(KEYS) * len(BUCKETS)
+    assert buffered == observed
+
+
+def test_a_failed_flush_keeps_what_it_had_not_started_on() -> None:
+    registry, counter, histogram = metrics()
+    buffer = RequestMetricsBuffer(counter, histogram)
+    first, second = ("GET", "/a", "200"), ("GET", "/b", "200")
+    buffer.record(first, 0.001)
+    buffer.record(second, 0.001)
+
+    def disk_full(amount: float) -> None:
+        raise OSError(28, "No space left on device")
+
+    sum_value = histogram.labels(*first)._sum
+    writable = sum_value.inc
+    sum_value.inc = disk_full  # the first tally's histogram cannot be written
+    with pytest.raises(OSError, match="No space"):
+        buffer.flush()
+    sum_value.inc = writable
+    buffer.flush()
+    assert value(registry, "reqs_total", method="GET", route="/b", status="200") == 1
+    assert value(registry, "req_seconds_count", method="GET", route="/b", status="200") == 1
+    # The tally that failed half-way is not written again: its counter has it once.
+    assert value(registry, "reqs_total", method="GET", route="/a", status="200") == 1
+
+
 @pytest.mark.usefixtures("threads_switch_constantly")
 def test_no_request_is_lost_between_threads_and_flushes() -> None:
     registry, counter, histogram = metrics()
-    buffer = RequestMetricsBuffer(counter, histogram, BUCKETS)
+    buffer = RequestMetricsBuffer(counter, histogram)
     threads, per_thread = 8, 5_000
     done = threading.Event()
 
@@ -105,7 +170,7 @@ def test_no_request_is_lost_between_threads_and_flushes() -> None:
 
 def test_the_flusher_thread_writes_without_a_scrape_and_its_stop_writes_the_rest() -> None:
     registry, counter, histogram = metrics()
-    buffer = RequestMetricsBuffer(counter, histogram, BUCKETS)
+    buffer = RequestMetricsBuffer(counter, histogram)
     labels = {"method": "GET", "route": "/livez", "status": "200"}
     before = set(threading.enumerate())
     buffer.start_flushing()
@@ -126,7 +191,7 @@ def test_the_flusher_thread_writes_without_a_scrape_and_its_stop_writes_the_rest
 
 def test_a_forked_child_does_not_report_its_parents_unflushed_requests() -> None:
     registry, counter, histogram = metrics()
-    buffer = RequestMetricsBuffer(counter, histogram, BUCKETS)
+    buffer = RequestMetricsBuffer(counter, histogram)
     labels = {"method": "GET", "route": "/livez", "status": "200"}
     buffer.record(("GET", "/livez", "200"), 0.001)  # the parent's, not yet flushed
     read, write = os.pipe()
