@@ -35,9 +35,9 @@ One round trip per statement, and no more:
 - A connection is checked without a round trip (no `SELECT 1` pre-ping): the server
   never speaks on an idle connection, so a readable socket means it hung up.
 
-Fork safety: the engine is created lazily on first use, so a gunicorn master never
-opens a connection that its workers could inherit; `dispose_after_fork` covers apps
-that were imported before forking anyway.
+Fork safety: the engine is created lazily on first use (under gunicorn: in each worker,
+by `warm_up` before it serves), so a gunicorn master never opens a connection that its
+workers could inherit; `dispose_after_fork` covers apps imported before forking anyway.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from flask import Flask, g
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import InvalidatePoolError, SQLAlchemyError
 
 from service.config import Settings
 
@@ -279,6 +279,24 @@ class Database:
     def _discard_thread_connection(self) -> None:
         if (held := self._stop_keeping()) is not None:
             held.discard()
+
+    def warm_up(self) -> None:
+        """Open the process's first connection before it serves, not in its first request.
+
+        A new worker's first connection costs ~25 ms of CPU (TCP, SCRAM authentication,
+        SQLAlchemy reading the server's settings), and the request that paid it took
+        35-50 ms under load where the others take 1: with `max_requests` recycling, a
+        stall at the tail every few minutes (docs/performance.md, change 16). Called by
+        gunicorn before a worker accepts; the connection goes back to the pool, where
+        the first request's thread takes it. A database that is down is not this
+        worker's failure: requests and /readyz report it, and connect when it is back.
+        The wait is bounded by DB_CONNECT_TIMEOUT, as a request's own connect is.
+        """
+        try:
+            with self.engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            log.warning("no database connection ahead of requests: %s", type(exc).__name__)
 
     def dispose_after_fork(self) -> None:
         if (held := self._stop_keeping()) is not None:

@@ -81,8 +81,8 @@ max_requests_jitter = settings.gunicorn_max_requests_jitter
 # The app is imported once, in the master, and every worker is a fork of it: a worker
 # (re)start costs a fork instead of ~0.5 s of CPU importing and building the app, which
 # max_requests would otherwise pay every few thousand requests per worker, and the
-# workers share those pages. Safe because nothing opens a connection at import: the
-# engine is created on a worker's first request (service/db.py). Code is never reloaded
+# workers share those pages. Safe because nothing opens a connection at import: each
+# worker creates its engine in post_worker_init (service/db.py). Code is never reloaded
 # in place (a new image is a new pod), which is the one thing preloading gives up.
 preload_app = True
 # The heartbeat file must not live on a read-only root filesystem; /dev/shm is a tmpfs
@@ -165,6 +165,14 @@ def post_fork(server: Any, worker: Any) -> None:
         from service import metrics
 
         metrics.REQUEST_METRICS.start_flushing()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Runs in a new worker just before it accepts: its first database connection is
+    opened now, so no request waits ~30 ms for it (Database.warm_up)."""
+    from service.db import get_db
+
+    get_db(worker.wsgi).warm_up()
 
 
 def child_exit(server: Any, worker: Any) -> None:

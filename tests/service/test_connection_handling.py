@@ -16,9 +16,11 @@ import psycopg.rows
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from service import db as db_module
 from service.db import get_db
+from tools.localpg import free_port
 
 ITEMS = "/api/v1/items"
 
@@ -121,6 +123,33 @@ def test_a_thread_that_ends_gives_its_connection_back(make_app: Any) -> None:
         thread.join(timeout=30)
         assert pool.checkedout() == 0
     assert statuses == [200, 200, 200]
+
+
+def test_a_warmed_up_worker_serves_its_first_request_on_the_connection_it_opened(
+    make_app: Any,
+) -> None:
+    app = app_showing_its_backend(make_app)
+    db = get_db(app)
+    db.warm_up()  # gunicorn's post_worker_init, before the worker accepts
+    pool = db.engine.pool
+    assert (pool.checkedin(), pool.checkedout()) == (1, 0)  # open, waiting in the pool
+    opened_since: list[object] = []
+    event.listen(pool, "connect", lambda *_: opened_since.append(None))
+    assert app.test_client().get("/backend").status_code == 200
+    assert opened_since == []  # the request took the warmed-up connection
+    assert (pool.checkedin(), pool.checkedout()) == (0, 1)
+
+
+def test_warming_up_against_a_database_that_is_down_only_logs(
+    make_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(database_url=f"postgresql://app@127.0.0.1:{free_port()}/app")
+    with caplog.at_level(logging.WARNING, logger="service.db"):
+        get_db(app).warm_up()
+    assert [r.getMessage() for r in caplog.records] == [
+        "no database connection ahead of requests: OperationalError"
+    ]
+    assert app.test_client().get("/livez").status_code == 200
 
 
 def test_acknowledged_writes_are_committed_on_the_pooled_path(
