@@ -56,7 +56,7 @@ from flask import Flask, g
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import InvalidatePoolError, SQLAlchemyError
+from sqlalchemy.exc import InvalidatePoolError
 
 from service.config import Settings
 
@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 # slowly accumulates server-side memory (caches, prepared plans).
 RECYCLE_SECONDS = 1800
 OPENED_AT = "opened_at"  # the key, in a pooled connection's `info`, of when it was opened
+# How long a new gunicorn worker waits for its first connection before serving anyway.
+WARM_UP_WAIT_SECONDS = 2.0
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -280,7 +282,7 @@ class Database:
         if (held := self._stop_keeping()) is not None:
             held.discard()
 
-    def warm_up(self) -> None:
+    def warm_up(self, wait_seconds: float = WARM_UP_WAIT_SECONDS) -> None:
         """Open the process's first connection before it serves, not in its first request.
 
         A new worker's first connection costs ~25 ms of CPU (TCP, SCRAM authentication,
@@ -288,21 +290,39 @@ class Database:
         35-50 ms under load where the others take 1: with `max_requests` recycling, a
         stall at the tail every few minutes (docs/performance.md, change 16). Called by
         gunicorn before a worker accepts; the connection goes back to the pool, where
-        the first request's thread takes it. A database that is down is not this
-        worker's failure: requests and /readyz report it, and connect when it is back.
-        The wait is bounded by DB_CONNECT_TIMEOUT, as a request's own connect is.
+        the first request's thread takes it (in a gthread worker, one thread's; the
+        others still connect, but SQLAlchemy's first-connection setup is done).
+
+        The worker waits `wait_seconds` at most: a database that does not answer (DNS,
+        a black-holed address: DB_CONNECT_TIMEOUT per address) must not keep it from
+        serving /livez, which never touches the database. The connect then finishes in
+        the background; a request that needs the database meanwhile waits for the pool
+        as it would for its own connect. A failure is logged, not raised: requests and
+        /readyz report an unreachable database, and connect once it is back.
         """
-        try:
-            with self.engine.connect():
-                pass
-        except SQLAlchemyError as exc:
-            log.warning("no database connection ahead of requests: %s", type(exc).__name__)
+
+        def connect() -> None:
+            try:
+                with self.engine.connect():
+                    pass
+            except Exception as exc:  # noqa: BLE001 - the worker serves without it
+                log.warning("no database connection ahead of requests: %s", first_line(exc))
+
+        opening = threading.Thread(target=connect, name="db-warm-up", daemon=True)
+        opening.start()
+        opening.join(wait_seconds)
 
     def dispose_after_fork(self) -> None:
         if (held := self._stop_keeping()) is not None:
             held.give_back.detach()  # the parent's to return, not ours
         if self._pool_engine is not None:
             self._pool_engine.dispose(close=False)
+
+
+def first_line(exc: BaseException) -> str:
+    """What went wrong, in one line: the driver's message (it never holds the password)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def get_db(app: Flask) -> Database:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from service.db import get_db
+from service.db import first_line, get_db
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeoutError)
     def database_unavailable(exc: Exception) -> Response:
-        log.warning("database unavailable: %s", _first_line(exc))
+        log.warning("database unavailable: %s", first_line(exc))
         response = error_response(
             503, "database_unavailable", "The database is unavailable; retry shortly."
         )
@@ -119,8 +119,3 @@ def _connection_lost(exc: Exception) -> bool:
     if isinstance(exc, psycopg.Error):  # e.g. InterfaceError on a connection that broke
         return get_db(current_app).connection_broken()
     return False
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

@@ -169,10 +169,15 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Runs in a new worker just before it accepts: its first database connection is
-    opened now, so no request waits ~30 ms for it (Database.warm_up)."""
+    opened now, so no request waits ~30 ms for it (Database.warm_up). Nothing here may
+    raise: a worker that fails before it has booted makes gunicorn stop the whole server.
+    """
     from service.db import get_db
 
-    get_db(worker.wsgi).warm_up()
+    try:
+        get_db(worker.wsgi).warm_up()
+    except Exception:  # logged; the worker serves, and connects on its first request
+        worker.log.exception("could not open a database connection ahead of requests")
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import threading
 import time
 from typing import Any
@@ -143,13 +144,28 @@ def test_a_warmed_up_worker_serves_its_first_request_on_the_connection_it_opened
 def test_warming_up_against_a_database_that_is_down_only_logs(
     make_app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_app(database_url=f"postgresql://app@127.0.0.1:{free_port()}/app")
+    app = make_app(database_url=f"postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/app")
     with caplog.at_level(logging.WARNING, logger="service.db"):
         get_db(app).warm_up()
-    assert [r.getMessage() for r in caplog.records] == [
-        "no database connection ahead of requests: OperationalError"
-    ]
+    [message] = [r.getMessage() for r in caplog.records]
+    assert message.startswith("no database connection ahead of requests: connection failed")
+    assert "refused" in message and "s3cret-pw" not in message
     assert app.test_client().get("/livez").status_code == 200
+
+
+def test_a_database_that_does_not_answer_does_not_hold_the_worker_back(make_app: Any) -> None:
+    """A black-holed database: the TCP handshake completes (the kernel does it), then
+    nothing. The worker must serve /livez, not wait DB_CONNECT_TIMEOUT per address."""
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:  # never accepts
+        port = silent.getsockname()[1]
+        app = make_app(database_url=f"postgresql://app@127.0.0.1:{port}/app",
+                       db_connect_timeout=60)  # fmt: skip
+        get_db(app).warm_up(wait_seconds=0.2)
+        [opening] = [t for t in threading.enumerate() if t.name == "db-warm-up"]
+        assert opening.is_alive()  # still connecting, and the worker goes on
+        assert app.test_client().get("/livez").status_code == 200
+    opening.join(timeout=30)  # the listener is gone: the connect fails and is logged
+    assert not opening.is_alive()
 
 
 def test_acknowledged_writes_are_committed_on_the_pooled_path(

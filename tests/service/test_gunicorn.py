@@ -61,7 +61,8 @@ def test_each_worker_connects_before_its_first_request(empty_database: str) -> N
         # a transaction, pg_stat_activity would show the first query's snapshot again.)
         name = empty_database.rsplit("/", 1)[1]
         query = (
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name = 'service' AND backend_type = 'client backend'"
         )
         deadline = time.monotonic() + 10
         while (opened := watcher.execute(query, (name,)).fetchone()) != (2,):
