@@ -114,8 +114,13 @@ def replace_if_server_hung_up(dbapi_connection: Any, _record: Any, _proxy: Any) 
     connection, as with a pre-ping, but a healthy checkout costs one poll() instead of a
     `SELECT 1` round trip.
     """
-    if _lost(dbapi_connection) or _hung_up(dbapi_connection):
+    if _gone(dbapi_connection):
         raise InvalidatePoolError("the database server closed the connection")
+
+
+def _gone(connection: psycopg.Connection[Any]) -> bool:
+    """Unusable: closed or broken on our side, or hung up on by the server."""
+    return _lost(connection) or _hung_up(connection)
 
 
 def _hung_up(connection: psycopg.Connection[Any]) -> bool:
@@ -147,9 +152,7 @@ class _Held:
 
     def usable(self) -> bool:
         """Neither gone (see `_hung_up`) nor due for recycling."""
-        if _lost(self.connection) or _hung_up(self.connection):
-            return False
-        return time.monotonic() - self.opened_at < RECYCLE_SECONDS
+        return not _gone(self.connection) and time.monotonic() - self.opened_at < RECYCLE_SECONDS
 
     def request_cursor(self) -> psycopg.Cursor[Any]:
         """The kept cursor, or a new one if the last request closed it or changed how it

@@ -89,10 +89,9 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 REQUEST_METRICS = RequestMetricsBuffer(REQUESTS, LATENCY)
 
 
-def observe(method: str, route: str, status: int, seconds: float) -> None:
-    REQUEST_METRICS.record(
-        (method if method in KNOWN_METHODS else "OTHER", route, str(status)), seconds
-    )
+def observe(method: str, route: str, status: str, seconds: float) -> None:
+    """One answered request; `status` is the code as the status line has it ("200")."""
+    REQUEST_METRICS.record((method if method in KNOWN_METHODS else "OTHER", route, status), seconds)
 
 
 def track_pool(engine: Engine, pool_size: int) -> None:

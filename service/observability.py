@@ -45,7 +45,7 @@ class RequestObserver:
                 metrics.observe(
                     environ["REQUEST_METHOD"],
                     _route_template(),
-                    int(status[:3]),
+                    status[:3],
                     time.perf_counter() - started,
                 )
             return start_response(status, headers, exc_info)
