@@ -1,8 +1,8 @@
 """The code change the hot-reload test makes: /livez answers with a marker.
 
-A real edit of a real handler (service/health.py), applied to a temporary copy of the
+A real edit of a real handler (service/http/health.py), applied to a temporary copy of the
 repository that `skaffold dev` watches. The unit tests apply it to the current
-service/health.py and call the handler, so a refactor that breaks it fails here first.
+service/http/health.py and call the handler, so a refactor that breaks it fails here first.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-HANDLER_FILE = Path("service") / "health.py"
+HANDLER_FILE = Path("service") / "http" / "health.py"
 HANDLER = "livez"
 MARKER_FIELD = "e2e_hot_reload"
 
