@@ -10,6 +10,7 @@ from service.http.json_provider import OrjsonProvider
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings -> db -> blueprints -> errors -> observability."""
+    from service import auth
     from service.api import items
     from service.http import errors, health, openapi, security_headers
     from service.store.database import Database
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(items.blueprint)
+    auth.init_app(app, settings.auth)
     errors.init_app(app)
     security_headers.init_app(app)
     middleware.init_app(app, metrics_enabled=settings.metrics_enabled)
