@@ -97,7 +97,7 @@ class KeySet:
         self.jwks_url = jwks_url
         self.jwks_file = jwks_file
         self._fetch = fetch
-        self._clock = clock
+        self.clock = clock
         self._keys: dict[str, SigningKey] = {}
         self._last_attempt: float | None = None
         self._lock = threading.Lock()
@@ -115,7 +115,7 @@ class KeySet:
 
     def _refresh(self) -> None:
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             wait = REFETCH_SECONDS if self._keys else RETRY_WITHOUT_KEYS_SECONDS
             if self._last_attempt is not None and now - self._last_attempt < wait:
                 if not self._keys:

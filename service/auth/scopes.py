@@ -5,8 +5,8 @@ from __future__ import annotations
 READ = "items:read"
 WRITE = "items:write"
 SCOPES = {
-    READ: "Read items (every GET under /api).",
-    WRITE: "Create, change and delete items (POST, PATCH, DELETE under /api).",
+    READ: "read items (every GET under /api)",
+    WRITE: "create, change and delete items (POST, PATCH, DELETE under /api)",
 }
 API_PREFIX = "/api"
 # Methods that only read; every other method under /api (including ones the API does not

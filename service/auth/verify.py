@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from service.auth.keys import KeySet, SigningKey
 
@@ -22,6 +23,13 @@ from service.auth.keys import KeySet, SigningKey
 ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
 )
+# The key type each algorithm family signs with: a token never picks how its key is used.
+KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "RS": (rsa.RSAPublicKey,),
+    "PS": (rsa.RSAPublicKey,),
+    "ES": (ec.EllipticCurvePublicKey,),
+    "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+}
 LEEWAY_SECONDS = 60
 CACHE_SIZE = 4096
 MAX_TOKEN_CHARS = 8192
@@ -119,7 +127,8 @@ class TokenVerifier:
                 UNKNOWN_KEY, "The token is signed by a key this API does not know."
             )
         # A key published for one algorithm is used for that algorithm only.
-        if key.algorithm is not None and key.algorithm != algorithm:
+        fits = isinstance(key.key, KEY_TYPES[algorithm[:2]])
+        if not fits or (key.algorithm is not None and key.algorithm != algorithm):
             raise InvalidTokenError(ALGORITHM, "The token's algorithm does not match its key.")
         claims = self._decode(token, key, algorithm)
         subject = claims.get("sub")
