@@ -25,7 +25,10 @@ def case(why: str, env: str | None, *sets: str, field: str) -> BadValues:
     return BadValues(why, env, sets, field)
 
 
-OK_DEFAULTS = "existingSecret=app-database"  # what makes the bare chart render
+# What makes the bare chart render: a database and an issuer (production is the default).
+OK_DEFAULTS = (
+    "existingSecret=app-database,auth.issuer=https://login.example.com,auth.audience=items-api"
+)
 
 CASES = [
     case("wrong type", None, OK_DEFAULTS, "replicaCount=three", field="replicaCount"),
@@ -53,6 +56,7 @@ CASES = [
     case("staging without existingSecret", "staging", "existingSecret=", field="existingSecret"),
     case("prod without a digest", "prod", "image.digest=", field="image.digest"),
     case("bare chart without a database", None, field="existingSecret"),
+    case("bare chart without an issuer", None, "existingSecret=app-database", field="auth.issuer"),
     case(
         "privilege escalation",
         "prod",
