@@ -29,12 +29,13 @@ def init_app(app: Flask, settings: AuthSettings) -> None:
             "and AUTH_AUDIENCE to require tokens (docs/auth.md)"
         )
         return
-    from service.auth.guard import AuthFailureError, Guard, answer
+    from service.auth.guard import Guard
     from service.auth.keys import KeySet
     from service.auth.verify import TokenVerifier
 
     keys = KeySet(settings.issuer, jwks_url=settings.jwks_url, jwks_file=settings.jwks_file)
     verifier = TokenVerifier(keys, issuer=settings.issuer, audience=settings.audience)
     app.extensions["auth"] = verifier
-    app.before_request(Guard(verifier).check)
-    app.register_error_handler(AuthFailureError, answer)
+    # Wraps Flask's own handling, so the security headers and the request observer,
+    # added after this, see refused requests like any other.
+    app.wsgi_app = Guard(app.wsgi_app, app, verifier)  # type: ignore[method-assign]

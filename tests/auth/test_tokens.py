@@ -59,6 +59,9 @@ def test_unknown_api_paths_need_a_token_too(call: Call) -> None:
     """No probing what exists without a token."""
     assert call("GET", "/api/v2/secrets").status_code == 401
     assert call("DELETE", "/api").status_code == 401
+    # As a server passes `GET //api/v1/items` (the test client would read `//api` as a host).
+    doubled = call("GET", "/", environ_overrides={"PATH_INFO": "//api/v1/items"})
+    assert doubled.status_code == 401
 
 
 def bad_tokens(issuer: LocalIssuer) -> dict[str, str]:
