@@ -198,7 +198,10 @@ def _process_model(server: Server) -> dict[str, Any]:
     """What gunicorn actually runs (its own log line names the worker class)."""
     from service.config import Settings
 
-    settings = Settings.from_env({**os.environ, "DATABASE_URL": "postgresql://x@h/db"})
+    # The caller's GUNICORN_*/DB_* as the servers got them; the placeholders only let
+    # production settings parse.
+    placeholders = {"DATABASE_URL": "postgresql://x@h/db", "AUTH_DISABLED": "true"}
+    settings = Settings.from_env({**os.environ, **placeholders})
     log = server.log_path.read_text(errors="replace")
     worker_class = next(
         (

@@ -188,6 +188,10 @@ def server_env(
     if not reference:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=workdir)
         env |= bench_auth_env(workdir)
+    else:
+        # It reads the same Settings (for its process model), which need an issuer or
+        # this; it has no access control of its own either way.
+        env["AUTH_DISABLED"] = "true"
     return env | overrides
 
 
