@@ -232,9 +232,7 @@ BARE = ["existingSecret=db", "auth.issuer=https://login.example.com", "auth.audi
 
 
 def test_digest_wins_over_the_tag(helm4: str) -> None:
-    rendered = render(
-        helm4, None, [*BARE, "image.tag=1.2.3", f"image.digest={TEST_DIGEST}"]
-    )
+    rendered = render(helm4, None, [*BARE, "image.tag=1.2.3", f"image.digest={TEST_DIGEST}"])
     assert app_container(rendered)["image"] == f"service@{TEST_DIGEST}"
     rendered = render(helm4, None, [*BARE, "image.tag=1.2.3"])
     assert app_container(rendered)["image"] == "service:1.2.3"
