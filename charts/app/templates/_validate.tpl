@@ -12,6 +12,9 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- fail (printf "existingSecret (%q) and devDatabase.enabled=true both name a database: set only one" $v.existingSecret) }}
 {{- end }}
 
+{{- if and (not $v.image.tag) (not $v.image.digest) }}
+{{- fail "image.digest or image.tag is required: deploy an image that exists, e.g. --set image.digest=sha256:<digest> (staging, prod) or --set image.tag=<the tag `make image` printed> (dev); the chart never guesses a tag from its appVersion" }}
+{{- end }}
 {{- if eq (toString $v.image.tag) "latest" }}
 {{- fail "image.tag must not be \"latest\": pin a version tag or set image.digest" }}
 {{- end }}
