@@ -171,6 +171,10 @@ env, the user's extras, and the writable mounts of the read-only root filesystem
 envFrom:
   - configMapRef:
       name: {{ include "app.configMapName" . }}
+  {{- with .Values.extraEnvVarsSecret }}
+  - secretRef:
+      name: {{ . }}
+  {{- end }}
 env:
   {{- include "app.chartEnv" . | nindent 2 }}
   {{- with .Values.extraEnv }}
@@ -184,6 +188,9 @@ volumeMounts:
   - name: database-url
     mountPath: {{ include "app.databaseUrlDir" . }}
     readOnly: true
+  {{- with .Values.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{- define "app.volumes" -}}
@@ -200,6 +207,9 @@ volumeMounts:
     items:
       - key: {{ include "app.databaseSecretKey" . }}
         path: url
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -53,6 +53,23 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- $_ := set $seen $e.name true }}
 {{- end }}
 
+{{- $chartVolumes := list "tmp" "metrics" "database-url" }}
+{{- range $i, $vol := $v.extraVolumes }}
+{{- if has $vol.name $chartVolumes }}
+{{- fail (printf "extraVolumes[%d].name %q is a volume of the chart (%s): choose another name" $i $vol.name (join ", " $chartVolumes)) }}
+{{- end }}
+{{- end }}
+{{- $chartMounts := list "/tmp" "/run/metrics" (include "app.databaseUrlDir" $) }}
+{{- range $i, $m := $v.extraVolumeMounts }}
+{{- if has $m.mountPath $chartMounts }}
+{{- fail (printf "extraVolumeMounts[%d].mountPath %q is mounted by the chart already (%s): choose another path" $i $m.mountPath (join ", " $chartMounts)) }}
+{{- end }}
+{{- end }}
+
+{{- if and $v.migration.argocdHook (not $v.migration.argocdSyncWaves) }}
+{{- fail "migration.argocdHook=true needs migration.argocdSyncWaves=true: the hook Job must run after the ConfigMap, Secrets, ServiceAccount and NetworkPolicy (wave -2) it depends on" }}
+{{- end }}
+
 {{- if $v.ingress.enabled }}
 {{- $hosts := list }}
 {{- range $v.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end }}
