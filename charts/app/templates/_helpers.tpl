@@ -78,13 +78,12 @@ the git revision), and a guess would label every pod with a version that is not 
 app.validate refuses a render with neither.
 */}}
 {{- define "app.image" -}}
-{{- $image := .Values.image }}
-{{- if and $image.tag $image.digest }}
-{{- printf "%s:%s@%s" $image.repository (toString $image.tag) $image.digest }}
-{{- else if $image.digest }}
-{{- printf "%s@%s" $image.repository $image.digest }}
+{{- if and .Values.image.tag .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository (toString .Values.image.tag) .Values.image.digest }}
+{{- else if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" $image.repository (toString $image.tag) }}
+{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) }}
 {{- end }}
 {{- end }}
 
