@@ -29,6 +29,23 @@ EVERYTHING = [
     "extraEnv[0].name=FEATURE_FLAG",
     "extraEnv[0].value=on",
     "imagePullSecrets[0].name=registry",
+    "migration.argocdHook=true",
+    "priorityClassName=business-critical",
+    "extraEnvVarsSecret=app-extra-env",
+    "extraVolumes[0].name=db-ca",
+    "extraVolumes[0].configMap.name=db-ca",
+    "extraVolumeMounts[0].name=db-ca",
+    "extraVolumeMounts[0].mountPath=/etc/db-ca",
+    "sidecars[0].name=log-shipper",
+    "sidecars[0].image=registry.example/shipper:1.2",
+    "initContainers[0].name=warm-cache",
+    "initContainers[0].image=registry.example/warm:1.0",
+    "podDisruptionBudget.minAvailable=2",
+    "podSecurityContext.supplementalGroups[0]=2000",
+    "podSecurityContext.appArmorProfile.type=RuntimeDefault",
+    "resources.limits.ephemeral-storage=1Gi",
+    "networkPolicy.dns.cidrs[0]=169.254.20.10/32",
+    "networkPolicy.ingressControllerCidrs[0]=10.0.0.0/16",
 ]
 
 
