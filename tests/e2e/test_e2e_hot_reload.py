@@ -27,7 +27,7 @@ from tests.e2e.harness.hot_reload import (
     move_skaffold_ingress,
     skaffold_dev_argv,
 )
-from tests.e2e.harness.k8s_state import pod_ready
+from tests.e2e.harness.k8s_state import live_pods, pod_ready
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.live import (
     ROOT,
@@ -68,7 +68,7 @@ def tool_path(tools: E2ETools, skaffold: str) -> str:
 
 
 def the_server_pod(kubectl: Kubectl) -> dict[str, Any]:
-    pods: list[dict[str, Any]] = kubectl.get_json("pods", "-l", rel.SERVER_SELECTOR)["items"]
+    pods = live_pods(kubectl.get_json("pods", "-l", rel.SERVER_SELECTOR)["items"])
     ready = [p for p in pods if pod_ready(p)]
     if len(ready) != 1 or len(pods) != 1:
         raise NotYet(f"{len(ready)} of {len(pods)} server pods ready")
