@@ -27,6 +27,7 @@ from tests.e2e.harness.hot_reload import (
     move_skaffold_ingress,
     skaffold_dev_argv,
 )
+from tests.e2e.harness.images import NO_DEFAULT_ATTESTATIONS
 from tests.e2e.harness.k8s_state import live_pods, pod_ready
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.live import (
@@ -104,7 +105,7 @@ def test_skaffold_dev_serves_a_changed_handler_without_an_image_rebuild(
     argv = skaffold_dev_argv(
         skaffold, namespace=namespace, kube_context=e2e_cluster.context, tag=f"e2e-{e2e_run_id}-dev"
     )
-    env = {**os.environ, "PATH": tool_path(e2e_tools, skaffold)}
+    env = {**os.environ, **NO_DEFAULT_ATTESTATIONS, "PATH": tool_path(e2e_tools, skaffold)}
 
     with restricted_namespace(e2e_kubectl, namespace, request) as kubectl:
         localcluster.ensure_tls_secret(

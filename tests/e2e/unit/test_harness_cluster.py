@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,29 +15,7 @@ from tests.e2e.harness.cluster import (
     restricted_namespace_manifest,
 )
 from tests.e2e.harness.prerequisites import ClusterChoice
-
-FAKE_KIND = Path(__file__).with_name("fake_kind.py")
-
-
-class FakeKind:
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.state = tmp_path / "kind-state"
-        self.state.mkdir()
-        monkeypatch.setenv("FAKE_KIND_STATE", str(self.state))
-        self.binary = tmp_path / "kind"
-        self.binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_KIND}" "$@"\n')
-        self.binary.chmod(0o755)
-
-    def clusters(self) -> list[str]:
-        path = self.state / "clusters.json"
-        return json.loads(path.read_text()) if path.exists() else []
-
-    def add(self, name: str) -> None:
-        (self.state / "clusters.json").write_text(json.dumps([*self.clusters(), name]))
-
-    def calls(self) -> list[list[str]]:
-        path = self.state / "calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+from tests.e2e.unit.standins import FakeKind
 
 
 @pytest.fixture
