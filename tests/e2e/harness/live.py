@@ -27,6 +27,7 @@ from tools.prereq import missing
 ROOT = Path(__file__).resolve().parents[3]
 STATE_DIR = ROOT / ".local" / "e2e"
 ARTIFACTS_DIR = STATE_DIR / "artifacts"
+CLUSTER_ARTIFACTS = "cluster"  # ARTIFACTS_DIR/<namespace>/ per test namespace, and this
 IMAGE_REPOSITORY = "service"
 APP_CONTAINER = "app"  # the chart's name for the serving container
 

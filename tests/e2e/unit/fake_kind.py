@@ -66,6 +66,18 @@ def main(args: list[str]) -> int:
             return 1
         assert kubeconfig is not None
         Path(kubeconfig).write_text(KUBECONFIG.format(name=name))
+    elif command == ["export", "logs"]:
+        if name not in clusters:
+            print(f"ERROR: unknown cluster {name!r}", file=sys.stderr)
+            return 1
+        node = Path(args[2]) / f"{name}-control-plane"
+        node.mkdir(parents=True)
+        (node / "kubelet.log").write_text("fake kubelet log\n")
+    elif command == ["get", "kubeconfig"]:
+        if name not in clusters:
+            print(f"ERROR: unknown cluster {name!r}", file=sys.stderr)
+            return 1
+        print(KUBECONFIG.format(name=name))
     elif command == ["load", "docker-image"]:
         if error := os.environ.get("FAKE_KIND_LOAD_ERROR"):
             print(error, file=sys.stderr)

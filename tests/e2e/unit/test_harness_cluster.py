@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -116,3 +117,35 @@ def test_namespaces_enforce_and_warn_restricted() -> None:
     labels = restricted_namespace_manifest("e2e-x")["metadata"]["labels"]  # type: ignore[index]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_before_delete_sees_the_cluster_and_whether_the_run_raised(
+    fake_kind: FakeKind, tmp_path: Path, fails: bool
+) -> None:
+    seen: list[tuple[bool, list[str]]] = []
+
+    def before_delete(raised: bool) -> None:
+        seen.append((raised, fake_kind.clusters()))
+
+    with contextlib.suppress(RuntimeError), provide_cluster(
+        choice(), kind=str(fake_kind.binary), kubectl="/unused", state_dir=tmp_path,
+        before_delete=before_delete,
+    ):  # fmt: skip
+        if fails:
+            raise RuntimeError("ingress-nginx did not become ready")
+    assert seen == [(fails, ["app-e2e"])]  # called once, while the cluster still existed
+    assert fake_kind.clusters() == []
+
+
+def test_before_delete_is_not_called_for_a_kept_cluster(
+    fake_kind: FakeKind, tmp_path: Path
+) -> None:
+    called: list[bool] = []
+    with provide_cluster(
+        choice(keep=True), kind=str(fake_kind.binary), kubectl="/unused", state_dir=tmp_path,
+        before_delete=called.append,
+    ):  # fmt: skip
+        pass
+    assert called == []
+    assert fake_kind.clusters() == ["app-e2e"]
