@@ -73,6 +73,15 @@ def e2e_tools(e2e_choice: ClusterChoice) -> E2ETools:
 
 
 @pytest.fixture(scope="session")
+def e2e_skaffold(e2e_choice: ClusterChoice) -> str:
+    found = prerequisites.find_tools(("skaffold",))
+    if found["skaffold"] is None:
+        unavailable(e2e_choice, prerequisites.missing_tool_problems(found))
+    assert found["skaffold"] is not None
+    return found["skaffold"]
+
+
+@pytest.fixture(scope="session")
 def e2e_cluster(
     e2e_choice: ClusterChoice, e2e_tools: E2ETools, request: pytest.FixtureRequest
 ) -> Iterator[E2ECluster]:
