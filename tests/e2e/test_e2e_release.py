@@ -58,11 +58,6 @@ REQUEST_TIMEOUT_S = 5
 # all come from the new code before the upgrade counts as served.
 FLOWING = 20
 SETTLED_TAIL = 20
-# Test 4's Job fails within about a minute (three attempts, backoffLimit 2); its own
-# deadline bounds the wait, and Helm's --timeout is just past it: the release is reported
-# failed minutes sooner than with the 600 s an upgrade that should succeed gets.
-FAILING_JOB_DEADLINE_S = 120
-FAILING_RELEASE_TIMEOUT_S = FAILING_JOB_DEADLINE_S + 60
 
 
 @dataclass(frozen=True)
@@ -377,8 +372,8 @@ def test_a_failing_migration_fails_the_release_and_old_pods_keep_serving(
             broken,
             replicas=replicas,
             check=False,
-            extra_values={"migration.activeDeadlineSeconds": FAILING_JOB_DEADLINE_S},
-            wait_timeout_s=FAILING_RELEASE_TIMEOUT_S,
+            extra_values=rel.failing_release_values(),
+            wait_timeout_s=rel.FAILING_RELEASE_TIMEOUT_S,
         )
         readyz.mark(f"helm upgrade returned {upgrade.returncode}")
         # The Job's own status, not Helm's message: Helm 3 never names the failed Job (its
@@ -387,7 +382,7 @@ def test_a_failing_migration_fails_the_release_and_old_pods_keep_serving(
             release_env.kubectl,
             selector=rel.MIGRATION_SELECTOR,
             image=broken.ref,
-            deadline_s=FAILING_JOB_DEADLINE_S,
+            deadline_s=rel.FAILING_JOB_DEADLINE_S,
         )
         wait_for_flow(readyz, reads, from_now=True)
     finally:
