@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness.images import KindLoadError, kind_load
+from tests.e2e.harness.live import E2ETools, skaffold_environment
 from tests.e2e.unit.standins import FakeKind
 from tools.prereq import find_tool, missing
 
@@ -110,3 +111,15 @@ def test_make_dev_hands_skaffold_no_default_attestations(
         capture_output=True, text=True, timeout=60, check=True, env=dict(os.environ),
     )  # fmt: skip
     assert seen.read_text() == "1"
+
+
+def test_the_suites_skaffold_runs_our_tools_first_without_default_attestations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin")
+    monkeypatch.delenv("BUILDX_NO_DEFAULT_ATTESTATIONS", raising=False)
+    tools = E2ETools(docker="/usr/bin/docker", kind="/repo/bin/kind", kubectl="/repo/bin/kubectl",
+                     helm="/repo/bin/helm", make="/usr/bin/make")  # fmt: skip
+    env = skaffold_environment(tools, "/repo/bin/skaffold")
+    assert env["BUILDX_NO_DEFAULT_ATTESTATIONS"] == "1"
+    assert env["PATH"].split(os.pathsep)[:3] == ["/repo/bin", "/usr/bin", "/usr/local/bin"]
