@@ -142,7 +142,7 @@ RUN rm -r /opt/venv/lib/python3*/site-packages/werkzeug/debug \
     && metrics_dir=$(mktemp -d) \
     && PYTHONDONTWRITEBYTECODE='' PROMETHEUS_MULTIPROC_DIR="$metrics_dir" \
         DATABASE_URL=postgresql://build:unused@127.0.0.1:9/build \
-        python -c 'import gunicorn.app.wsgiapp, gunicorn.workers.sync, gunicorn.workers.gthread, alembic.command, service.__main__, service.gunicorn_conf, service.wsgi' \
+        python -c 'import gunicorn.app.wsgiapp, gunicorn.workers.sync, gunicorn.workers.gthread, alembic.command, service.__main__, service.runtime.gunicorn_conf, service.wsgi' \
     && rm -rf "$metrics_dir"
 
 USER 10001:10001

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )  # fmt: skip
         from service import create_app
-        from service.gunicorn_conf import JsonAccessLogger, logconfig_dict
+        from service.runtime.gunicorn_conf import JsonAccessLogger, logconfig_dict
 
         # The JSON log lines go to a buffer, as they would to a container runtime's pipe.
         sys.stdout = io.StringIO()

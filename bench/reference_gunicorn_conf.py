@@ -1,11 +1,11 @@
 """gunicorn settings for the reference app: exactly the service's process model.
 
 Workers, threads, worker class, keep-alive, timeouts, recycling and header limits are
-imported from service.gunicorn_conf (so they cannot drift apart); logging, hooks and the
+imported from service.runtime.gunicorn_conf (so they cannot drift apart); logging, hooks and the
 bind address are not: the reference is bare Flask on the same gunicorn.
 """
 
-from service.gunicorn_conf import (  # noqa: F401 - gunicorn reads these names
+from service.runtime.gunicorn_conf import (  # noqa: F401 - gunicorn reads these names
     control_socket_disable,
     graceful_timeout,
     keepalive,

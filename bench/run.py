@@ -32,7 +32,7 @@ from typing import Any
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
 from bench.servers import Server, rss_kib, seeded_postgres, server_env, start_server
 from bench.wrk import Wrk, WrkMissingError, wrk_path
-from service.metrics_buffer import FLUSH_SECONDS
+from service.telemetry.metrics_buffer import FLUSH_SECONDS
 
 # Minimum ratio to the reference (issue 7); mixed has none, it is reported for scale.
 RATIO_TARGETS = {"livez": 0.80, "get_item": 0.45, "list_page": 0.35, "post_item": 0.30}

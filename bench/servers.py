@@ -1,7 +1,7 @@
 """What the benchmark runs against: a seeded PostgreSQL, the service, the reference app.
 
 The service is started exactly as the image starts it (`python -m service serve`, i.e.
-gunicorn with service.gunicorn_conf) with production settings; the reference runs under
+gunicorn with service.runtime.gunicorn_conf) with production settings; the reference runs under
 gunicorn with the same process model (bench/reference_gunicorn_conf.py).
 """
 

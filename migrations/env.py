@@ -14,8 +14,8 @@ from alembic import context
 from sqlalchemy import create_engine, pool, text
 
 from service.config import database_url_from_env
-from service.logs import configure_logging
-from service.models import Base
+from service.store.models import Base
+from service.telemetry.logs import configure_logging
 
 # Any constant that no other code uses; "alembic" in ASCII.
 MIGRATION_LOCK_KEY = 0x616C656D626963

@@ -5,14 +5,15 @@ from __future__ import annotations
 from flask import Flask
 
 from service.config import Settings
-from service.json_provider import OrjsonProvider
+from service.http.json_provider import OrjsonProvider
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings -> db -> blueprints -> errors -> observability."""
-    from service import errors, health, metrics, observability, openapi, security
     from service.api import items
-    from service.db import Database
+    from service.http import errors, health, openapi, security_headers
+    from service.store.database import Database
+    from service.telemetry import metrics, middleware
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -37,6 +38,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(items.blueprint)
     errors.init_app(app)
-    security.init_app(app)
-    observability.init_app(app, metrics_enabled=settings.metrics_enabled)
+    security_headers.init_app(app)
+    middleware.init_app(app, metrics_enabled=settings.metrics_enabled)
     return app

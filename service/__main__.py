@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from service.config import ConfigError, Settings, database_url_from_env
-from service.logs import configure_logging
+from service.telemetry.logs import configure_logging
 
 log = logging.getLogger("service")
 
@@ -27,7 +27,7 @@ DEFAULT_DB_WAIT_SECONDS = 60
 def serve(args: argparse.Namespace) -> int:
     """Start gunicorn in place of this process, so it is PID 1 and receives SIGTERM."""
     Settings.from_env()  # fail here with one clear line, not inside gunicorn
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.gunicorn_conf"]
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.runtime.gunicorn_conf"]
     os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
 
 
@@ -40,7 +40,7 @@ def migrate(args: argparse.Namespace) -> int:
     from alembic import command
     from sqlalchemy import create_engine
 
-    from service.schema_revision import alembic_config, check_schema
+    from service.store.schema_revision import alembic_config, check_schema
 
     url = database_url_from_env()  # a missing or malformed URL is a config error, not a retry
 
@@ -66,7 +66,7 @@ def wait_for_schema(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
-    from service.schema_revision import check_schema
+    from service.store.schema_revision import check_schema
 
     engine = create_engine(database_url_from_env(), pool_pre_ping=True,
                            connect_args={"connect_timeout": 3})  # fmt: skip

@@ -23,8 +23,8 @@ from flask.testing import FlaskClient
 
 from service import create_app
 from service.config import Settings, normalise_database_url
-from service.db import get_db
-from service.schema_revision import alembic_config
+from service.store.database import get_db
+from service.store.schema_revision import alembic_config
 from tools.localpg import throwaway_postgres
 
 

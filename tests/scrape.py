@@ -1,6 +1,6 @@
 """Read /metrics from a server with several workers.
 
-Each worker writes its request counts every FLUSH_SECONDS (service/metrics_buffer.py);
+Each worker writes its request counts every FLUSH_SECONDS (service/telemetry/metrics_buffer.py);
 only the worker that answers a scrape flushes first. A test that made requests and
 expects to see them waits, within a bound, until every worker has written them.
 """
@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-from service.metrics_buffer import FLUSH_SECONDS
+from service.telemetry.metrics_buffer import FLUSH_SECONDS
 
 
 def scrape_until(metrics_url: str, done: Callable[[str], bool]) -> str:

@@ -1,4 +1,4 @@
-"""/api/v1/items: parse the request, call crud, serialize the row. Nothing else."""
+"""/api/v1/items: parse the request, call its queries, serialize the row. Nothing else."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import psycopg
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
 
-from service import crud
-from service.db import get_db
-from service.errors import ApiError, validation_details
-from service.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
+from service.api.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
+from service.http.errors import ApiError, validation_details
+from service.store import items as queries
+from service.store.database import get_db
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/v1/items")
 M = TypeVar("M", bound=BaseModel)
@@ -70,7 +70,7 @@ def list_items() -> Response:
         raise ApiError(
             422, "validation_error", "The query is invalid.", validation_details(exc, "query")
         ) from None
-    rows = crud.list_items(_cursor(), after_id=query.cursor, limit=query.limit)
+    rows = queries.list_items(_cursor(), after_id=query.cursor, limit=query.limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == query.limit else None
     return jsonify(items=rows, next_cursor=next_cursor)
 
@@ -79,7 +79,7 @@ def list_items() -> Response:
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
     body = _parse_body(ItemCreate)
-    row = crud.create_item(_cursor(), name=body.name, description=body.description)
+    row = queries.create_item(_cursor(), name=body.name, description=body.description)
     location = url_for("items.get_item", item_id=row["id"])
     return jsonify(row), 201, {"Location": location}
 
@@ -88,7 +88,7 @@ def create_item() -> tuple[Response, int, dict[str, str]]:
 def get_item(item_id: str) -> Response:
     """Get one item."""
     number = _parse_id(item_id)
-    row = crud.get_item(_cursor(), item_id=number)
+    row = queries.get_item(_cursor(), item_id=number)
     if row is None:
         raise _not_found(number)
     return jsonify(row)
@@ -100,7 +100,7 @@ def update_item(item_id: str) -> Response:
     number = _parse_id(item_id)
     body = _parse_body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set)
-    row = crud.update_item(_cursor(), item_id=number, changes=changes)
+    row = queries.update_item(_cursor(), item_id=number, changes=changes)
     if row is None:
         raise _not_found(number)
     return jsonify(row)
@@ -110,6 +110,6 @@ def update_item(item_id: str) -> Response:
 def delete_item(item_id: str) -> tuple[str, int]:
     """Delete an item."""
     number = _parse_id(item_id)
-    if not crud.delete_item(_cursor(), item_id=number):
+    if not queries.delete_item(_cursor(), item_id=number):
         raise _not_found(number)
     return "", 204

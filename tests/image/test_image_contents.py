@@ -97,7 +97,7 @@ def test_runtime_user_owns_nothing_outside_the_writable_paths(
 BYTECODE_CHECK = """
 import importlib.util, json, pathlib, sys, sysconfig
 import gunicorn.app.wsgiapp, gunicorn.workers.sync, alembic.command
-import service.__main__, service.gunicorn_conf, service.wsgi
+import service.__main__, service.runtime.gunicorn_conf, service.wsgi
 
 def current(source):
     cached = pathlib.Path(importlib.util.cache_from_source(str(source)))

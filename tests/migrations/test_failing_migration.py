@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from service.schema_revision import ROOT, code_head
+from service.store.schema_revision import ROOT, code_head
 
 pytestmark = pytest.mark.slow
 

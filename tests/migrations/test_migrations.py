@@ -14,7 +14,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from service.schema_revision import alembic_config, code_head
+from service.store.schema_revision import alembic_config, code_head
 
 pytestmark = pytest.mark.slow
 

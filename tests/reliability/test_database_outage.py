@@ -85,7 +85,7 @@ def test_outage_fails_fast_keeps_liveness_and_recovers_without_losing_writes(
 @pytest.mark.parametrize("mode", ["immediate", "fast"])
 def test_restart_while_idle_costs_no_request(own_postgres: LocalPostgres, mode: str) -> None:
     """Every pooled connection dies with the restart; the pool notices at checkout (a
-    readable socket, service/db.py) and opens a fresh one, so not even the first request
+    readable socket, service/store/database.py) and opens a fresh one, so not even the first request
     after the restart fails."""
     env = {"DATABASE_URL": own_postgres.url(), "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}
     with running_service(env) as service, requests.Session() as http:

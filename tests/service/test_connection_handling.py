@@ -19,8 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from service import db as db_module
-from service.db import get_db
+from service.store import database as db_module
+from service.store.database import get_db
 from tools.localpg import free_port
 
 ITEMS = "/api/v1/items"
@@ -145,7 +145,7 @@ def test_warming_up_against_a_database_that_is_down_only_logs(
     make_app: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(database_url=f"postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/app")
-    with caplog.at_level(logging.WARNING, logger="service.db"):
+    with caplog.at_level(logging.WARNING, logger="service.store.database"):
         get_db(app).warm_up()
     [message] = [r.getMessage() for r in caplog.records]
     assert message.startswith("no database connection ahead of requests: connection failed")
@@ -200,7 +200,7 @@ def test_a_transaction_left_open_is_logged_and_the_connection_discarded(
         return "{}"
 
     client = app.test_client()
-    with caplog.at_level(logging.ERROR, logger="service.db"):
+    with caplog.at_level(logging.ERROR, logger="service.store.database"):
         assert client.get("/leaky").status_code == 200
     assert any("left a database transaction open" in r.getMessage() for r in caplog.records)
     assert client.get(f"{ITEMS}?limit=1").status_code == 200  # a fresh connection serves

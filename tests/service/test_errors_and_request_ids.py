@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.db import get_db
+from service.store.database import get_db
 
 
 def test_unexpected_error_is_generic_500_and_logged_with_request_id(
@@ -26,7 +26,7 @@ def test_unexpected_error_is_generic_500_and_logged_with_request_id(
         get_db(app).connection().execute("SELECT * FROM no_such_table")
         return "unreachable"
 
-    from service.logs import RequestIdFilter
+    from service.telemetry.logs import RequestIdFilter
 
     caplog.handler.addFilter(RequestIdFilter())  # as the stdout handler has it
     with caplog.at_level(logging.ERROR):
@@ -67,7 +67,7 @@ def test_openapi_document_is_served(client: FlaskClient) -> None:
 
 
 def test_json_formatter_emits_one_object_per_line(caplog: pytest.LogCaptureFixture) -> None:
-    from service.logs import JsonFormatter, RequestIdFilter, request_id_var
+    from service.telemetry.logs import JsonFormatter, RequestIdFilter, request_id_var
 
     token = request_id_var.set("rid-1")
     try:
@@ -96,7 +96,7 @@ def test_json_formatter_emits_one_object_per_line(caplog: pytest.LogCaptureFixtu
 def test_a_log_line_is_one_valid_json_object_whatever_the_values(
     value: object, expected: object
 ) -> None:
-    from service.logs import json_line
+    from service.telemetry.logs import json_line
 
     line = json_line({"message": "m", "value": value})
     assert "\n" not in line
@@ -107,7 +107,7 @@ def test_a_log_line_is_one_valid_json_object_whatever_the_values(
 def test_a_process_forked_while_another_thread_prints_can_print() -> None:
     """A fork copies the stdout lock as it is: held by a thread the child does not have,
     it would block the child's first log line forever."""
-    from service import logs
+    from service.telemetry import logs
 
     held, release = threading.Event(), threading.Event()
 
@@ -146,7 +146,7 @@ def test_access_lines_have_the_shape_of_every_log_line(
     from gunicorn.config import Config
 
     monkeypatch.setenv("DATABASE_URL", database_url)  # gunicorn_conf reads the settings
-    from service.gunicorn_conf import JsonAccessLogger
+    from service.runtime.gunicorn_conf import JsonAccessLogger
 
     access = JsonAccessLogger(Config()).access  # gunicorn's default: requests at INFO
 
@@ -175,7 +175,7 @@ def test_access_lines_have_the_shape_of_every_log_line(
     def broken_stdout(line: str) -> None:
         raise BrokenPipeError("stdout closed")
 
-    monkeypatch.setattr("service.gunicorn_conf.print_line", broken_stdout)
+    monkeypatch.setattr("service.runtime.gunicorn_conf.print_line", broken_stdout)
     access(Response, None, environ("/api/v1/items"), timedelta(milliseconds=1))  # no raise
 
 

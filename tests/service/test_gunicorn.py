@@ -143,7 +143,7 @@ def test_recycled_workers_leave_their_counts_but_not_their_files(
 
 FORKED_WORKER = """
 import gc, os, sys
-import service.gunicorn_conf as conf  # the master: settings, then the preloaded app
+import service.runtime.gunicorn_conf as conf  # the master: settings, then the preloaded app
 import service.wsgi
 conf.pre_fork(None, None)
 pid = os.fork()

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from service import schema_revision
+from service.store import schema_revision
 from tests.conftest import PostgresServer, migrate
 from tools.localpg import free_port
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from service.models import DESCRIPTION_MAX, NAME_MAX
+from service.store.models import DESCRIPTION_MAX, NAME_MAX
 
 ITEMS = "/api/v1/items"
 

@@ -12,7 +12,7 @@ from uuid import UUID
 import orjson
 import pytest
 
-from service.json_provider import encode
+from service.http.json_provider import encode
 
 MOMENTS = [
     datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from service.metrics_buffer import FLUSH_SECONDS, RequestMetricsBuffer
+from service.telemetry.metrics_buffer import FLUSH_SECONDS, RequestMetricsBuffer
 from tools.service_process import ROOT
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -78,7 +78,7 @@ def threads_switch_constantly() -> Iterator[None]:
 MULTIPROCESS_TWINS = """
 import json, os, sys
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from service.metrics_buffer import RequestMetricsBuffer
+from service.telemetry.metrics_buffer import RequestMetricsBuffer
 
 buckets, durations, keys = json.loads(sys.argv[1])
 labels = ["method", "route", "status"]

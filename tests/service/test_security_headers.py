@@ -7,7 +7,7 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.security import HEADERS
+from service.http.security_headers import HEADERS
 from tools.service_process import running_service
 
 

@@ -1,8 +1,8 @@
 """The code change the hot-reload test makes: /livez answers with a marker.
 
-A real edit of a real handler (service/health.py), applied to a temporary copy of the
+A real edit of a real handler (service/http/health.py), applied to a temporary copy of the
 repository that `skaffold dev` watches. The unit tests apply it to the current
-service/health.py and call the handler, so a refactor that breaks it fails here first.
+service/http/health.py and call the handler, so a refactor that breaks it fails here first.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-HANDLER_FILE = Path("service") / "health.py"
+HANDLER_FILE = Path("service") / "http" / "health.py"
 HANDLER = "livez"
 MARKER_FIELD = "e2e_hot_reload"
 
@@ -98,5 +98,20 @@ def skaffold_dev_argv(skaffold: str, *, namespace: str, kube_context: str, tag: 
         # The copy is not a git checkout, so the gitCommit tagger has nothing to read.
         f"--tag={tag}",
         "--cleanup=true",
+        "--update-check=false",
+    ]
+
+
+def skaffold_run_argv(skaffold: str, *, namespace: str, kube_context: str, tag: str) -> list[str]:
+    """One `skaffold run` session of the dev profile (what `make dev` deploys), which leaves
+    its release in place, as a `make dev` that was killed or a CI deploy would."""
+    return [
+        skaffold,
+        "run",
+        "--profile=dev",
+        f"--namespace={namespace}",
+        f"--kube-context={kube_context}",
+        f"--tag={tag}",
+        "--port-forward=off",
         "--update-check=false",
     ]

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, has_request_context, request
 
-from service import metrics
-from service.logs import accept_or_make_request_id, request_id_var
+from service.telemetry import metrics
+from service.telemetry.logs import accept_or_make_request_id, request_id_var
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -1,9 +1,9 @@
 """The engine (one per process) and each worker thread's database connection.
 
 SQLAlchemy owns the connections: the engine's pool opens, checks, recycles and counts
-them (service/metrics.py), and /readyz and the migrations use the engine as usual. The
+them (service/telemetry/metrics.py), and /readyz and the migrations use the engine as usual. The
 API runs its statements on the driver (psycopg) directly, with SQL that SQLAlchemy wrote
-once, at import, from the table definitions (service/crud.py). SQLAlchemy's per-statement
+once, at import, from the table definitions (service/store/items.py). SQLAlchemy's per-statement
 execution layer (an ORM Session, or even a Core Connection: execution context, result
 wrapper, row objects) cost more CPU per statement than psycopg needs to run it, round
 trip included (in-process: 245 us with a Session, 172 with a Core Connection, 91 on

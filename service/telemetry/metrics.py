@@ -9,7 +9,7 @@ folded into one archive file per type: without that, every recycled worker would
 its files behind, and the directory (a size-limited emptyDir) and the time of each scrape
 would grow for as long as the pod lives. A file lock keeps a scrape from reading halfway
 through a fold. Request counts and latencies are tallied in memory and written to those
-files in batches (service/metrics_buffer.py): once a second and when a worker exits.
+files in batches (service/telemetry/metrics_buffer.py): once a second and when a worker exits.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from prometheus_client import (
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import Engine, event
 
-from service.metrics_buffer import RequestMetricsBuffer
+from service.telemetry.metrics_buffer import RequestMetricsBuffer
 
 ARCHIVE = "archive"  # counter_archive.db, histogram_archive.db: what exited workers counted
 LOCK_FILE = ".fold.lock"

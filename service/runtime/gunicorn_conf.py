@@ -1,4 +1,4 @@
-"""gunicorn settings, derived from Settings (`gunicorn -c python:service.gunicorn_conf`).
+"""gunicorn settings, derived from Settings (`gunicorn -c python:service.runtime.gunicorn_conf`).
 
 Worker count and threads come from config, never from the host's CPU count: a pod sees
 the node's cores, not its CPU limit.
@@ -16,9 +16,9 @@ from typing import Any
 
 from gunicorn import glogging
 
-from service import server_errors
 from service.config import ConfigError, Settings
-from service.logs import log_line, logging_config, print_line
+from service.http import server_errors
+from service.telemetry.logs import log_line, logging_config, print_line
 
 # Probe and scrape requests arrive every few seconds from every replica: log them at DEBUG.
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
@@ -27,7 +27,7 @@ QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
     """One JSON line per request, with the request id the app put on the response.
 
-    The line has the shape every log line has (service/logs.py) but is written directly,
+    The line has the shape every log line has (service/telemetry/logs.py) but is written directly,
     not through `logging`: a LogRecord, the handler chain and the formatter cost 27 us per
     request, this 6 (docs/performance.md). `LOG_LEVEL` still decides which lines appear.
     """
@@ -71,8 +71,10 @@ wsgi_app = "service.wsgi:app"
 bind = [f"0.0.0.0:{settings.port}"]
 workers = settings.gunicorn_workers
 threads = settings.gunicorn_threads
-# The sync worker also answers its queued connections at SIGTERM (service/workers.py).
-worker_class = "gthread" if settings.gunicorn_threads > 1 else "service.workers.DrainingSyncWorker"
+# The sync worker also answers its queued connections at SIGTERM (service/runtime/workers.py).
+worker_class = (
+    "gthread" if settings.gunicorn_threads > 1 else "service.runtime.workers.DrainingSyncWorker"
+)
 timeout = settings.gunicorn_timeout
 graceful_timeout = settings.gunicorn_graceful_timeout
 keepalive = settings.gunicorn_keepalive
@@ -82,7 +84,7 @@ max_requests_jitter = settings.gunicorn_max_requests_jitter
 # (re)start costs a fork instead of ~0.5 s of CPU importing and building the app, which
 # max_requests would otherwise pay every few thousand requests per worker, and the
 # workers share those pages. Safe because nothing opens a connection at import: each
-# worker creates its engine in post_worker_init (service/db.py). Code is never reloaded
+# worker creates its engine in post_worker_init (service/store/database.py). Code is never reloaded
 # in place (a new image is a new pod), which is the one thing preloading gives up.
 preload_app = True
 # The heartbeat file must not live on a read-only root filesystem; /dev/shm is a tmpfs
@@ -102,10 +104,10 @@ logconfig_dict = logging_config(settings.log_level)
 loglevel = settings.log_level.lower()
 
 
-# service.metrics is imported only in the hooks: importing prometheus_client in multiprocess
-# mode touches PROMETHEUS_MULTIPROC_DIR, which Settings has checked by then.
+# service.telemetry.metrics is imported only in the hooks: importing prometheus_client in
+# multiprocess mode touches PROMETHEUS_MULTIPROC_DIR, which Settings has checked by then.
 def on_starting(server: Any) -> None:
-    from service import metrics
+    from service.telemetry import metrics
 
     metrics.wipe_multiprocess_dir()
 
@@ -124,7 +126,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     """
     # gunicorn also calls this hook in the master, for a worker that was already gone.
     if settings.metrics_enabled and worker.pid == os.getpid():
-        from service import metrics
+        from service.telemetry import metrics
 
         try:
             metrics.REQUEST_METRICS.stop_flushing()
@@ -153,16 +155,16 @@ def pre_fork(server: Any, worker: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     """Runs in each new worker. The app is preloaded in the master: should it ever have
-    opened a connection there, the worker must not share it (service/db.py creates the
+    opened a connection there, the worker must not share it (service/store/database.py creates the
     engine lazily, so normally there is none). And the worker's request metrics, counted
-    in memory, start reaching the other workers' scrapes (service/metrics_buffer.py)."""
-    from service.db import get_db
+    in memory, start reaching the other workers' scrapes (service/telemetry/metrics_buffer.py)."""
+    from service.store.database import get_db
 
     app = getattr(server.app, "callable", None)
     if app is not None:
         get_db(app).dispose_after_fork()
     if settings.metrics_enabled:
-        from service import metrics
+        from service.telemetry import metrics
 
         metrics.REQUEST_METRICS.start_flushing()
 
@@ -172,7 +174,7 @@ def post_worker_init(worker: Any) -> None:
     opened now, so no request waits ~30 ms for it (Database.warm_up). Nothing here may
     raise: a worker that fails before it has booted makes gunicorn stop the whole server.
     """
-    from service.db import get_db
+    from service.store.database import get_db
 
     try:
         get_db(worker.wsgi).warm_up()
@@ -181,6 +183,6 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    from service import metrics
+    from service.telemetry import metrics
 
     metrics.mark_worker_dead(worker.pid)

@@ -1,7 +1,7 @@
 """Item queries: one statement, one round trip each, rows as dicts the API returns as is.
 
 SQLAlchemy writes the SQL, from the table definition the migrations use too, once at
-import; psycopg runs it on the request's cursor (service/db.py says why). Values always
+import; psycopg runs it on the request's cursor (service/store/database.py says why). Values always
 travel as bound parameters, never in the SQL text. psycopg prepares a statement on the
 server after its fifth run on a connection, so the hot ones are parsed and planned once
 per connection.
@@ -17,7 +17,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql.expression import ClauseElement
 
-from service.models import Item
+from service.store.models import Item
 
 items = cast(Table, Item.__table__)
 # What an item is to clients: the columns every query returns, and the keys of ItemRow.

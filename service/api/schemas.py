@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from service.models import DESCRIPTION_MAX, NAME_MAX
+from service.store.models import DESCRIPTION_MAX, NAME_MAX
 
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100

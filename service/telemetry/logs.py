@@ -1,7 +1,7 @@
 """JSON logs, one object per line on stdout, with the request id on every record.
 
 The same formatter serves the app, SQLAlchemy and gunicorn's error log, and the access
-log writes the same shape of line (service/gunicorn_conf.py), so every line a pod prints
+log writes the same shape of line (service/runtime/gunicorn_conf.py), so every line a pod prints
 parses as JSON. All of them reach stdout through `print_line`, under one lock, so lines
 written by a gthread worker's threads never interleave.
 """

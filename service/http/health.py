@@ -8,8 +8,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.db import get_db
-from service.schema_revision import check_schema
+from service.store.database import get_db
+from service.store.schema_revision import check_schema
 
 blueprint = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from service.db import first_line, get_db
+from service.store.database import first_line, get_db
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def init_app(app: Flask) -> None:
                 response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 
-    # Requests run their statements on psycopg (service/db.py), so its errors arrive as
+    # Requests run their statements on psycopg (service/store/database.py), so its errors arrive as
     # they are; the pool (a connection that cannot be opened or borrowed) and /readyz
     # raise SQLAlchemy's.
     @app.errorhandler(psycopg.IntegrityError)

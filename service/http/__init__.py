@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every route: errors, security headers, JSON, OpenAPI, probes."""

@@ -1,0 +1,1 @@
+"""The process: gunicorn settings and its worker class."""

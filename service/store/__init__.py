@@ -1,0 +1,1 @@
+"""The data layer: engine and kept connections, models, queries per resource, schema revision."""

@@ -1,0 +1,1 @@
+"""What the service says about itself: JSON logs, request ids, Prometheus metrics."""
