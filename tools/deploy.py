@@ -72,8 +72,13 @@ def image_values(image: str, env: str) -> list[str]:
             "by digest: DEPLOY_IMAGE=registry.example/service@sha256:<digest>"
         )
     if _DIGESTED.match(image):
-        repository, digest = image.split("@", 1)
-        return [f"image.repository={repository}", f"image.digest={digest}"]
+        name, digest = image.split("@", 1)
+        repository, _, tag = (
+            name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
+        )
+        # repository:tag@digest: the digest is pulled, the tag labels the pods' version.
+        tag_value = [f"image.tag={tag}"] if tag else []
+        return [f"image.repository={repository}", *tag_value, f"image.digest={digest}"]
     if env in PINNED_ENVS:
         raise LocalClusterError(
             f"DEPLOY_IMAGE={image!r}: ENV={env} deploys by digest only (a tag can be moved): "

@@ -283,3 +283,23 @@ def test_deploy_refuses_a_helm_older_than_the_chart_supports(fakes: dict[str, st
     assert result.returncode != 0
     assert "the chart needs 3.17+" in result.stderr
     assert not any(c.startswith("helm upgrade") for c in calls(env))
+
+
+def test_deploy_passes_the_tag_of_a_tagged_digest_for_the_version_label(
+    fakes: dict[str, str],
+) -> None:
+    env = {
+        **fakes,
+        "KUBECTL": fakes["FAKE_KUBECTL"],
+        "FAKE_CONTEXT": "prod-eu",
+        "DEPLOY_CONTEXT_PROD": "prod-eu",
+    }
+    image = f"reg.example:5000/service:1.4.2@sha256:{'cd' * 32}"
+    result = make("deploy", "ENV=prod", f"DEPLOY_IMAGE={image}", env=env)
+    assert result.returncode == 0, result.stderr
+    (upgrade,) = [c for c in calls(env) if c.startswith("helm upgrade")]
+    assert upgrade.endswith(
+        "--set-string image.repository=reg.example:5000/service "
+        "--set-string image.tag=1.4.2 "
+        f"--set-string image.digest=sha256:{'cd' * 32}"
+    )
