@@ -332,3 +332,12 @@ def test_ingress_nginx_stays_the_local_default(helm: str) -> None:
     rendered = render(helm, "dev")
     assert rendered.one("Ingress")["spec"]["ingressClassName"] == "nginx"
     assert not rendered.has("HTTPRoute")
+
+
+def test_notes_name_the_image_deployed_not_the_app_version(helm4: str) -> None:
+    args = template_args("dev")
+    args[0] = "install"
+    result = run_helm(helm4, *args, "--dry-run=client")
+    assert result.returncode == 0, result.stderr
+    first_line = result.stdout.split("NOTES:", 1)[1].strip().splitlines()[0]
+    assert first_line == f"app (service:{TEST_TAG}) is deployed to namespace app."
