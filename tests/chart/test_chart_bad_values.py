@@ -25,9 +25,11 @@ def case(why: str, env: str | None, *sets: str, field: str) -> BadValues:
     return BadValues(why, env, sets, field)
 
 
-# What makes the bare chart render: a database and an issuer (production is the default).
+# What makes the bare chart render: a database, an image that exists and an issuer
+# (production is the default).
 OK_DEFAULTS = (
-    "existingSecret=app-database,auth.issuer=https://login.example.com,auth.audience=items-api"
+    "existingSecret=app-database,image.tag=1.0.0,"
+    "auth.issuer=https://login.example.com,auth.audience=items-api"
 )
 
 CASES = [
@@ -51,12 +53,20 @@ CASES = [
         field="config.GUNICORN_WORKERS",
     ),
     case("latest tag", None, OK_DEFAULTS, "image.tag=latest", field="image.tag"),
+    case("no image: neither digest nor tag", None, "existingSecret=db", field="image.digest"),
+    case("no image named in dev", "dev", "image.tag=", field="image.tag"),
+    case("version not a label", None, OK_DEFAULTS, "image.version=v 1", field="image.version"),
     case("malformed digest", None, OK_DEFAULTS, "image.digest=sha256:abc", field="image.digest"),
     case("prod without existingSecret", "prod", "existingSecret=", field="existingSecret"),
     case("staging without existingSecret", "staging", "existingSecret=", field="existingSecret"),
     case("prod without a digest", "prod", "image.digest=", field="image.digest"),
     case("bare chart without a database", None, field="existingSecret"),
-    case("bare chart without an issuer", None, "existingSecret=app-database", field="auth.issuer"),
+    case(
+        "bare chart without an issuer",
+        None,
+        "existingSecret=app-database,image.tag=1.0.0",
+        field="auth.issuer",
+    ),
     case(
         "privilege escalation",
         "prod",

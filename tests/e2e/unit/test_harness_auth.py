@@ -38,6 +38,7 @@ def test_tokens_verify_against_the_secrets_keys(tmp_path: Path) -> None:
 def test_the_values_render_a_release_that_starts_with_the_mounted_keys(tmp_path: Path) -> None:
     helm4 = helm_binary(4)  # skips without helm, fails with CI=true
     sets = [f"{k}={v}" for k, v in auth.E2EIssuer().helm_values().items()]
+    sets.append("image.tag=e2e")  # the suite passes the tag of the image it built
     result = run_helm(helm4, *template_args(None, sets, [DEV_VALUES]))
     assert result.returncode == 0, result.stderr
     [config] = [o for o in yaml.safe_load_all(result.stdout) if o and o["kind"] == "ConfigMap"
