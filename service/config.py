@@ -47,6 +47,7 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
+    db_prepared_statements: bool = True
     max_body_bytes: int = 65536
     metrics_enabled: bool = True
     prometheus_multiproc_dir: str | None = None
@@ -79,6 +80,7 @@ class Settings:
             db_pool_timeout=env.number("DB_POOL_TIMEOUT", 5.0, 0.1, 300.0),
             db_connect_timeout=env.integer("DB_CONNECT_TIMEOUT", 3, 1, 300),
             db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
+            db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", True),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),

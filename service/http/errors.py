@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from service.store.database import first_line, get_db
+from service.store.stale import stale
 
 log = logging.getLogger(__name__)
 
@@ -117,5 +118,6 @@ def _connection_lost(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated
     if isinstance(exc, psycopg.Error):  # e.g. InterfaceError on a connection that broke
-        return get_db(current_app).connection_broken()
+        # or a connection made stale (service/store/stale.py), which is discarded by now
+        return stale(exc) or get_db(current_app).connection_broken()
     return False
