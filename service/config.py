@@ -49,6 +49,7 @@ class Settings:
     db_statement_timeout_ms: int = 5000
     db_prepared_statements: bool = True
     max_body_bytes: int = 65536
+    trusted_proxies: int = 0
     metrics_enabled: bool = True
     prometheus_multiproc_dir: str | None = None
 
@@ -82,6 +83,7 @@ class Settings:
             db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
             db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", True),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
+            trusted_proxies=env.integer("TRUSTED_PROXIES", 0, 0, 10),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
         )

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
 from service.http.errors import ApiError, validation_details
@@ -28,8 +29,11 @@ def _parse_body(model: type[M]) -> M:
             "unsupported_media_type",
             "Send the body as JSON with Content-Type: application/json.",
         )
+    body = request.get_data(cache=False)
+    if len(body) >= (current_app.config["MAX_CONTENT_LENGTH"] or len(body) + 1):
+        _refuse_a_longer_stream()
     try:
-        data = json.loads(request.get_data(cache=False))
+        data = json.loads(body)
     except RecursionError:  # not a ValueError: the stdlib parser recurses per nesting level
         raise ApiError(400, "bad_request", "The body's JSON nests too deeply.") from None
     except ValueError:  # also UnicodeDecodeError
@@ -45,6 +49,13 @@ def _parse_body(model: type[M]) -> M:
         raise ApiError(
             422, "validation_error", "The body is invalid.", validation_details(exc, "body")
         ) from None
+
+
+def _refuse_a_longer_stream() -> None:
+    """A chunked body (no Content-Length) is read only up to MAX_BODY_BYTES: if there is
+    more, the body is too large, not malformed (413, as with a Content-Length)."""
+    if request.content_length is None and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge
 
 
 def _parse_id(raw: str) -> int:
