@@ -1,0 +1,46 @@
+"""Staging and prod isolate their pods and limit each client at the ingress; prod names
+its database's addresses instead of allowing any."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from tests.chart.chartlib import Render, run_helm, template_args
+
+pytestmark = pytest.mark.helm
+DEPLOYED = ("staging", "prod")
+
+
+@pytest.mark.parametrize("env", DEPLOYED)
+def test_deployed_environments_render_a_network_policy(
+    renders: dict[str, Render], env: str
+) -> None:
+    policy = renders[env].one("NetworkPolicy")
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+def test_prod_reaches_the_database_port_only_at_its_addresses(renders: dict[str, Render]) -> None:
+    egress = renders["prod"].one("NetworkPolicy")["spec"]["egress"]
+    database = [rule for rule in egress if {"port": 5432, "protocol": "TCP"} in rule["ports"]]
+    assert database and all(rule.get("to") for rule in database), database
+    for rule in database:
+        for peer in rule["to"]:
+            network = ipaddress.ip_network(peer["ipBlock"]["cidr"])
+            assert network.prefixlen > 0, "a /0 is any address"
+
+
+@pytest.mark.parametrize("env", DEPLOYED)
+def test_the_ingress_limits_each_clients_rate_and_connections(
+    renders: dict[str, Render], env: str
+) -> None:
+    annotations = renders[env].one("Ingress")["metadata"]["annotations"]
+    for limit in ("limit-rps", "limit-connections"):
+        assert int(annotations[f"nginx.ingress.kubernetes.io/{limit}"]) > 0, limit
+
+
+def test_prod_without_database_addresses_is_refused(helm4: str) -> None:
+    result = run_helm(helm4, *template_args("prod", ["networkPolicy.database.cidrs=null"]))
+    assert result.returncode != 0
+    assert "networkPolicy.database.cidrs is empty with config.APP_ENV=prod" in result.stderr
