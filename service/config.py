@@ -48,6 +48,8 @@ class Settings:
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
     db_prepared_statements: bool = True
+    migration_lock_timeout_ms: int = 3000
+    migration_lock_attempts: int = 5
     max_body_bytes: int = 65536
     trusted_proxies: int = 0
     metrics_enabled: bool = True
@@ -82,6 +84,8 @@ class Settings:
             db_connect_timeout=env.integer("DB_CONNECT_TIMEOUT", 3, 1, 300),
             db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
             db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", True),
+            migration_lock_timeout_ms=env.integer("MIGRATION_LOCK_TIMEOUT_MS", 3000, 100, 600_000),
+            migration_lock_attempts=env.integer("MIGRATION_LOCK_ATTEMPTS", 5, 1, 100),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
             trusted_proxies=env.integer("TRUSTED_PROXIES", 0, 0, 10),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
