@@ -32,6 +32,8 @@ class Settings:
     app_env: AppEnv = "prod"
     # repr=False keeps the password out of any log line or traceback that prints Settings.
     database_url: str = field(default="", repr=False)
+    # Re-read by each new connection (service/store/credentials.py): password rotation.
+    database_url_file: str | None = None
     debug: bool = False
     log_level: str = "INFO"
     port: int = 8000
@@ -64,6 +66,7 @@ class Settings:
         settings = cls(
             app_env=app_env,
             database_url=database_url_from_env(env.environ),
+            database_url_file=env.environ.get("DATABASE_URL_FILE") or None,
             debug=env.boolean("DEBUG", False),
             log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             port=env.integer("PORT", 8000, 1, 65535),

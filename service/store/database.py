@@ -63,6 +63,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
 from service.config import Settings
+from service.store.credentials import reread_on_connect
 from service.store.stale import nothing_written, stale
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ def make_engine(settings: Settings) -> Engine:
     # Registered first, so no other checkout listener (pool metrics) sees a dead connection.
     event.listen(engine, "checkout", replace_if_server_hung_up)
     event.listen(engine, "connect", _note_when_opened)
+    if settings.database_url_file:
+        event.listen(engine, "do_connect", reread_on_connect(settings.database_url_file))
     return engine
 
 

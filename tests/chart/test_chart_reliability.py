@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from tests.chart.chartlib import Render, run_helm, template_args
+from tests.chart.chartlib import Render, render, run_helm, template_args
 
 pytestmark = pytest.mark.helm
 DEPLOYED = ("staging", "prod")
@@ -44,3 +44,18 @@ def test_prod_without_database_addresses_is_refused(helm4: str) -> None:
     result = run_helm(helm4, *template_args("prod", ["networkPolicy.database.cidrs=null"]))
     assert result.returncode != 0
     assert "networkPolicy.database.cidrs is empty with config.APP_ENV=prod" in result.stderr
+
+
+def test_pods_roll_when_the_charts_own_secret_changes(helm4: str) -> None:
+    """The URL file is re-read on every new connection, but a pod started before a
+    rotation keeps its open connections: the chart's own Secret (dev) changing must roll
+    the pods, and nothing else must."""
+
+    def pod_annotations(*sets: str) -> dict[str, str]:
+        rendered = render(helm4, "dev", list(sets))
+        return dict(rendered.deployment()["spec"]["template"]["metadata"]["annotations"])
+
+    before = pod_annotations()
+    assert pod_annotations() == before  # stable: no roll without a change
+    rotated = pod_annotations("devDatabase.auth.password=rotated-password")
+    assert rotated["checksum/secret"] != before["checksum/secret"]
