@@ -372,7 +372,8 @@ def test_migration_job_needs_nothing_the_release_creates_later(rendered: Render,
     if env == "dev":
         assert secret_name in secrets
     else:
-        assert secret_name == "app-database" and not secrets
+        # external: the migration role's own (tests/chart/test_chart_reliability.py)
+        assert secret_name == "app-database-migrator" and not secrets
 
 
 def test_app_pods_wait_for_the_schema_first(rendered: Render) -> None:

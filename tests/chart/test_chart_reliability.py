@@ -4,6 +4,7 @@ its database's addresses instead of allowing any."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -59,3 +60,24 @@ def test_pods_roll_when_the_charts_own_secret_changes(helm4: str) -> None:
     assert pod_annotations() == before  # stable: no roll without a change
     rotated = pod_annotations("devDatabase.auth.password=rotated-password")
     assert rotated["checksum/secret"] != before["checksum/secret"]
+
+
+@pytest.mark.parametrize("env", DEPLOYED)
+def test_the_migration_job_uses_its_own_secret(renders: dict[str, Render], env: str) -> None:
+    """The schema's owner (DDL) for the Job, the DML-only role for the pods."""
+
+    def url_secret(pod_spec: dict[str, Any]) -> str:
+        volume = next(v for v in pod_spec["volumes"] if v["name"] == "database-url")
+        return str(volume["secret"]["secretName"])
+
+    rendered = renders[env]
+    job = url_secret(rendered.migration_job()["spec"]["template"]["spec"])
+    pods = url_secret(rendered.deployment()["spec"]["template"]["spec"])
+    assert (job, pods) == ("app-database-migrator", "app-database")
+
+
+def test_without_a_migration_secret_the_job_uses_the_apps(helm4: str) -> None:
+    rendered = render(helm4, "prod", ["migration.existingSecret="])
+    volumes = rendered.migration_job()["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "database-url", "secret": {"secretName": "app-database", "defaultMode": 0o440,
+            "items": [{"key": "DATABASE_URL", "path": "url"}]}} in volumes  # fmt: skip

@@ -164,18 +164,34 @@ volumeMounts:
 {{- end }}
 
 {{- define "app.volumes" -}}
+{{- include "app.volumesWithSecret" (dict "context" . "secret" (include "app.databaseSecretName" .) "key" (include "app.databaseSecretKey" .)) }}
+{{- end }}
+
+{{/*
+The migration Job's volumes: its own Secret when migration.existingSecret is set (the
+role that owns the schema), else the app's.
+*/}}
+{{- define "app.migrationVolumes" -}}
+{{- if .Values.migration.existingSecret }}
+{{- include "app.volumesWithSecret" (dict "context" . "secret" .Values.migration.existingSecret "key" .Values.migration.existingSecretKey) }}
+{{- else }}
+{{- include "app.volumes" . }}
+{{- end }}
+{{- end }}
+
+{{- define "app.volumesWithSecret" -}}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpSizeLimit }}
+    sizeLimit: {{ .context.Values.tmpSizeLimit }}
 - name: metrics
   emptyDir:
-    sizeLimit: {{ .Values.metricsSizeLimit }}
+    sizeLimit: {{ .context.Values.metricsSizeLimit }}
 - name: database-url
   secret:
-    secretName: {{ include "app.databaseSecretName" . }}
+    secretName: {{ .secret }}
     defaultMode: 0440
     items:
-      - key: {{ include "app.databaseSecretKey" . }}
+      - key: {{ .key }}
         path: url
 {{- end }}
 
