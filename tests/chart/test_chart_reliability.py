@@ -81,3 +81,19 @@ def test_without_a_migration_secret_the_job_uses_the_apps(helm4: str) -> None:
     volumes = rendered.migration_job()["spec"]["template"]["spec"]["volumes"]
     assert {"name": "database-url", "secret": {"secretName": "app-database", "defaultMode": 0o440,
             "items": [{"key": "DATABASE_URL", "path": "url"}]}} in volumes  # fmt: skip
+
+
+def test_a_ca_bundle_is_mounted_for_verify_full_in_every_app_container(helm4: str) -> None:
+    rendered = render(helm4, "prod", ["database.caSecret=database-ca-bundle"])
+    for pod in (rendered.deployment(), rendered.migration_job()):
+        spec = pod["spec"]["template"]["spec"]
+        volume = next(v for v in spec["volumes"] if v["name"] == "database-ca")
+        assert volume["secret"]["secretName"] == "database-ca-bundle"
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            mount = next(m for m in container["volumeMounts"] if m["name"] == "database-ca")
+            assert mount == {"name": "database-ca", "mountPath": "/run/secrets/database-ca",
+                             "readOnly": True}  # fmt: skip
+    plain = render(helm4, "prod")
+    volumes = plain.deployment()["spec"]["template"]["spec"]["volumes"]
+    assert all(v["name"] != "database-ca" for v in volumes)  # nothing without a bundle

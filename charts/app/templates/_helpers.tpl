@@ -161,6 +161,12 @@ volumeMounts:
   - name: database-url
     mountPath: {{ include "app.databaseUrlDir" . }}
     readOnly: true
+  {{- if .Values.database.caSecret }}
+  # The CA bundle for sslmode=verify-full: the URL names it as sslrootcert.
+  - name: database-ca
+    mountPath: /run/secrets/database-ca
+    readOnly: true
+  {{- end }}
 {{- end }}
 
 {{- define "app.volumes" -}}
@@ -193,6 +199,15 @@ role that owns the schema), else the app's.
     items:
       - key: {{ .key }}
         path: url
+{{- with .context.Values.database.caSecret }}
+- name: database-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.context.Values.database.caSecretKey }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 
 {{/*
