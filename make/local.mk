@@ -30,11 +30,14 @@ local-tls: venv ## Create or reuse the local CA and certificate for app.localdev
 	$(PY) -m tools.localca --host app.localdev.me --out .local/tls
 
 .PHONY: dev
+# skaffold builds with the docker CLI and `kind load`s the image: no default provenance
+# attestation, as in `make image` (make/image.mk says why).
+dev: export BUILDX_NO_DEFAULT_ATTESTATIONS = 1
 dev: venv ## skaffold dev on the kind cluster: dev image, hot reload of service/**/*.py
 	$(PY) -m tools.deploy dev
 
 .PHONY: deploy
-deploy: venv ## helm upgrade --install --wait with values/$(ENV).yaml: make deploy ENV=dev|staging|prod
+deploy: venv ## helm upgrade --install, waiting for the migration Job, rolled back on failure: make deploy ENV=dev|staging|prod (staging/prod: DEPLOY_CONTEXT_<ENV>)
 	$(PY) -m tools.deploy deploy --env "$(ENV)" --namespace "$(NAMESPACE)" --image "$(DEPLOY_IMAGE)"
 
 .PHONY: port-forward
