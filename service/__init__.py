@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from service.telemetry import metrics, middleware
 
     settings = settings or Settings.from_env()
+    settings.refuse_anonymous_api()  # whatever the entry point, never an open API by accident
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config.update(

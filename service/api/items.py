@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import psycopg
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
 from service.http.errors import ApiError, validation_details
 from service.store import items as queries
-from service.store.database import get_db
+from service.store.database import Database, get_db
 
 blueprint = Blueprint("items", __name__, url_prefix="/api/v1/items")
 M = TypeVar("M", bound=BaseModel)
 
 
-def _cursor() -> psycopg.Cursor[Any]:
-    return get_db(current_app).cursor()
+def _db() -> Database:
+    return get_db(current_app)
 
 
 def _parse_body(model: type[M]) -> M:
@@ -29,8 +29,11 @@ def _parse_body(model: type[M]) -> M:
             "unsupported_media_type",
             "Send the body as JSON with Content-Type: application/json.",
         )
+    body = request.get_data(cache=False)
+    if len(body) >= (current_app.config["MAX_CONTENT_LENGTH"] or len(body) + 1):
+        _refuse_a_longer_stream()
     try:
-        data = json.loads(request.get_data(cache=False))
+        data = json.loads(body)
     except RecursionError:  # not a ValueError: the stdlib parser recurses per nesting level
         raise ApiError(400, "bad_request", "The body's JSON nests too deeply.") from None
     except ValueError:  # also UnicodeDecodeError
@@ -46,6 +49,13 @@ def _parse_body(model: type[M]) -> M:
         raise ApiError(
             422, "validation_error", "The body is invalid.", validation_details(exc, "body")
         ) from None
+
+
+def _refuse_a_longer_stream() -> None:
+    """A chunked body (no Content-Length) is read only up to MAX_BODY_BYTES: if there is
+    more, the body is too large, not malformed (413, as with a Content-Length)."""
+    if request.content_length is None and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge
 
 
 def _parse_id(raw: str) -> int:
@@ -70,7 +80,7 @@ def list_items() -> Response:
         raise ApiError(
             422, "validation_error", "The query is invalid.", validation_details(exc, "query")
         ) from None
-    rows = queries.list_items(_cursor(), after_id=query.cursor, limit=query.limit)
+    rows = _db().read(queries.list_items, after_id=query.cursor, limit=query.limit)
     next_cursor = str(rows[-1]["id"]) if len(rows) == query.limit else None
     return jsonify(items=rows, next_cursor=next_cursor)
 
@@ -79,7 +89,7 @@ def list_items() -> Response:
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
     body = _parse_body(ItemCreate)
-    row = queries.create_item(_cursor(), name=body.name, description=body.description)
+    row = _db().write(queries.create_item, name=body.name, description=body.description)
     location = url_for("items.get_item", item_id=row["id"])
     return jsonify(row), 201, {"Location": location}
 
@@ -88,7 +98,7 @@ def create_item() -> tuple[Response, int, dict[str, str]]:
 def get_item(item_id: str) -> Response:
     """Get one item."""
     number = _parse_id(item_id)
-    row = queries.get_item(_cursor(), item_id=number)
+    row = _db().read(queries.get_item, item_id=number)
     if row is None:
         raise _not_found(number)
     return jsonify(row)
@@ -100,7 +110,7 @@ def update_item(item_id: str) -> Response:
     number = _parse_id(item_id)
     body = _parse_body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set)
-    row = queries.update_item(_cursor(), item_id=number, changes=changes)
+    row = _db().write(queries.update_item, item_id=number, changes=changes)
     if row is None:
         raise _not_found(number)
     return jsonify(row)
@@ -110,6 +120,6 @@ def update_item(item_id: str) -> Response:
 def delete_item(item_id: str) -> tuple[str, int]:
     """Delete an item."""
     number = _parse_id(item_id)
-    if not queries.delete_item(_cursor(), item_id=number):
+    if not _db().write(queries.delete_item, item_id=number):
         raise _not_found(number)
     return "", 204

@@ -16,12 +16,15 @@ from service import create_app
 from service.config import AuthSettings, ConfigError, Settings
 
 ROOT = Path(__file__).parents[2]
-URL = "postgresql://app:pw@db.example:5432/app"
+URL = "postgresql://app:pw@db.example:5432/app?sslmode=verify-full"
 ISSUER = {"AUTH_ISSUER": "https://login.example.com/realms/items", "AUTH_AUDIENCE": "items-api"}
 
 
 def settings(**env: str) -> Settings:
-    return Settings.from_env({"DATABASE_URL": URL, **env})
+    """Settings as `serve` checks them (the migrator does not ask about access control)."""
+    parsed = Settings.from_env({"DATABASE_URL": URL, **env})
+    parsed.refuse_anonymous_api()
+    return parsed
 
 
 def error_for(**env: str) -> str:
@@ -49,6 +52,16 @@ def test_serve_prints_that_one_line_and_exits() -> None:
     [line] = (result.stdout + result.stderr).strip().splitlines()
     message = json.loads(line)["message"]
     assert message.startswith("AUTH_ISSUER is not set with APP_ENV=staging")
+
+
+def test_the_migrator_needs_no_issuer() -> None:
+    """`migrate` and `wait-for-schema` parse the same settings but serve no API."""
+    assert not Settings.from_env({"DATABASE_URL": URL, "APP_ENV": "prod"}).auth.enabled
+
+
+def test_an_app_is_never_built_open_outside_dev(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="AUTH_ISSUER is not set with APP_ENV=prod"):
+        create_app(replace(settings, app_env="prod"))
 
 
 def test_an_issuer_with_its_audience_turns_access_control_on() -> None:

@@ -33,7 +33,9 @@ def test_staging_and_prod_values_configure_an_issuer_the_service_accepts(
     assert data["AUTH_ISSUER"].startswith("https://") and data["AUTH_AUDIENCE"]
     assert data["AUTH_DISABLED"] == "false" and "AUTH_JWKS_FILE" not in data
     # What the pods would start with: the service's own parser accepts it.
-    settings = Settings.from_env({**data, "DATABASE_URL": "postgresql://a:b@db/app"})
+    settings = Settings.from_env(
+        {**data, "DATABASE_URL": "postgresql://a:b@db/app?sslmode=require"}
+    )
     assert settings.auth.enabled
     assert 443 in egress_ports(renders[env])  # the key fetch is not silently blocked
 
