@@ -198,9 +198,9 @@ def _process_model(server: Server) -> dict[str, Any]:
     """What gunicorn actually runs (its own log line names the worker class)."""
     from service.config import Settings
 
-    # The caller's GUNICORN_*/DB_* as the servers got them; the placeholders only let
-    # production settings parse.
-    placeholders = {"DATABASE_URL": "postgresql://x@h/db", "AUTH_DISABLED": "true"}
+    # The caller's GUNICORN_*/DB_* as the servers got them; the placeholder URL (loopback,
+    # so production settings accept it without TLS) is never connected to.
+    placeholders = {"DATABASE_URL": "postgresql://x@127.0.0.1/db"}
     settings = Settings.from_env({**os.environ, **placeholders})
     log = server.log_path.read_text(errors="replace")
     worker_class = next(

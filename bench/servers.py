@@ -189,8 +189,8 @@ def server_env(
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=workdir)
         env |= bench_auth_env(workdir)
     else:
-        # It reads the same Settings (for its process model), which need an issuer or
-        # this; it has no access control of its own either way.
+        # Its gunicorn config takes the service's (same process model), which refuses to
+        # serve an open API outside dev; the reference has no access control either way.
         env["AUTH_DISABLED"] = "true"
     return env | overrides
 
