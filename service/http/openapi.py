@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic.json_schema import JsonSchemaMode
 
 from service.api import schemas
+from service.auth.scopes import SCOPES, required_scope
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -43,6 +44,11 @@ COMMON_ERRORS = {
     "503": _error("The database is unavailable; retry after the Retry-After seconds."),
     "500": _error("Unexpected error; the detail is logged with the request id."),
 }
+AUTH_ERRORS = {
+    "401": _error("No valid bearer token; see the WWW-Authenticate header."),
+    "403": _error("The token lacks the operation's scope; see the WWW-Authenticate header."),
+}
+SECURITY_SCHEME = "bearerAuth"
 BODY_ERRORS = {
     "400": _error("The body is not valid JSON."),
     "413": _error("The body is larger than MAX_BODY_BYTES."),
@@ -118,6 +124,35 @@ def _paths() -> dict[str, Any]:
     }  # fmt: skip
 
 
+def secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each operation gets the scope required_scope() enforces, and the 401/403 it may answer."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            scope = required_scope(method.upper(), path)
+            if scope is not None:
+                operation["security"] = [{SECURITY_SCHEME: [scope]}]
+                operation["responses"].update(AUTH_ERRORS)
+    return paths
+
+
+def security_schemes() -> dict[str, Any]:
+    # A bearer JWT, with each operation's scope in its security requirement (OpenAPI 3.1
+    # allows role names there for non-OAuth schemes). Not an oauth2 scheme: its flows need
+    # the provider's token URL, which depends on the deployment, not on this API.
+    scopes = "; ".join(f"`{name}`: {meaning}" for name, meaning in SCOPES.items())
+    return {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An access token from the configured OIDC issuer (docs/auth.md). "
+            f"Its `scope` (space-separated) or `scp` (list) claim grants {scopes}.",
+        }
+    }
+
+
 def _components() -> dict[str, Any]:
     components: dict[str, Any] = {}
     inputs = (schemas.ItemCreate, schemas.ItemUpdate)
@@ -135,8 +170,8 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Items service", "version": "1"},
-        "paths": _paths(),
-        "components": {"schemas": _components()},
+        "paths": secured(_paths()),
+        "components": {"schemas": _components(), "securitySchemes": security_schemes()},
     }
 
 
