@@ -63,3 +63,10 @@ def test_a_latency_threshold_off_the_buckets_is_refused(helm4: str) -> None:
     result = run_helm(helm4, *template_args("prod", ["prometheusRule.slo.latencyThresholdMs=301"]))
     assert result.returncode != 0
     assert "latencyThresholdMs" in result.stderr and "300" in result.stderr, result.stderr
+
+
+def test_alerts_without_a_scrape_are_refused(helm4: str) -> None:
+    sets = ["serviceMonitor.enabled=false"]
+    result = run_helm(helm4, *template_args("prod", sets))
+    assert result.returncode != 0
+    assert "prometheusRule.enabled=true needs serviceMonitor.enabled=true" in result.stderr
