@@ -19,14 +19,21 @@ from gunicorn import glogging
 from service.auth import SUBJECT_KEY
 from service.config import ConfigError, Settings
 from service.http import server_errors
-from service.telemetry.logs import client_address, log_line, logging_config, print_line
+from service.telemetry.logs import (
+    TRACE_ID_ENVIRON_KEY,
+    client_address,
+    log_line,
+    logging_config,
+    print_line,
+)
 
 # Probe and scrape requests arrive every few seconds from every replica: log them at DEBUG.
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
-    """One JSON line per request, with the request id the app put on the response.
+    """One JSON line per request, with the request id the app put on the response (and the
+    trace id of the request's W3C `traceparent`, when it had a valid one).
 
     The line has the shape every log line has (service/telemetry/logs.py) but is written directly,
     not through `logging`: a LogRecord, the handler chain and the formatter cost 27 us per
@@ -52,6 +59,9 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
             # itself is never logged.
             "sub": environ.get(SUBJECT_KEY),
         }
+        trace_id = environ.get(TRACE_ID_ENVIRON_KEY)  # a valid traceparent's, set by the app
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         message = f"{method} {path} {resp.status_code}"
         name, level_name = self.access_log.name, logging.getLevelName(level)
         try:

@@ -27,10 +27,22 @@ import orjson
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+# The W3C trace id of the request, when it came with a valid `traceparent` header.
+trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
+# Where the middleware leaves that trace id for gunicorn's access log, which is handed the
+# same WSGI environ (service/runtime/gunicorn_conf.py).
+TRACE_ID_ENVIRON_KEY = "service.trace_id"
 
 # A sane incoming id: short and plain (a UUID, a hex or base64url token), nothing a log
 # query or a URL could read as structure (`/`, `=`, `:`, `@`, `+`).
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+# W3C Trace Context `traceparent`: version-trace_id-parent_id-flags, lower-case hex. A
+# version after 00 may append fields ("-..."); version ff is invalid.
+_TRACEPARENT = re.compile(
+    r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?", re.DOTALL
+)
+_ZERO_TRACE_ID, _ZERO_PARENT_ID = "0" * 32, "0" * 16
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -61,10 +73,29 @@ def client_address(environ: Mapping[str, Any], trusted_proxies: int) -> str | No
     return hops[-min(trusted_proxies, len(hops))].strip() or peer
 
 
+def trace_id_from(traceparent: str) -> str | None:
+    """The trace id of a valid W3C `traceparent` header, else None (the header is ignored,
+    as the spec says a receiver must do with one it cannot parse)."""
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None:
+        return None
+    version, trace_id, parent_id, more = match.groups()
+    if version == "ff" or (version == "00" and more is not None):
+        return None
+    if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_PARENT_ID:
+        return None
+    return trace_id
+
+
 class RequestIdFilter(logging.Filter):
+    """Puts the request id, and the trace id when the request has one, on every record."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
             record.request_id = request_id_var.get()
+        trace_id = trace_id_var.get()
+        if trace_id is not None and not hasattr(record, "trace_id"):
+            record.trace_id = trace_id
         return True
 
 

@@ -1,4 +1,5 @@
-"""A request id on every request and log line, and request metrics: one WSGI middleware.
+"""A request id (and a W3C trace id, when one came in) on every request and log line, and
+request metrics: one WSGI middleware.
 
 It wraps the Flask app (not Flask's before/after-request hooks) because it is the
 cheapest place that sees every request and every response, errors included: the
@@ -14,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, has_request_context, request
 
 from service.telemetry import metrics
-from service.telemetry.logs import accept_or_make_request_id, request_id_var
+from service.telemetry.logs import (
+    TRACE_ID_ENVIRON_KEY,
+    accept_or_make_request_id,
+    request_id_var,
+    trace_id_from,
+    trace_id_var,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -23,7 +30,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class RequestObserver:
-    """Accepts or makes the request id, echoes it as X-Request-ID, and records metrics."""
+    """Accepts or makes the request id, echoes it as X-Request-ID, takes the trace id of a
+    valid `traceparent` for the logs, and records metrics."""
 
     def __init__(self, app: WSGIApplication, *, metrics_enabled: bool) -> None:
         self.app = app
@@ -33,6 +41,14 @@ class RequestObserver:
         started = time.perf_counter()
         request_id = accept_or_make_request_id(environ.get("HTTP_X_REQUEST_ID"))
         token = request_id_var.set(request_id)
+        # Most requests carry no traceparent: then this is one dict lookup, nothing parsed.
+        traceparent = environ.get("HTTP_TRACEPARENT")
+        trace_token = None
+        if traceparent is not None:
+            trace_id = trace_id_from(traceparent)
+            if trace_id is not None:
+                environ[TRACE_ID_ENVIRON_KEY] = trace_id
+                trace_token = trace_id_var.set(trace_id)
 
         def observed_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -54,6 +70,8 @@ class RequestObserver:
             return self.app(environ, observed_start_response)
         finally:
             request_id_var.reset(token)
+            if trace_token is not None:
+                trace_id_var.reset(trace_token)
 
 
 def _route_template() -> str:

@@ -117,7 +117,8 @@ def test_dev_anonymous_mode_says_so_once_at_start(
         app = create_app(settings)
     lines = [r.getMessage() for r in caplog.records if r.name == "service.auth"]
     assert len(lines) == 1 and "anonymous" in lines[0] and "AUTH_ISSUER" in lines[0]
-    assert app.test_client().get("/api/v1/items/1").status_code in (404, 503)
+    # Anonymous: the request reaches the route (whatever rows the shared database holds).
+    assert app.test_client().get("/api/v1/items/1").status_code in (200, 404)
 
 
 def test_disabled_says_so_once_at_start(

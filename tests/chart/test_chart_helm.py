@@ -34,7 +34,7 @@ EXPECTED_KINDS = {
     "staging": {
         "ServiceAccount", "ConfigMap", "Service", "Deployment", "Job", "Ingress",
         "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor",
-        "Pod",
+        "PrometheusRule", "Pod",
     },
 }  # fmt: skip
 EXPECTED_KINDS["prod"] = EXPECTED_KINDS["staging"]
@@ -87,7 +87,7 @@ def test_every_optional_object_renders_with_both_helms() -> None:
     ]
     renders = [render(helm_binary(major), "prod", everything) for major in HELM_MAJORS]
     assert renders[0].objects == renders[1].objects
-    assert {"HTTPRoute", "ServiceMonitor", "NetworkPolicy"} <= renders[0].kinds()
+    assert {"HTTPRoute", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"} <= renders[0].kinds()
     assert renders[0].one("ConfigMap", f"{RELEASE}-grafana-dashboard")
 
 

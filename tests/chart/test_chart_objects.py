@@ -494,16 +494,10 @@ def test_network_policy_lets_release_pods_reach_the_dev_database(helm4: str) -> 
     )
 
 
-def test_grafana_dashboard_queries_the_services_metrics(renders: dict[str, Render]) -> None:
-    import json
-
+def test_grafana_dashboard_is_labelled_for_the_sidecar(renders: dict[str, Render]) -> None:
+    # Its queries are run on a real Prometheus scraping the service: tests/monitoring.
     dashboard_map = renders["prod"].one("ConfigMap", "app-grafana-dashboard")
     assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
-    (text,) = dashboard_map["data"].values()
-    exprs = [t["expr"] for p in json.loads(text)["panels"] for t in p["targets"]]
-    metrics_source = (ROOT / "service" / "telemetry" / "metrics.py").read_text()
-    for metric in set(re.findall(r"\b([a-z_]+?)(?:_bucket)?\{", " ".join(exprs))):
-        assert f'"{metric}"' in metrics_source, f"the dashboard queries unknown metric {metric}"
 
 
 def test_pdb_allows_drains_with_a_single_replica(renders: dict[str, Render]) -> None:
