@@ -161,6 +161,18 @@ def test_chart_is_versioned_as_the_release(pulled_chart: Path) -> None:
     assert (chart["version"], chart["appVersion"]) == ("1.0.0", "1.0.0")
 
 
+def test_chart_pulls_by_its_recorded_digest(
+    released: Released, release_tools: ReleaseTools, tmp_path: Path
+) -> None:
+    reference = f"{released.record['chart']}@{released.record['chart_digest']}"
+    result = subprocess.run(
+        [release_tools.helm, "pull", reference, "--plain-http", "--destination", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert released.record["chart_digest"] in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("env", ["staging", "prod"])
 def test_promoted_values_render_the_digest_in_every_container(
     released: Released, release_tools: ReleaseTools, pulled_chart: Path, env: str, tmp_path: Path
