@@ -84,6 +84,11 @@ def set_image(text: str, *, repository: str, digest: str) -> str:
 
 def promote(*, env: str, release: str, values_dir: Path) -> Path:
     """Write the release's image into values/<env>.yaml; returns the file written."""
+    if not env:
+        raise ReleaseError(
+            "ENV is required: `make promote ENV=staging RELEASE=dist/release-<VERSION>.json` "
+            "(or ENV=prod)"
+        )
     if env not in PROMOTABLE:
         raise ReleaseError(
             f"ENV={env!r} cannot be promoted to: use ENV=staging or ENV=prod "

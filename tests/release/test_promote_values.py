@@ -95,7 +95,9 @@ def test_bad_release_records_are_refused_and_nothing_is_written(
     assert (values / "staging.yaml").read_text() == original
 
 
-@pytest.mark.parametrize(("env", "expected"), [("dev", "cannot be promoted"), ("", "cannot be")])
+@pytest.mark.parametrize(
+    ("env", "expected"), [("dev", "cannot be promoted"), ("", "ENV is required")]
+)
 def test_only_staging_and_prod_are_promoted(tmp_path: Path, env: str, expected: str) -> None:
     with pytest.raises(ReleaseError, match=expected):
         promote(env=env, release=str(tmp_path / "r.json"), values_dir=tmp_path)
