@@ -130,4 +130,26 @@ def write_sbom(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     partial.write_text(json.dumps(bom, indent=2) + "\n")
+    try:
+        validate_sbom(Path(cyclonedx).parent / "python", partial, bom["specVersion"])
+    except ReleaseError:
+        partial.unlink()
+        raise
     partial.replace(out)
+
+
+# cyclonedx-python-lib (cyclonedx-py's own library, in its venv) checks the final document,
+# the components added above included, against the CycloneDX JSON schema.
+_VALIDATE = """
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+version = SchemaVersion.from_version(sys.argv[2])
+error = JsonStrictValidator(version).validate_str(open(sys.argv[1]).read())
+sys.exit(" ".join(str(error).split())[:300] if error else 0)
+"""
+
+
+def validate_sbom(python: Path, sbom: Path, spec_version: str) -> None:
+    """Refuse `sbom` unless it is valid CycloneDX `spec_version` (ReleaseError says why)."""
+    _run([str(python), "-c", _VALIDATE, str(sbom), spec_version], "CycloneDX schema validation")

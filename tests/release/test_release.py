@@ -30,6 +30,8 @@ from tests.release.conftest import (
     release_env,
 )
 from tools.localpg import free_port
+from tools.release_registry import ReleaseError
+from tools.release_sbom import validate_sbom
 
 pytestmark = [pytest.mark.docker, pytest.mark.helm, pytest.mark.slow]
 
@@ -137,6 +139,20 @@ def test_sbom_lists_every_locked_package_at_its_version(released: Released) -> N
     debian = [c for c in bom["components"] if c.get("purl", "").startswith("pkg:deb/")]
     assert any(c["name"] == "libc6" for c in debian), "the base's Debian packages are missing"
     assert bom["metadata"]["component"]["bom-ref"] == released.record["image"]
+
+
+def test_sbom_is_valid_cyclonedx_and_an_invalid_one_is_refused(
+    released: Released, tmp_path: Path
+) -> None:
+    python = released.checkout.path / ".tools" / "sbom-venv" / "bin" / "python"
+    sbom = released.checkout.path / released.record["sbom"]
+    validate_sbom(python, sbom, "1.6")
+    bom = json.loads(sbom.read_text())
+    bom["components"][0]["type"] = "not-a-type"
+    broken = tmp_path / "broken.cdx.json"
+    broken.write_text(json.dumps(bom))
+    with pytest.raises(ReleaseError, match="not-a-type"):
+        validate_sbom(python, broken, "1.6")
 
 
 @pytest.fixture(scope="module")
