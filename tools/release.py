@@ -139,6 +139,33 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def check_what_the_registry_holds(registry: Registry, version: str, commit: str) -> bool:
+    """Whether VERSION's image is already pushed from `commit` (a release to complete);
+    refuses every state a release must not touch. False: nothing there yet."""
+    tagged = f"{registry.repository(IMAGE_NAME)}:{version}"
+    existing = registry.image(IMAGE_NAME, version)
+    chart_digest = registry.manifest_digest(f"{CHART_REPOSITORY}/{CHART_NAME}", version)
+    if existing is not None and chart_digest is not None:
+        raise ReleaseError(
+            f"release {version} is complete in {registry.address} (image {existing.digest}, "
+            "chart pushed): versions are immutable, release a new VERSION"
+        )
+    if chart_digest is not None:
+        raise ReleaseError(
+            f"chart {CHART_NAME} {version} is in {registry.address} without image {tagged}: "
+            "not made by `make release`; release a new VERSION"
+        )
+    if existing is None:
+        return False
+    built_from = existing.labels.get(REVISION_LABEL, "")
+    if built_from != commit:
+        raise ReleaseError(
+            f"{tagged} was pushed from commit {built_from[:12] or '(unlabelled)'}, not "
+            f"{commit[:12]}: versions are immutable, release a new VERSION"
+        )
+    return True
+
+
 def release(
     *, registry: Registry, version: str, tools: Tools, source: str, dist: Path
 ) -> dict[str, str]:
@@ -155,25 +182,7 @@ def release(
 
     image_repository = registry.repository(IMAGE_NAME)
     tagged = f"{image_repository}:{version}"
-    existing = registry.image(IMAGE_NAME, version)
-    chart_digest = registry.manifest_digest(CHART_REPOSITORY + "/" + CHART_NAME, version)
-    if existing is not None and chart_digest is not None:
-        raise ReleaseError(
-            f"release {version} is complete in {registry.address} (image {existing.digest}, "
-            "chart pushed): versions are immutable, release a new VERSION"
-        )
-    if chart_digest is not None:
-        raise ReleaseError(
-            f"chart {CHART_NAME} {version} is in {registry.address} without image {tagged}: "
-            "not made by `make release`; release a new VERSION"
-        )
-    if existing is not None:
-        built_from = existing.labels.get(REVISION_LABEL, "")
-        if built_from != commit:
-            raise ReleaseError(
-                f"{tagged} was pushed from commit {built_from[:12] or '(unlabelled)'}, not "
-                f"{commit[:12]}: versions are immutable, release a new VERSION"
-            )
+    if check_what_the_registry_holds(registry, version, commit):
         log(f"{tagged} is already pushed from this commit: completing the release")
     else:
         build_and_push(tools, reference=tagged, version=version, commit=commit, source=source)
@@ -193,7 +202,7 @@ def release(
     )  # fmt: skip
 
     package_and_push_chart(tools, registry, version)
-    chart_digest = registry.manifest_digest(CHART_REPOSITORY + "/" + CHART_NAME, version)
+    chart_digest = registry.manifest_digest(f"{CHART_REPOSITORY}/{CHART_NAME}", version)
     record = {
         "version": version,
         "commit": commit,
