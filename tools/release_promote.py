@@ -18,6 +18,8 @@ PROMOTABLE = ("staging", "prod")
 IMAGE_BY_DIGEST = re.compile(
     r"^(?P<repository>[a-z0-9][a-z0-9._/:-]*)@(?P<digest>sha256:[0-9a-f]{64})$"
 )
+# What a Kubernetes label value may hold (the chart puts image.version in one).
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _TOP_LEVEL_IMAGE = re.compile(r"^image:[ \t]*(?:#.*)?$")
 
 
@@ -38,11 +40,18 @@ def load_release(name: str) -> dict[str, str]:
         raise ReleaseError(f"RELEASE={path} is not a release record (JSON): {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("image"), str):
         raise ReleaseError(f'RELEASE={path} has no "image": is it a dist/release-<VERSION>.json?')
+    if not isinstance(record.get("version"), str) or not _LABEL_VALUE.match(record["version"]):
+        raise ReleaseError(f'RELEASE={path}: "version" must be the released version, e.g. "1.2.0"')
     if IMAGE_BY_DIGEST.match(record["image"]) is None:
         raise ReleaseError(
             f"RELEASE={path}: image {record['image']!r} is not <repository>@sha256:<64 hex>"
         )
     return record
+
+
+def _quoted(version: str) -> str:
+    """Quoted: an unquoted 1.10 would be read back as the number 1.1."""
+    return f'"{version}"'
 
 
 def _scalar_line(indent: str, key: str, value: str, old_line: str | None) -> str:
@@ -54,15 +63,17 @@ def _scalar_line(indent: str, key: str, value: str, old_line: str | None) -> str
     return f"{indent}{key}: {value}{comment}"
 
 
-def set_image(text: str, *, repository: str, digest: str) -> str:
-    """`text` (a values file) with image.repository and image.digest set, all else kept."""
+def set_image(text: str, *, repository: str, digest: str, version: str = "") -> str:
+    """`text` (a values file) with image.repository, image.digest and (when given)
+    image.version set, all else kept."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if _TOP_LEVEL_IMAGE.match(line)), None)
     if start is None:
         if re.search(r"^image:", text, re.MULTILINE):
             raise ReleaseError("the top-level `image:` key must be a block mapping to promote into")
         tail = "" if text.endswith("\n") or not text else "\n"
-        return f"{text}{tail}\nimage:\n  repository: {repository}\n  digest: {digest}\n"
+        block = f"\nimage:\n  repository: {repository}\n  digest: {digest}\n"
+        return text + tail + block + (f"  version: {_quoted(version)}\n" if version else "")
     # The block: every following line that is blank, a comment, or indented.
     end = start + 1
     while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#"):
@@ -71,7 +82,9 @@ def set_image(text: str, *, repository: str, digest: str) -> str:
     indent = lines[content[0]][: -len(lines[content[0]].lstrip())] if content else "  "
     last_content = content[-1] if content else start
     inserted: list[str] = []
-    for key, value in (("repository", repository), ("digest", digest)):
+    wanted = [("repository", repository), ("digest", digest)]
+    wanted += [("version", _quoted(version))] if version else []
+    for key, value in wanted:
         pattern = re.compile(rf"^{re.escape(indent)}{key}:(?:\s|$)")
         at = next((i for i in content if pattern.match(lines[i])), None)
         if at is None:
@@ -101,7 +114,10 @@ def promote(*, env: str, release: str, values_dir: Path) -> Path:
     if not target.is_file():
         raise ReleaseError(f"{target} is missing: restore it with `git checkout -- {target}`")
     text = target.read_text()
-    updated = set_image(text, repository=match["repository"], digest=match["digest"])
+    # image.version labels the pods (app.kubernetes.io/version): a digest alone is no version.
+    updated = set_image(
+        text, repository=match["repository"], digest=match["digest"], version=record["version"]
+    )
     # Written next to the target and renamed over it: never a half-written values file.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     with os.fdopen(fd, "w") as handle:

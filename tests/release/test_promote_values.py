@@ -58,6 +58,16 @@ def test_existing_keys_are_replaced_in_place_with_their_comments() -> None:
     )
 
 
+def test_the_version_is_written_quoted_for_the_pods_label() -> None:
+    text = "image:\n  pullPolicy: Always\n"
+    once = set_image(text, repository=REPOSITORY, digest=DIGEST, version="1.10.0")
+    assert yaml.safe_load(once)["image"]["version"] == "1.10.0"
+    twice = set_image(once, repository=REPOSITORY, digest=DIGEST, version="1.11.0")
+    assert [line for line in twice.splitlines() if line not in once.splitlines()] == [
+        '  version: "1.11.0"'
+    ]
+
+
 def test_a_file_without_an_image_block_gets_one() -> None:
     updated = set_image("replicaCount: 2\n", repository=REPOSITORY, digest=DIGEST)
     assert yaml.safe_load(updated) == {
@@ -77,7 +87,9 @@ def test_a_flow_style_image_is_refused() -> None:
         (None, "does not exist"),
         ("not json", "is not a release record"),
         ({"version": "1.0.0"}, 'has no "image"'),
-        ({"image": f"{REPOSITORY}:1.0.0"}, "is not <repository>@sha256"),
+        ({"version": "1.0.0", "image": f"{REPOSITORY}:1.0.0"}, "is not <repository>@sha256"),
+        ({"image": f"{REPOSITORY}@{DIGEST}"}, '"version" must be the released version'),
+        ({"version": "1.0.0 beta", "image": f"{REPOSITORY}@{DIGEST}"}, '"version" must be'),
     ],
 )
 def test_bad_release_records_are_refused_and_nothing_is_written(

@@ -200,7 +200,8 @@ def test_promoted_values_render_the_digest_in_every_container(
     assert result.returncode == 0, result.stdout + result.stderr
     changed = changed_lines(checkout.git("diff", "--unified=0", "--", f"values/{env}.yaml"))
     repository, digest = released.record["image"].split("@")
-    assert sorted(changed) == sorted([f"+  repository: {repository}", f"+  digest: {digest}"])
+    added = [f"+  repository: {repository}", f"+  digest: {digest}", '+  version: "1.0.0"']
+    assert sorted(changed) == sorted(added)
 
     rendered = subprocess.run(
         [release_tools.helm, "template", "app", str(pulled_chart), "--namespace", "app",
@@ -218,9 +219,15 @@ def test_promoted_values_render_the_digest_in_every_container(
     assert {"Deployment", "Job", "Pod"} <= kinds, images  # app, migration Job, helm test
     assert any(spec.get("initContainers") for _, _, spec in pod_specs(render)), "no init container"
     assert set(images.values()) == {released.record["image"]}, images
+    # image.version, written next to the digest, is the pods' version label.
+    versions = {
+        where: meta.get("labels", {}).get("app.kubernetes.io/version")
+        for where, meta, _ in pod_specs(render)
+    }
+    assert versions == dict.fromkeys(versions, "1.0.0")
 
 
-def test_promoting_a_newer_release_changes_only_the_digest_line(
+def test_promoting_a_newer_release_changes_only_the_digest_and_version_lines(
     released: Released, tmp_path: Path
 ) -> None:
     checkout = clean_checkout(tmp_path / "repo")
@@ -230,12 +237,15 @@ def test_promoting_a_newer_release_changes_only_the_digest_line(
     checkout.git("commit", "--quiet", "--all", "--message", "promote 1.0.0")
     newer = tmp_path / "newer.json"
     repository = released.record["image"].split("@")[0]
-    newer.write_text(json.dumps({**released.record, "image": f"{repository}@sha256:{'ab' * 32}"}))
+    newer_image = f"{repository}@sha256:{'ab' * 32}"
+    newer.write_text(json.dumps({**released.record, "version": "1.0.1", "image": newer_image}))
     assert checkout.make("promote", "ENV=prod", f"RELEASE={newer}").returncode == 0
     old_digest = released.record["image"].split("@")[1]
     assert changed_lines(checkout.git("diff", "--unified=0")) == [
         f"-  digest: {old_digest}",
+        '-  version: "1.0.0"',
         f"+  digest: sha256:{'ab' * 32}",
+        '+  version: "1.0.1"',
     ]
 
 
