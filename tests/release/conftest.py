@@ -153,8 +153,24 @@ def release_env(tools: ReleaseTools) -> dict[str, str]:
     return {"DOCKER": tools.docker, "SKOPEO": tools.skopeo, "SOURCE": SOURCE_URL}
 
 
+def remove_local_images(docker: str, repository_prefix: str) -> None:
+    """Forget the images the tests pushed and pulled: the registry they name is gone."""
+    listed = subprocess.run(
+        [docker, "images", "--format", "{{.Repository}} {{.ID}}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    ).stdout  # fmt: skip
+    ids = {
+        i
+        for line in listed.splitlines()
+        for r, i in [line.split()]
+        if r.startswith(repository_prefix)
+    }
+    if ids:
+        subprocess.run([docker, "rmi", "--force", *sorted(ids)], capture_output=True, check=False)
+
+
 @pytest.fixture(scope="module")
-def released(release_tools: ReleaseTools, registry: str, checkout: Checkout) -> Released:
+def released(release_tools: ReleaseTools, registry: str, checkout: Checkout) -> Iterator[Released]:
     """One complete release, VERSION 1.0.0, made by `make release` as a person runs it."""
     namespace = f"{registry}/team"
     result = checkout.make(
@@ -163,4 +179,5 @@ def released(release_tools: ReleaseTools, registry: str, checkout: Checkout) -> 
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"make release failed:\n{output[-6000:]}"
     record = json.loads((checkout.path / "dist" / "release-1.0.0.json").read_text())
-    return Released(namespace, "1.0.0", record, checkout, output)
+    yield Released(namespace, "1.0.0", record, checkout, output)
+    remove_local_images(release_tools.docker, f"{namespace}/")
