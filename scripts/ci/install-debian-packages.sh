@@ -7,11 +7,14 @@
 #   wrk         the load generator of `make bench` / `make bench-image`
 #   prometheus  promtool (alert rule unit tests) and the server the dashboard test scrapes with
 #   curl        readiness polling in scripts and benchmarks
+#   docker-registry, skopeo  a real OCI registry (distribution 2.8) for the release tests
+#               (tests/release/) and the tool `make release` reads digests and labels with
 #   make, git, python3-venv  `make test` itself: the Makefile, image tags from the git
 #               revision, and the .venv it creates (a bare Debian has none of them)
 set -euo pipefail
 
-packages=(postgresql docker.io debootstrap wrk prometheus curl ca-certificates tar make git python3-venv)
+packages=(postgresql docker.io debootstrap wrk prometheus curl docker-registry skopeo ca-certificates
+          tar make git python3-venv)
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "install-debian-packages.sh: must run as root (it calls apt-get install)" >&2
