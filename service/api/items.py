@@ -9,7 +9,7 @@ import psycopg
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
 
-from service.api.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
+from service.api.item_schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
 from service.http.errors import ApiError, validation_details
 from service.store import items as queries
 from service.store.database import get_db

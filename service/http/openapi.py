@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from pydantic.json_schema import JsonSchemaMode
 
-from service.api import schemas
+from service.api import item_schemas as schemas
 
 blueprint = Blueprint("openapi", __name__)
 
