@@ -1,71 +1,28 @@
-"""Request and response schemas: one source for validation and for the OpenAPI document."""
+"""Item request and response schemas: one source for validation and for the OpenAPI document."""
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.api.fields import Id, MultiLine, OneLine, Strict, page_of
 from service.store.models import DESCRIPTION_MAX, NAME_MAX
 
-PAGE_SIZE_DEFAULT = 20
-PAGE_SIZE_MAX = 100
-BIGINT_MAX = 2**63 - 1
-
-
-def _storable(value: str) -> str:
-    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return value
-
-
-def _single_line(value: str) -> str:
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-# The same rules as the validators below, stated in the OpenAPI document for clients.
-# (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.)
-SINGLE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
-NO_NUL_PATTERN = "^[^\\u0000]*$"
-
 Name = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=NAME_MAX,
-        description="Unique, human-readable name; one line, no control characters.",
-        json_schema_extra={"pattern": SINGLE_LINE_PATTERN},
-    ),
-    AfterValidator(_storable),
-    AfterValidator(_single_line),
-]
+    OneLine,
+    Field(min_length=1, max_length=NAME_MAX,
+          description="Unique, human-readable name; one line, no control characters."),
+]  # fmt: skip
 Description = Annotated[
-    str,
-    Field(
-        max_length=DESCRIPTION_MAX,
-        description="Free text; may span several lines; no NUL characters.",
-        json_schema_extra={"pattern": NO_NUL_PATTERN},
-    ),
-    AfterValidator(_storable),
-]
+    MultiLine,
+    Field(max_length=DESCRIPTION_MAX,
+          description="Free text; may span several lines; no NUL characters."),
+]  # fmt: skip
 
 
-class _Strict(BaseModel):
-    # Unknown fields are an error (a typo must not be silently dropped), and "1" is
-    # not an int: the API takes JSON types as they are.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ItemCreate(_Strict):
+class ItemCreate(Strict):
     """The body of POST /api/v1/items."""
 
     name: Name
@@ -80,7 +37,7 @@ def _document_update_rules(schema: dict[str, Any]) -> None:
     name.pop("default", None)
 
 
-class ItemUpdate(_Strict):
+class ItemUpdate(Strict):
     """The body of PATCH /api/v1/items/{id}: the fields to change, at least one."""
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_document_update_rules)
@@ -100,41 +57,11 @@ class ItemUpdate(_Strict):
 class Item(BaseModel):
     """An item as the API returns it."""
 
-    id: int = Field(ge=1, le=BIGINT_MAX)
+    id: Id
     name: str
     description: str | None
     created_at: datetime
     updated_at: datetime
 
 
-class ItemPage(BaseModel):
-    """One page of items, oldest first; pass `next_cursor` as `cursor` for the next page."""
-
-    items: list[Item]
-    next_cursor: str | None = Field(description="Opaque; null on the last page.")
-
-
-class PageQuery(_Strict):
-    """Query parameters of GET /api/v1/items (strings as they arrive, converted here)."""
-
-    model_config = ConfigDict(extra="forbid", strict=False)
-
-    limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
-    cursor: int = Field(0, ge=0, le=BIGINT_MAX, description="Opaque cursor from next_cursor.")
-
-
-class ErrorDetail(BaseModel):
-    field: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: list[ErrorDetail]
-
-
-class Error(BaseModel):
-    """Every error response, whatever its status."""
-
-    error: ErrorBody
+ItemPage = page_of(Item, "items")

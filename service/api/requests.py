@@ -1,0 +1,77 @@
+"""Reading a request: its JSON body, query and path ids, each into a validated value, and
+the page envelope of a list. Every failure is an ApiError naming the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import psycopg
+from flask import current_app, request
+from pydantic import BaseModel, ValidationError
+
+from service.api.fields import BIGINT_MAX
+from service.http.errors import ApiError, validation_details
+from service.store.database import get_db
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def cursor() -> psycopg.Cursor[Any]:
+    """The request's database cursor (service/store/database.py says why not a Session)."""
+    return get_db(current_app).cursor()
+
+
+def body(model: type[M]) -> M:
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Send the body as JSON with Content-Type: application/json.",
+        )
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except RecursionError:  # not a ValueError: the stdlib parser recurses per nesting level
+        raise ApiError(400, "bad_request", "The body's JSON nests too deeply.") from None
+    except ValueError:  # also UnicodeDecodeError
+        raise ApiError(400, "bad_request", "The body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            422, "validation_error", "The body must be a JSON object.",
+            [{"field": "body", "message": "must be an object"}],
+        )  # fmt: skip
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "validation_error", "The body is invalid.", validation_details(exc, "body")
+        ) from None
+
+
+def query(model: type[M]) -> M:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise ApiError(
+            422, "validation_error", "The query is invalid.", validation_details(exc, "query")
+        ) from None
+
+
+def path_id(raw: str, name: str) -> int:
+    """A path segment as a positive bigint; `name` is the rule's variable (`item_id`)."""
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= BIGINT_MAX:
+        raise ApiError(
+            422, "validation_error", f"The {name.replace('_', ' ')} is invalid.",
+            [{"field": f"path.{name}", "message": f"must be an integer from 1 to {BIGINT_MAX}"}],
+        )  # fmt: skip
+    return int(raw)
+
+
+def not_found(noun: str, number: int) -> ApiError:
+    return ApiError(404, "not_found", f"{noun} {number} does not exist.")
+
+
+def page(key: str, rows: list[Any], limit: int) -> dict[str, Any]:
+    """A page of rows ordered by id; a full page has a next one (maybe empty)."""
+    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
+    return {key: rows, "next_cursor": next_cursor}
