@@ -10,7 +10,7 @@ from service.http.json_provider import OrjsonProvider
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings -> db -> blueprints -> errors -> observability."""
-    from service.api import items
+    from service.api import items, tags
     from service.http import errors, health, openapi, security_headers
     from service.store.database import Database
     from service.telemetry import metrics, middleware
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(items.blueprint)
+    app.register_blueprint(tags.blueprint)
     errors.init_app(app)
     security_headers.init_app(app)
     middleware.init_app(app, metrics_enabled=settings.metrics_enabled)

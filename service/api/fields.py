@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
@@ -58,6 +59,21 @@ MultiLine = Annotated[
 ]
 """Text that may span lines (no NUL)."""
 
+
+def absent_not_null(*fields: str) -> Callable[[dict[str, Any]], None]:
+    """A json_schema_extra for fields typed `X | None = None` where None only means "not
+    given" (null is refused by a validator, or cannot arrive, as in a query): the
+    document states X alone."""
+
+    def document(schema: dict[str, Any]) -> None:
+        for name in fields:
+            field = schema["properties"][name]
+            field.update(next(s for s in field.pop("anyOf") if s.get("type") != "null"))
+            field.pop("default", None)
+
+    return document
+
+
 Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 
 
@@ -68,22 +84,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def _cursor_default_unstated(schema: dict[str, Any]) -> None:
-    schema["properties"]["cursor"].pop("default")  # 0 is no string: the first page has none
-
-
 class PageQuery(BaseModel):
     """Query parameters of a list (strings as they arrive, converted here)."""
 
-    model_config = ConfigDict(
-        extra="forbid", strict=False, json_schema_extra=_cursor_default_unstated
-    )
+    model_config = ConfigDict(extra="forbid", strict=False)
 
     limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
     # Clients see an opaque string (the last id of the previous page, for now).
     cursor: Annotated[
         int,
-        Field(ge=0, le=BIGINT_MAX),
+        # No default stated: 0 is no string, and the first page has no cursor.
+        Field(ge=0, le=BIGINT_MAX, json_schema_extra=lambda schema: schema.pop("default")),
         WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,18}$",
                         "description": "The `next_cursor` of the previous page."}),
     ] = 0  # fmt: skip

@@ -4,17 +4,19 @@ the page envelope of a list. Every failure is an ApiError naming the field."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
-from flask import current_app, request
+from flask import Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
 
-from service.api.fields import BIGINT_MAX
+from service.api.fields import BIGINT_MAX, PageQuery
 from service.http.errors import ApiError, validation_details
 from service.store.database import get_db
 
 M = TypeVar("M", bound=BaseModel)
+Q = TypeVar("Q", bound=PageQuery)
 
 
 def cursor() -> psycopg.Cursor[Any]:
@@ -67,11 +69,42 @@ def path_id(raw: str, name: str) -> int:
     return int(raw)
 
 
-def not_found(noun: str, number: int) -> ApiError:
+def not_found(name: str, number: int) -> ApiError:
+    """`name` is the path variable: `item_id` gives "Item 5 does not exist."."""
+    noun = name.removesuffix("_id").replace("_", " ").capitalize()
     return ApiError(404, "not_found", f"{noun} {number} does not exist.")
 
 
-def page(key: str, rows: list[Any], limit: int) -> dict[str, Any]:
-    """A page of rows ordered by id; a full page has a next one (maybe empty)."""
-    next_cursor = str(rows[-1]["id"]) if len(rows) == limit else None
-    return {key: rows, "next_cursor": next_cursor}
+def found(get: Callable[[psycopg.Cursor[Any], int], Any], name: str, raw: str) -> Response:
+    """The row `get` finds by the id in path variable `name`, or a 404."""
+    number = path_id(raw, name)
+    row = get(cursor(), number)
+    if row is None:
+        raise not_found(name, number)
+    return jsonify(row)
+
+
+def deleted(
+    delete: Callable[[psycopg.Cursor[Any], int], bool], name: str, raw: str
+) -> tuple[str, int]:
+    """204 if `delete` removed the row with the id in path variable `name`, else a 404."""
+    number = path_id(raw, name)
+    if not delete(cursor(), number):
+        raise not_found(name, number)
+    return "", 204
+
+
+def created(row: Any, endpoint: str, **ids: Any) -> tuple[Response, int, dict[str, str]]:
+    """201 with the row, and its URL (`endpoint` with `ids`) as Location."""
+    return jsonify(row), 201, {"Location": url_for(endpoint, **ids)}
+
+
+def listed(
+    key: str, model: type[Q], fetch: Callable[[psycopg.Cursor[Any], Q], list[Any]]
+) -> Response:
+    """A page of a list: `model` parses the query, `fetch` gets the rows (ordered by id);
+    `{key: rows, "next_cursor"}`, where a full page has a next one (maybe empty)."""
+    bounds = query(model)
+    rows = fetch(cursor(), bounds)
+    next_cursor = str(rows[-1]["id"]) if len(rows) == bounds.limit else None
+    return jsonify({key: rows, "next_cursor": next_cursor})
