@@ -52,18 +52,22 @@ ITEMS = Resource(
     items, ITEM, creates=("name", "description"), returning=(*ITEM.columns[:-1], _NO_TAGS)
 )
 
-# ?tag=: the tag's links in item order on index (tag_id, item_id), then each item by id.
+# ?tag=: first the page of ids, from the tag's links in item order (index-only scan of
+# (tag_id, item_id)), then those items by primary key. Joining items to the links
+# directly let the planner merge-join from the first item: 30 ms instead of 0.3.
+_tag_id = select(tags.c.id).where(tags.c.name == bindparam("tag")).scalar_subquery()
 _tagged = item_tags.alias("tagged")
-_PAGE_WITH_TAG = compile_sql(
-    select(*ITEM.columns)
-    .join(_tagged, _tagged.c.item_id == items.c.id)
-    .where(
-        _tagged.c.tag_id
-        == select(tags.c.id).where(tags.c.name == bindparam("tag")).scalar_subquery()
-    )
-    .where(_tagged.c.item_id > bindparam("after_id"))
+_ids = (
+    select(_tagged.c.item_id)
+    .where(_tagged.c.tag_id == _tag_id, _tagged.c.item_id > bindparam("after_id"))
     .order_by(_tagged.c.item_id)
     .limit(bindparam("limit"))
+    .subquery("page")
+)
+_PAGE_WITH_TAG = compile_sql(
+    select(*ITEM.columns)
+    .select_from(items.join(_ids, _ids.c.item_id == items.c.id))
+    .order_by(items.c.id)
 )
 
 
