@@ -14,7 +14,7 @@ E2E_REPORT ?= .local/e2e/junit.xml
 E2E_PYTEST_ARGS ?=
 
 .PHONY: e2e
-e2e: venv ## Live kind suite (~15 min): install, API via port-forward and HTTPS ingress, upgrades, hot reload
+e2e: venv ## Live kind suite (~25-30 min cold): install, API via port-forward and HTTPS ingress, upgrades, hot reload, skaffold sessions
 	@mkdir -p $(dir $(E2E_REPORT))
 	$(PY) -m pytest tests/e2e -m e2e -v -rs --durations=0 --junitxml=$(E2E_REPORT) $(E2E_PYTEST_ARGS)
 

@@ -23,8 +23,12 @@ IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null)
 
 comma := ,
 # $(1): Dockerfile target, $(2): name:tag
+# BUILDX_NO_DEFAULT_ATTESTATIONS: buildx (Docker 23+) attaches a provenance attestation by
+# default, which makes a one-platform image an index that `kind load` cannot import from
+# Docker's containerd image store (kind issues 3795, 4066). Releases that want provenance
+# ask for it explicitly (--provenance/--attest still work); older `docker build` ignores it.
 define docker_build
-	DOCKER_BUILDKIT=1 $(DOCKER) build \
+	DOCKER_BUILDKIT=1 BUILDX_NO_DEFAULT_ATTESTATIONS=1 $(DOCKER) build \
 		--target $(1) \
 		--tag $(2) \
 		$(if $(DOCKER_BUILD_NETWORK),--network $(DOCKER_BUILD_NETWORK)) \

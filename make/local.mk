@@ -30,6 +30,9 @@ local-tls: venv ## Create or reuse the local CA and certificate for app.localdev
 	$(PY) -m tools.localca --host app.localdev.me --out .local/tls
 
 .PHONY: dev
+# skaffold builds with the docker CLI and `kind load`s the image: no default provenance
+# attestation, as in `make image` (make/image.mk says why).
+dev: export BUILDX_NO_DEFAULT_ATTESTATIONS = 1
 dev: venv ## skaffold dev on the kind cluster: dev image, hot reload of service/**/*.py
 	$(PY) -m tools.deploy dev
 

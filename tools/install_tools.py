@@ -3,6 +3,8 @@
 A tool already in bin/ or on PATH whose version is in the pinned `accept` range is reused;
 anything else is downloaded from the tool's official release (local/tools.toml), checked
 against its pinned SHA-256 and installed atomically. Nothing is ever installed unverified.
+With CI=true (or --exact) only the pinned versions are used, from bin/: a hosted runner's
+own helm or kubectl is never what CI tests.
 """
 
 from __future__ import annotations
@@ -160,16 +162,24 @@ def installed_version(executable: str, spec: ToolSpec) -> Version | None:
     return parse_version(result.stdout + result.stderr) if result.returncode == 0 else None
 
 
-def find_fitting(spec: ToolSpec, bin_dir: Path) -> tuple[str, Version] | None:
-    """A bin/ or PATH copy of the tool whose version is in the accept range."""
+def find_fitting(
+    spec: ToolSpec, bin_dir: Path, *, exact: bool = False
+) -> tuple[str, Version] | None:
+    """A bin/ or PATH copy of the tool whose version is in the accept range.
+
+    `exact`: only bin/'s copy, and only if it is the pinned version itself.
+    """
     candidates = [str(bin_dir / spec.name)]
-    on_path = shutil.which(spec.name)
+    on_path = None if exact else shutil.which(spec.name)
     if on_path:
         candidates.append(on_path)
+    pinned = parse_version(spec.version)
     for candidate in candidates:
         if os.access(candidate, os.X_OK) and Path(candidate).is_file():
             version = installed_version(candidate, spec)
-            if version is not None and spec.fits(version):
+            if version is None:
+                continue
+            if version == pinned if exact else spec.fits(version):
                 return candidate, version
     return None
 
@@ -260,8 +270,12 @@ def ensure_tools(
     plat: str | None = None,
     base_url: str | None = None,
     log: Log = print,
+    exact: bool = False,
 ) -> dict[str, str]:
-    """Reuse or install each named tool; return name -> path used."""
+    """Reuse or install each named tool; return name -> path used.
+
+    `exact` (CI): the pinned version in bin_dir, never another copy on PATH.
+    """
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ToolError(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(specs)}")
@@ -271,7 +285,9 @@ def ensure_tools(
     failures: list[str] = []
     for name in names:
         try:
-            used[name] = _ensure_one(specs[name], bin_dir, plat, base_url, log, cross=cross)
+            used[name] = _ensure_one(
+                specs[name], bin_dir, plat, base_url, log, cross=cross, exact=exact
+            )
         except ToolError as exc:
             failures.append(str(exc))  # keep going: one run reports every problem
     if failures:
@@ -280,12 +296,20 @@ def ensure_tools(
 
 
 def _ensure_one(
-    spec: ToolSpec, bin_dir: Path, plat: str, base_url: str | None, log: Log, *, cross: bool
+    spec: ToolSpec,
+    bin_dir: Path,
+    plat: str,
+    base_url: str | None,
+    log: Log,
+    *,
+    cross: bool,
+    exact: bool,
 ) -> str:
-    found = None if cross else find_fitting(spec, bin_dir)
+    found = None if cross else find_fitting(spec, bin_dir, exact=exact)
     if found:
         path, version = found
-        log(f"{spec.name}: reusing {path} ({'.'.join(map(str, version))} fits {spec.accept})")
+        fits = f"the pinned {spec.version}" if exact else f"fits {spec.accept}"
+        log(f"{spec.name}: reusing {path} ({'.'.join(map(str, version))}, {fits})")
         return path
     target = install(spec, bin_dir, plat, base_url, log)
     if not cross:
@@ -340,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bin-dir", type=Path, default=DEFAULT_BIN)
     parser.add_argument("--platform", choices=PLATFORMS, help="default: this machine")
     parser.add_argument(
+        "--exact",
+        action="store_true",
+        # tools.prereq.in_ci()'s rule, without importing pytest into `make tools`.
+        default=os.environ.get("CI", "").lower() in {"1", "true", "yes"},
+        help="only the pinned versions, installed in --bin-dir; never reuse a copy on PATH "
+        "(default with CI=true)",
+    )
+    parser.add_argument(
         "--base-url",
         default=os.environ.get("TOOLS_BASE_URL") or None,
         help="mirror serving <base-url>/<tool>/<official path> (env TOOLS_BASE_URL)",
@@ -353,8 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.base_url:
                 refuse_unpinned_from_mirror(specs, names, args.platform or host_platform())
+            if args.exact:
+                print(f"exact pinned versions only, in {args.bin_dir} (CI=true or --exact)")
             ensure_tools(
-                names, specs=specs, bin_dir=args.bin_dir, plat=args.platform, base_url=args.base_url
+                names,
+                specs=specs,
+                bin_dir=args.bin_dir,
+                plat=args.platform,
+                base_url=args.base_url,
+                exact=args.exact,
             )
     except ToolError as exc:
         print(f"make tools: {exc}", file=sys.stderr)

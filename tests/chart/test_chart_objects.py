@@ -490,7 +490,7 @@ def test_grafana_dashboard_queries_the_services_metrics(renders: dict[str, Rende
     assert dashboard_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     (text,) = dashboard_map["data"].values()
     exprs = [t["expr"] for p in json.loads(text)["panels"] for t in p["targets"]]
-    metrics_source = (ROOT / "service" / "metrics.py").read_text()
+    metrics_source = (ROOT / "service" / "telemetry" / "metrics.py").read_text()
     for metric in set(re.findall(r"\b([a-z_]+?)(?:_bucket)?\{", " ".join(exprs))):
         assert f'"{metric}"' in metrics_source, f"the dashboard queries unknown metric {metric}"
 

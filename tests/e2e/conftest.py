@@ -13,10 +13,12 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tests.e2e.harness import images, prerequisites
+from tests.e2e.harness import cluster_diagnostics, images, prerequisites
 from tests.e2e.harness.cluster import E2ECluster, provide_cluster
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.live import (
+    ARTIFACTS_DIR,
+    CLUSTER_ARTIFACTS,
     IMAGE_REPOSITORY,
     ROOT,
     STATE_DIR,
@@ -71,18 +73,40 @@ def e2e_tools(e2e_choice: ClusterChoice) -> E2ETools:
 
 
 @pytest.fixture(scope="session")
-def e2e_cluster(e2e_choice: ClusterChoice, e2e_tools: E2ETools) -> Iterator[E2ECluster]:
+def e2e_skaffold(e2e_choice: ClusterChoice) -> str:
+    found = prerequisites.find_tools(("skaffold",))
+    if found["skaffold"] is None:
+        unavailable(e2e_choice, prerequisites.missing_tool_problems(found))
+    assert found["skaffold"] is not None
+    return found["skaffold"]
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(
+    e2e_choice: ClusterChoice, e2e_tools: E2ETools, request: pytest.FixtureRequest
+) -> Iterator[E2ECluster]:
     log(
         f"using existing kind cluster {e2e_choice.name} ({e2e_choice.existing_kubeconfig})"
         if e2e_choice.existing_kubeconfig
         else f"kind cluster {e2e_choice.name} from local/kind-cluster.yaml"
     )
+
+    def diagnose_if_failed(raised: bool) -> None:
+        """The cluster is about to go: keep what a failed run needs to be understood."""
+        if raised or request.session.testsfailed:
+            dest = ARTIFACTS_DIR / CLUSTER_ARTIFACTS
+            cluster_diagnostics.collect(
+                kind=e2e_tools.kind, kubectl=e2e_tools.kubectl, cluster=e2e_choice.name, dest=dest
+            )
+            log(f"tests failed: kind logs, events and ingress-nginx logs saved in {dest}")
+
     with (
         provide_cluster(
             e2e_choice,
             kind=e2e_tools.kind,
             kubectl=e2e_tools.kubectl,
             state_dir=STATE_DIR / e2e_choice.name,
+            before_delete=diagnose_if_failed,
         ) as cluster,
         pytest.MonkeyPatch.context() as env,
     ):
@@ -90,6 +114,12 @@ def e2e_cluster(e2e_choice: ClusterChoice, e2e_tools: E2ETools) -> Iterator[E2EC
         env.setenv("KUBECONFIG", str(cluster.kubeconfig))
         localcluster.install_ingress_nginx(cluster.context, log=log)
         yield cluster
+        if request.session.testsfailed and cluster.created_here and e2e_choice.keep:
+            log(
+                f"tests failed; cluster {cluster.name} kept: collect its logs with `python -m "
+                f"tests.e2e.harness.cluster_diagnostics --name {cluster.name} --out "
+                f"{ARTIFACTS_DIR / CLUSTER_ARTIFACTS}` (hosted CI does)"
+            )
 
 
 @pytest.fixture(scope="session")

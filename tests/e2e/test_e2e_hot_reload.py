@@ -8,7 +8,6 @@ Ingress hostname and the image tag differ (see harness/hot_reload.py).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +26,7 @@ from tests.e2e.harness.hot_reload import (
     move_skaffold_ingress,
     skaffold_dev_argv,
 )
-from tests.e2e.harness.k8s_state import pod_ready
+from tests.e2e.harness.k8s_state import live_pods, pod_ready
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.live import (
     ROOT,
@@ -35,11 +34,10 @@ from tests.e2e.harness.live import (
     app_image,
     ingress_host,
     restricted_namespace,
-    unavailable,
+    skaffold_environment,
 )
 from tests.e2e.harness.migration_images import copy_source
 from tests.e2e.harness.port_forward import PortForward
-from tests.e2e.harness.prerequisites import ClusterChoice, find_tools, missing_tool_problems
 from tests.e2e.harness.skaffold_dev import WATCHING, SkaffoldDev, rebuild_lines, sync_lines
 from tests.e2e.harness.waiting import NotYet, wait_until
 from tools import localcluster
@@ -51,24 +49,8 @@ FIRST_DEPLOY_TIMEOUT_S = 900  # first dev image build and the dev database start
 RELOAD_TIMEOUT_S = 90  # generous: a deadline for a broken loop, not a speed target
 
 
-@pytest.fixture(scope="module")
-def skaffold(e2e_choice: ClusterChoice) -> str:
-    found = find_tools(("skaffold",))
-    if found["skaffold"] is None:
-        unavailable(e2e_choice, missing_tool_problems(found))
-    assert found["skaffold"] is not None
-    return found["skaffold"]
-
-
-def tool_path(tools: E2ETools, skaffold: str) -> str:
-    """skaffold runs docker, kind, helm and kubectl from PATH: ours come first."""
-    dirs = [str(Path(p).parent) for p in (skaffold, tools.kind, tools.helm, tools.kubectl)]
-    dirs.append(str(Path(tools.docker).parent))
-    return os.pathsep.join([*dict.fromkeys(dirs), os.environ.get("PATH", "")])
-
-
 def the_server_pod(kubectl: Kubectl) -> dict[str, Any]:
-    pods: list[dict[str, Any]] = kubectl.get_json("pods", "-l", rel.SERVER_SELECTOR)["items"]
+    pods = live_pods(kubectl.get_json("pods", "-l", rel.SERVER_SELECTOR)["items"])
     ready = [p for p in pods if pod_ready(p)]
     if len(ready) != 1 or len(pods) != 1:
         raise NotYet(f"{len(ready)} of {len(pods)} server pods ready")
@@ -90,7 +72,7 @@ def test_skaffold_dev_serves_a_changed_handler_without_an_image_rebuild(
     e2e_cluster: E2ECluster,
     e2e_tools: E2ETools,
     e2e_kubectl: Kubectl,
-    skaffold: str,
+    e2e_skaffold: str,
     e2e_run_id: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -102,9 +84,12 @@ def test_skaffold_dev_serves_a_changed_handler_without_an_image_rebuild(
     move_skaffold_ingress(context, plan.overlay)
     namespace = f"e2e-dev-{e2e_run_id}"
     argv = skaffold_dev_argv(
-        skaffold, namespace=namespace, kube_context=e2e_cluster.context, tag=f"e2e-{e2e_run_id}-dev"
+        e2e_skaffold,
+        namespace=namespace,
+        kube_context=e2e_cluster.context,
+        tag=f"e2e-{e2e_run_id}-dev",
     )
-    env = {**os.environ, "PATH": tool_path(e2e_tools, skaffold)}
+    env = skaffold_environment(e2e_tools, e2e_skaffold)
 
     with restricted_namespace(e2e_kubectl, namespace, request) as kubectl:
         localcluster.ensure_tls_secret(

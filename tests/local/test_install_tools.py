@@ -428,3 +428,79 @@ def test_a_mirror_cannot_vouch_for_an_unpinned_tool(
     assert result == 1
     assert "pins no SHA-256 for skaffold on linux-arm64" in capsys.readouterr().err
     assert not (tmp_path / "skaffold").exists()
+
+
+# --- CI: exactly the pinned versions, from bin/ -------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fake tools are shell scripts")
+def test_exact_mode_ignores_a_fitting_copy_on_path_and_installs_the_pin(
+    release_server: ReleaseServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hosted runner's own helm fits the accept range; CI must still test the pinned one."""
+    runner_copy = write_tool(tmp_path / "runner", "kind", "0.32.1")
+    monkeypatch.setenv("PATH", f"{runner_copy.parent}{os.pathsep}{os.environ['PATH']}")
+    plat = host_platform()
+    spec = raw_spec()
+    pin = publish(release_server, spec, plat, fake_binary("kind", "0.32.0"))
+    bin_dir = tmp_path / "bin"
+    used = ensure_tools(
+        ["kind"],
+        specs={"kind": replace(spec, sha256={plat: pin})},
+        bin_dir=bin_dir,
+        base_url=release_server.url,
+        log=quiet,
+        exact=True,
+    )
+    assert used == {"kind": str(bin_dir / "kind")}
+    assert release_server.requests == [f"/kind/v0.32.0/kind-{plat}"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fake tools are shell scripts")
+@pytest.mark.parametrize(("in_bin", "reused"), [("0.32.0", True), ("0.32.1", False)])
+def test_exact_mode_reuses_bin_only_at_the_pinned_version(
+    release_server: ReleaseServer, tmp_path: Path, in_bin: str, reused: bool
+) -> None:
+    bin_dir = tmp_path / "bin"
+    write_tool(bin_dir, "kind", in_bin)
+    plat = host_platform()
+    spec = raw_spec()
+    pin = publish(release_server, spec, plat, fake_binary("kind", "0.32.0"))
+    ensure_tools(
+        ["kind"],
+        specs={"kind": replace(spec, sha256={plat: pin})},
+        bin_dir=bin_dir,
+        base_url=release_server.url,
+        log=quiet,
+        exact=True,
+    )
+    assert (release_server.requests == []) is reused
+    assert (bin_dir / "kind").read_bytes() == fake_binary("kind", "0.32.0")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fake tools are shell scripts")
+@pytest.mark.parametrize(("ci", "from_bin"), [("true", True), ("", False)])
+def test_cli_with_ci_true_installs_the_pin_instead_of_the_runner_copy(
+    release_server: ReleaseServer, tmp_path: Path, ci: str, from_bin: bool
+) -> None:
+    """`make tools` in CI (CI=true) vs on a laptop, with the same fitting kind on PATH."""
+    runner_copy = write_tool(tmp_path / "runner", "kind", "0.32.1")
+    plat = host_platform()
+    digest = publish(release_server, raw_spec(), plat, fake_binary("kind", "0.32.0"))
+    versions = tmp_path / "tools.toml"
+    versions.write_text(
+        DEFAULT_VERSIONS.read_text().replace(
+            f'{plat} = "{load_specs()["kind"].sha256[plat]}"', f'{plat} = "{digest}"'
+        )
+    )
+    bin_dir = tmp_path / "bin"
+    path = f"{runner_copy.parent}{os.pathsep}{os.environ['PATH']}"
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.install_tools", "kind", "--versions", str(versions),
+         "--bin-dir", str(bin_dir), "--base-url", release_server.url],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "CI": ci, "PATH": path},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (bin_dir / "kind").exists() is from_bin
+    assert (f"reusing {runner_copy}" in result.stdout) is not from_bin

@@ -8,6 +8,8 @@ rendered with the real helm.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -33,6 +35,7 @@ SCHEMA: dict[str, Any] = {
     "build": "build",
     "deploy": "deploy",
     "portForward": ["portForward"],
+    "resourceSelector": {"allow": ["resourceFilter"], "deny": ["resourceFilter"]},
     "profiles": [
         {
             "name": str,
@@ -44,6 +47,7 @@ SCHEMA: dict[str, Any] = {
     ],
 }
 DEFINITIONS: dict[str, Any] = {
+    "resourceFilter": {"groupKind": str, "image": [str], "labels": [str], "podSpec": [str]},
     "build": {
         "tagPolicy": {"gitCommit": {"variant": str}},
         "artifacts": [
@@ -350,3 +354,68 @@ def test_skaffold_render_equals_helm_template_with_the_values_file_apart_from_th
         helm, ["template", "app", chart, "--namespace", "default", "--values", values, *image_only]
     )
     assert render(helm, skaffold_helm_args(env)) == plain
+
+
+# --- skaffold's per-session labels and the migration Job ---------------------------------
+
+RUN_ID = "skaffold.dev/run-id"
+
+
+def skaffold_labelled(doc: dict[str, Any], run_id: str, denied: list[str]) -> dict[str, Any]:
+    """`doc` as skaffold's post-renderer (`skaffold filter`) labels it for one session.
+
+    The rule of skaffold v2.23 (pkg/skaffold/kubernetes/manifest/labels.go, visitor.go):
+    for a kind it may label, every `metadata` mapping at any depth gets the labels (an
+    existing run-id is overwritten), unless `<path>.labels` is in the kind's deny list.
+    """
+    labelled = copy.deepcopy(doc)
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item, path)  # skaffold keeps the path across list items
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.{key}"
+                labels_path = f"{here}.labels"
+                if key == "metadata" and isinstance(value, dict) and labels_path not in denied:
+                    value.setdefault("labels", {})[RUN_ID] = run_id
+                    continue
+                visit(value, here)
+
+    visit(labelled, "")
+    return labelled
+
+
+def denied_label_paths(kind: str) -> list[str]:
+    """skaffold.yaml's resourceSelector.deny label paths for a kind (`Job` -> Job.batch)."""
+    group_kinds = {"Job": "Job.batch", "Deployment": "Deployment.apps"}
+    return [
+        path
+        for rule in CONFIG.get("resourceSelector", {}).get("deny", [])
+        if rule["groupKind"] == group_kinds.get(kind)
+        for path in rule.get("labels", [])
+    ]
+
+
+def test_skaffold_is_told_to_keep_its_labels_off_the_jobs_pod_template() -> None:
+    assert ".spec.template.metadata.labels" in denied_label_paths("Job")
+    # ... and only there: the Job's own labels and every other object are still labelled.
+    assert denied_label_paths("Deployment") == []
+
+
+@pytest.mark.helm
+def test_two_dev_sessions_deploy_the_same_migration_job() -> None:
+    """`make dev` twice (or `skaffold run` twice) on unchanged code: the second session's
+    Job must be the first one's exactly, apart from its own (mutable) labels, or Helm
+    patches an immutable pod template and the API server refuses the release."""
+    docs = render(helm_binary(), skaffold_helm_args("dev"))
+    job = next(d for d in docs if d["kind"] == "Job")
+    first, second = (skaffold_labelled(job, run, denied_label_paths("Job")) for run in "12")
+    assert first["metadata"]["name"] == second["metadata"]["name"]
+    assert first["spec"] == second["spec"]
+    assert RUN_ID not in first["spec"]["template"]["metadata"]["labels"]
+    assert [first["metadata"]["labels"][RUN_ID], second["metadata"]["labels"][RUN_ID]] == ["1", "2"]
+    # Without the deny rule the template would differ: the hazard is real in this model.
+    unguarded = (skaffold_labelled(job, run, []) for run in "12")
+    assert len({json.dumps(u["spec"]["template"], sort_keys=True) for u in unguarded}) == 2

@@ -10,7 +10,7 @@ The kind and kubectl it runs are ours (bin/ via `make tools`), never its downloa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +45,18 @@ def kind_clusters(kind: str) -> list[str]:
 
 @contextlib.contextmanager
 def provide_cluster(
-    choice: ClusterChoice, *, kind: str, kubectl: str, state_dir: Path
+    choice: ClusterChoice,
+    *,
+    kind: str,
+    kubectl: str,
+    state_dir: Path,
+    before_delete: Callable[[bool], None] | None = None,
 ) -> Iterator[E2ECluster]:
-    """Yield the cluster; delete it afterwards only if this run created it and may."""
+    """Yield the cluster; delete it afterwards only if this run created it and may.
+
+    `before_delete(raised)` runs just before that delete, with whether the block raised:
+    the last moment to read the cluster (the suite collects diagnostics of a failed run).
+    """
     if choice.existing_kubeconfig is not None:
         yield E2ECluster(choice.name, choice.existing_kubeconfig, created_here=False)
         return
@@ -72,11 +81,17 @@ def provide_cluster(
         kubectl_path=Path(kubectl),
     )
     cluster.create(config_file=KIND_CONFIG)
+    raised = True
     try:
         yield E2ECluster(choice.name, kubeconfig, created_here=not existed)
+        raised = False
     finally:
         if not existed and not choice.keep:
-            cluster.delete()
+            try:
+                if before_delete is not None:
+                    before_delete(raised)
+            finally:
+                cluster.delete()
 
 
 def restricted_namespace_manifest(name: str) -> dict[str, object]:

@@ -100,3 +100,18 @@ def skaffold_dev_argv(skaffold: str, *, namespace: str, kube_context: str, tag: 
         "--cleanup=true",
         "--update-check=false",
     ]
+
+
+def skaffold_run_argv(skaffold: str, *, namespace: str, kube_context: str, tag: str) -> list[str]:
+    """One `skaffold run` session of the dev profile (what `make dev` deploys), which leaves
+    its release in place, as a `make dev` that was killed or a CI deploy would."""
+    return [
+        skaffold,
+        "run",
+        "--profile=dev",
+        f"--namespace={namespace}",
+        f"--kube-context={kube_context}",
+        f"--tag={tag}",
+        "--port-forward=off",
+        "--update-check=false",
+    ]

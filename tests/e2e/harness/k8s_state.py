@@ -52,6 +52,26 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     )
 
 
+def live_pods(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pods not being deleted. A replaced pod stays listed while it terminates (preStop
+    sleep plus draining, up to half a minute) though the Service no longer sends it traffic."""
+    return [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
+
+
+def job_running_image(jobs: list[dict[str, Any]], image: str) -> dict[str, Any] | None:
+    """The newest of `jobs` whose pod template runs `image` (each image gets its own Job)."""
+    matching = [
+        job
+        for job in jobs
+        if any(
+            c.get("image") == image
+            for c in job.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        )
+    ]
+    matching.sort(key=lambda job: job.get("metadata", {}).get("creationTimestamp", ""))
+    return matching[-1] if matching else None
+
+
 def pod_summary(pod: dict[str, Any]) -> str:
     """One line a person can read: name, phase, readiness and why each container waits."""
     meta = pod.get("metadata", {})

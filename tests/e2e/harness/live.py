@@ -18,6 +18,7 @@ import pytest
 from tests.e2e.harness import prerequisites
 from tests.e2e.harness.cluster import restricted_namespace_manifest
 from tests.e2e.harness.diagnostics import dump_namespace
+from tests.e2e.harness.images import NO_DEFAULT_ATTESTATIONS
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.migration_images import ExtraRevision
 from tests.e2e.harness.prerequisites import ClusterChoice, SettingError
@@ -27,6 +28,7 @@ from tools.prereq import missing
 ROOT = Path(__file__).resolve().parents[3]
 STATE_DIR = ROOT / ".local" / "e2e"
 ARTIFACTS_DIR = STATE_DIR / "artifacts"
+CLUSTER_ARTIFACTS = "cluster"  # ARTIFACTS_DIR/<namespace>/ per test namespace, and this
 IMAGE_REPOSITORY = "service"
 APP_CONTAINER = "app"  # the chart's name for the serving container
 
@@ -66,6 +68,15 @@ class BuiltImage:
 ImageFactory = Callable[[str, Sequence[ExtraRevision]], BuiltImage]
 
 
+def skaffold_environment(tools: E2ETools, skaffold: str) -> dict[str, str]:
+    """skaffold runs docker, kind, helm and kubectl from PATH: ours come first. Its builds
+    go to `kind load`, so without default attestations (harness/images.py says why)."""
+    dirs = [str(Path(p).parent) for p in (skaffold, tools.kind, tools.helm, tools.kubectl)]
+    dirs.append(str(Path(tools.docker).parent))
+    path = os.pathsep.join([*dict.fromkeys(dirs), os.environ.get("PATH", "")])
+    return {**os.environ, **NO_DEFAULT_ATTESTATIONS, "PATH": path}
+
+
 def app_image(pod: dict[str, Any]) -> str:
     return str(next(c["image"] for c in pod["spec"]["containers"] if c["name"] == APP_CONTAINER))
 
@@ -103,5 +114,7 @@ def restricted_namespace(
         if keep:
             log(f"E2E_KEEP_NAMESPACES set: namespace {name} left in place")
         else:
-            # Waits, so the next module's Ingress never meets this one's in the webhook.
-            kubectl.run("delete", "namespace", name, "--wait=true", "--timeout=300s", timeout=360)
+            # Not waited for (that took a minute or more per namespace, for nothing): each
+            # module's Ingress has a host of its own, so a namespace still terminating
+            # never meets the next one's in ingress-nginx's admission webhook.
+            kubectl.run("delete", "namespace", name, "--wait=false", timeout=120)

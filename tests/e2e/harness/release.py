@@ -25,6 +25,11 @@ DEPLOYMENT = "app"
 SERVER_SELECTOR = "app.kubernetes.io/instance=app,app.kubernetes.io/component=server"
 MIGRATION_SELECTOR = "app.kubernetes.io/instance=app,app.kubernetes.io/component=migration"
 DEFAULT_INGRESS_HOST = "app-e2e.localdev.me"
+# The failing-migration test: its Job fails within about a minute (three attempts,
+# backoffLimit 2) and at this deadline at the latest; Helm's --timeout is just past it,
+# so the release is reported failed minutes sooner than with an upgrade's usual 600 s.
+FAILING_JOB_DEADLINE_S = 120
+FAILING_RELEASE_TIMEOUT_S = FAILING_JOB_DEADLINE_S + 60
 
 
 class ValuesShapeError(AssertionError):
@@ -81,3 +86,8 @@ def image_values(repository: str, tag: str) -> dict[str, str]:
     # IfNotPresent: the image was `kind load`ed into the node; there is no registry to pull
     # from, and a unique tag per build means a stale image is never reused by mistake.
     return {"image.repository": repository, "image.tag": tag, "image.pullPolicy": "IfNotPresent"}
+
+
+def failing_release_values() -> dict[str, str | int]:
+    """What test 4 adds to its upgrade: a Job deadline the test's waits are sized to."""
+    return {"migration.activeDeadlineSeconds": FAILING_JOB_DEADLINE_S}

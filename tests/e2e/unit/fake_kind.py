@@ -1,6 +1,7 @@
 """A stand-in for kind in the harness unit tests: clusters are names in a state file.
 
-FAKE_KIND_STATE   directory holding clusters.json and calls.jsonl (each argv)
+FAKE_KIND_STATE       directory holding clusters.json and calls.jsonl (each argv)
+FAKE_KIND_LOAD_ERROR  what `kind load` prints to stderr before failing (unset: it loads)
 """
 
 from __future__ import annotations
@@ -65,6 +66,22 @@ def main(args: list[str]) -> int:
             return 1
         assert kubeconfig is not None
         Path(kubeconfig).write_text(KUBECONFIG.format(name=name))
+    elif command == ["export", "logs"]:
+        if name not in clusters:
+            print(f"ERROR: unknown cluster {name!r}", file=sys.stderr)
+            return 1
+        node = Path(args[2]) / f"{name}-control-plane"
+        node.mkdir(parents=True)
+        (node / "kubelet.log").write_text("fake kubelet log\n")
+    elif command == ["get", "kubeconfig"]:
+        if name not in clusters:
+            print(f"ERROR: unknown cluster {name!r}", file=sys.stderr)
+            return 1
+        print(KUBECONFIG.format(name=name))
+    elif command == ["load", "docker-image"]:
+        if error := os.environ.get("FAKE_KIND_LOAD_ERROR"):
+            print(error, file=sys.stderr)
+            return 1
     elif command == ["delete", "cluster"]:
         clusters = [c for c in clusters if c != name]
     else:

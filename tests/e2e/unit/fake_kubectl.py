@@ -8,6 +8,8 @@ under test runs this script exactly as it would run kubectl:
   FAKE_KUBECTL_GET_SEQUENCE   JSON file with a list of documents; each `get` prints the
                               next one (the last one repeats)
   FAKE_KUBECTL_GET_RAW        text `get` prints instead (e.g. not JSON at all)
+  FAKE_KUBECTL_FAIL           a command (`logs`, `describe`, ...) that exits 1
+`describe`, `logs`, `apply` and `delete` print one line naming their arguments.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def main(argv: list[str]) -> int:
     if not args:
         print("error: no command", file=sys.stderr)
         return 1
+    if args[0] == os.environ.get("FAKE_KUBECTL_FAIL"):
+        print(f"error: {args[0]} failed (fake)", file=sys.stderr)
+        return 1
+    if args[0] in {"describe", "logs", "apply", "delete"}:
+        print(f"fake kubectl {' '.join(args)}")
+        return 0
     if args[0] == "port-forward":
         return port_forward(args[1:])
     if args[0] == "get":

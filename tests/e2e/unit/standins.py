@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,28 @@ import pytest
 from tests.e2e.harness.kubectl import Kubectl
 
 FAKE_KUBECTL = Path(__file__).with_name("fake_kubectl.py")
+FAKE_KIND = Path(__file__).with_name("fake_kind.py")
+
+
+class FakeKind:
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.state = tmp_path / "kind-state"
+        self.state.mkdir()
+        monkeypatch.setenv("FAKE_KIND_STATE", str(self.state))
+        self.binary = tmp_path / "kind"
+        self.binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_KIND}" "$@"\n')
+        self.binary.chmod(0o755)
+
+    def clusters(self) -> list[str]:
+        path = self.state / "clusters.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def add(self, name: str) -> None:
+        (self.state / "clusters.json").write_text(json.dumps([*self.clusters(), name]))
+
+    def calls(self) -> list[list[str]]:
+        path = self.state / "calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @dataclass

@@ -135,8 +135,59 @@ def test_jobs_cover_lint_tests_chart_image_and_e2e(workflow: dict[str, Any]) -> 
     assert {v.split(".")[0] for v in helms} == {"v3", "v4"}
     e2e = jobs["e2e"]
     assert e2e["env"]["E2E_REQUIRED"] == "1"
-    runs = [step.get("run", "") for step in e2e["steps"]]
-    assert runs.index("make tools") < runs.index("make e2e")
+    assert step_index(e2e, "make tools") < step_index(e2e, "make e2e")
+
+
+def step_index(job: dict[str, Any], command: str) -> int:
+    """The first step whose `run` has a line starting with `command`."""
+    for index, step in enumerate(job["steps"]):
+        lines = [line.strip() for line in str(step.get("run", "")).splitlines()]
+        if any(line == command or line.startswith(f"{command} ") for line in lines):
+            return index
+    raise AssertionError(f"no step runs {command!r}")
+
+
+def test_e2e_uses_exactly_the_pinned_tools_first_on_path(workflow: dict[str, Any]) -> None:
+    """CI=true makes `make tools` install the pins instead of reusing the runner's copies."""
+    assert workflow["env"]["CI"] == "true"
+    e2e = workflow["jobs"]["e2e"]
+    tools = e2e["steps"][step_index(e2e, "make tools")]["run"]
+    assert 'echo "${GITHUB_WORKSPACE}/bin" >> "$GITHUB_PATH"' in tools
+
+
+def test_e2e_runs_on_the_classic_image_store_before_anything_is_pulled(
+    workflow: dict[str, Any],
+) -> None:
+    e2e = workflow["jobs"]["e2e"]
+    switch = step_index(e2e, "sudo bash scripts/ci/docker-classic-image-store.sh")
+    assert switch < step_index(e2e, "make tools") < step_index(e2e, "make e2e")
+
+
+def test_e2e_keeps_the_cluster_for_its_diagnostics_then_deletes_it(
+    workflow: dict[str, Any],
+) -> None:
+    e2e = workflow["jobs"]["e2e"]
+    steps = e2e["steps"]
+    assert e2e["env"]["E2E_KEEP_CLUSTER"] == "1"
+    suite = step_index(e2e, "make e2e")
+    diagnose = step_index(e2e, ".venv/bin/python -m tests.e2e.harness.cluster_diagnostics")
+    assert "$E2E_CLUSTER_NAME" in steps[diagnose]["run"]
+    upload = next(i for i, s in enumerate(steps) if "upload-artifact@" in str(s.get("uses")))
+    delete = step_index(e2e, 'bin/kind delete cluster --name "$E2E_CLUSTER_NAME"')
+    assert suite < diagnose < upload < delete == len(steps) - 1
+    assert steps[diagnose]["if"] == "failure()"
+    assert steps[upload]["if"] == "always()" and steps[delete]["if"] == "always()"
+    assert ".local/e2e/artifacts/" in steps[upload]["with"]["path"]
+
+
+def test_e2e_suite_stops_before_the_job_so_failure_steps_still_run(
+    workflow: dict[str, Any],
+) -> None:
+    """A job cancelled at its own limit runs no `failure()` step: the suite's step must
+    end first, with time left for the diagnostics and the upload."""
+    e2e = workflow["jobs"]["e2e"]
+    suite = e2e["steps"][step_index(e2e, "make e2e")]
+    assert e2e["timeout-minutes"] - suite["timeout-minutes"] >= 10
 
 
 def test_helm_versions_match_what_the_repo_installs(workflow: dict[str, Any]) -> None:

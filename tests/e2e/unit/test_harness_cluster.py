@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,29 +16,7 @@ from tests.e2e.harness.cluster import (
     restricted_namespace_manifest,
 )
 from tests.e2e.harness.prerequisites import ClusterChoice
-
-FAKE_KIND = Path(__file__).with_name("fake_kind.py")
-
-
-class FakeKind:
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.state = tmp_path / "kind-state"
-        self.state.mkdir()
-        monkeypatch.setenv("FAKE_KIND_STATE", str(self.state))
-        self.binary = tmp_path / "kind"
-        self.binary.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_KIND}" "$@"\n')
-        self.binary.chmod(0o755)
-
-    def clusters(self) -> list[str]:
-        path = self.state / "clusters.json"
-        return json.loads(path.read_text()) if path.exists() else []
-
-    def add(self, name: str) -> None:
-        (self.state / "clusters.json").write_text(json.dumps([*self.clusters(), name]))
-
-    def calls(self) -> list[list[str]]:
-        path = self.state / "calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+from tests.e2e.unit.standins import FakeKind
 
 
 @pytest.fixture
@@ -140,3 +117,35 @@ def test_namespaces_enforce_and_warn_restricted() -> None:
     labels = restricted_namespace_manifest("e2e-x")["metadata"]["labels"]  # type: ignore[index]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_before_delete_sees_the_cluster_and_whether_the_run_raised(
+    fake_kind: FakeKind, tmp_path: Path, fails: bool
+) -> None:
+    seen: list[tuple[bool, list[str]]] = []
+
+    def before_delete(raised: bool) -> None:
+        seen.append((raised, fake_kind.clusters()))
+
+    with contextlib.suppress(RuntimeError), provide_cluster(
+        choice(), kind=str(fake_kind.binary), kubectl="/unused", state_dir=tmp_path,
+        before_delete=before_delete,
+    ):  # fmt: skip
+        if fails:
+            raise RuntimeError("ingress-nginx did not become ready")
+    assert seen == [(fails, ["app-e2e"])]  # called once, while the cluster still existed
+    assert fake_kind.clusters() == []
+
+
+def test_before_delete_is_not_called_for_a_kept_cluster(
+    fake_kind: FakeKind, tmp_path: Path
+) -> None:
+    called: list[bool] = []
+    with provide_cluster(
+        choice(keep=True), kind=str(fake_kind.binary), kubectl="/unused", state_dir=tmp_path,
+        before_delete=called.append,
+    ):  # fmt: skip
+        pass
+    assert called == []
+    assert fake_kind.clusters() == ["app-e2e"]

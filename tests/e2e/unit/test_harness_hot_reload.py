@@ -19,6 +19,7 @@ from tests.e2e.harness.hot_reload import (
     marker_in,
     move_skaffold_ingress,
     skaffold_dev_argv,
+    skaffold_run_argv,
 )
 from tests.e2e.harness.migration_images import copy_source
 from tests.e2e.harness.release import ingress_plan, load_values
@@ -149,3 +150,14 @@ def test_skaffold_dev_argv_targets_the_suite_namespace_and_context() -> None:
     assert "--kube-context=kind-app-e2e" in argv
     assert "--port-forward=off" in argv
     assert "--tag=e2e-1-dev" in argv
+
+
+def test_skaffold_run_argv_is_one_dev_profile_session_in_the_suite_namespace() -> None:
+    argv = skaffold_run_argv(
+        "/bin/skaffold", namespace="e2e-sessions-1", kube_context="kind-app-e2e", tag="e2e-1-s"
+    )
+    assert argv[:3] == ["/bin/skaffold", "run", "--profile=dev"]
+    assert "--namespace=e2e-sessions-1" in argv
+    assert "--kube-context=kind-app-e2e" in argv
+    assert "--tag=e2e-1-s" in argv  # the same tag both sessions: unchanged code
+    assert not any(arg.startswith("--cleanup") for arg in argv)  # `run` leaves the release

@@ -73,10 +73,11 @@ def test_a_job_that_never_completes_times_out_with_its_state(
 
 
 def test_a_failing_command_reports_its_stderr(fake_kubectl: FakeKubectl) -> None:
+    fake_kubectl.set(fail="delete")
     with pytest.raises(CommandError) as caught:
         fake_kubectl.kubectl.run("delete", "namespace", "e2e")
     assert caught.value.returncode == 1
-    assert "the fake kubectl does not know 'delete'" in str(caught.value)
+    assert "error: delete failed (fake)" in str(caught.value)
     assert "delete namespace e2e" in str(caught.value)
 
 

@@ -108,3 +108,20 @@ def test_values_go_to_helm_as_strings_where_a_number_would_be_wrong(tmp_path: Pa
         "--set",
         "replicaCount=2",
     ]
+
+
+def test_the_failing_upgrade_gives_its_job_a_deadline_inside_helms_timeout() -> None:
+    """Test 4 waits for the Job's own Failed condition (its activeDeadlineSeconds plus
+    slack) and gives Helm a timeout past it; the chart must render that deadline."""
+    helm = require_tool("helm", provided_by="bash scripts/ci/install-k8s-tools.sh", env_var="HELM")
+    text = Helm(helm, "e2e-release-x").template(
+        rel.RELEASE,
+        rel.CHART,
+        values_files=(rel.DEV_VALUES,),
+        set_string=rel.image_values("service", "e2e-abc-fails"),
+        set_values=rel.failing_release_values(),
+    )
+    job = only([doc for doc in yaml.safe_load_all(text) if doc], "Job")
+    deadline = job["spec"]["activeDeadlineSeconds"]
+    assert deadline == rel.FAILING_JOB_DEADLINE_S
+    assert deadline < rel.FAILING_RELEASE_TIMEOUT_S <= 300  # minutes, not Helm's 600 s
