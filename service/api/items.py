@@ -2,40 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from flask import Response, jsonify
 
 from service.api import requests
 from service.api.item_schemas import Item, ItemCreate, ItemPage, ItemPageQuery, ItemUpdate
 from service.api.operations import ApiBlueprint
-from service.http.errors import ApiError
-from service.store.items import ITEMS
-from service.store.items import create_item as insert_item
-from service.store.items import list_items as select_items
-from service.store.items import update_item as change_item
+from service.http.errors import error_response
+from service.store import items as queries
 from service.store.tags import UnknownTagsError
 
 blueprint = ApiBlueprint("items", __name__, url_prefix="/api/v1/items")
 NO_SUCH_ITEM = {404: "No such item."}
 
 
-@contextmanager
-def _tags_must_exist() -> Iterator[None]:
-    try:
-        yield
-    except UnknownTagsError as exc:
-        raise ApiError(
-            422, "validation_error", "Some tags do not exist; create them first.",
-            [{"field": "body.tags", "message": f"unknown tag: {name}"} for name in exc.names],
-        ) from None  # fmt: skip
+@blueprint.errorhandler(UnknownTagsError)  # a handler, not a try block: free when all is well
+def unknown_tags(exc: UnknownTagsError) -> Response:
+    return error_response(
+        422, "validation_error", "Some tags do not exist; create them first.",
+        [{"field": "body.tags", "message": f"unknown tag: {name}"} for name in exc.names],
+    )  # fmt: skip
 
 
 @blueprint.operation("GET", "", query=ItemPageQuery, response=ItemPage)
 def list_items() -> Response:
     """List items, oldest first, one page at a time; `tag` keeps those with that tag."""
-    return requests.listed("items", ItemPageQuery, select_items)
+    return requests.listed("items", ItemPageQuery, queries.list_items)
 
 
 @blueprint.operation(
@@ -45,17 +36,16 @@ def list_items() -> Response:
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
     body = requests.body(ItemCreate)
-    with _tags_must_exist():
-        row = insert_item(
-            requests.cursor(), name=body.name, description=body.description, tags=body.tags
-        )
+    row = queries.create_item(
+        requests.cursor(), name=body.name, description=body.description, tags=body.tags
+    )
     return requests.created(row, "items.get_item", item_id=row["id"])
 
 
 @blueprint.operation("GET", "/<item_id>", response=Item, errors=NO_SUCH_ITEM)
 def get_item(item_id: str) -> Response:
     """Get one item."""
-    return requests.found(ITEMS.get, "item_id", item_id)
+    return requests.found(queries.ITEMS.get, "item_id", item_id)
 
 
 @blueprint.operation(
@@ -67,8 +57,7 @@ def update_item(item_id: str) -> Response:
     number = requests.path_id(item_id, "item_id")
     body = requests.body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set - {"tags"})
-    with _tags_must_exist():
-        row = change_item(requests.cursor(), item_id=number, changes=changes, tags=body.tags)
+    row = queries.update_item(requests.cursor(), item_id=number, changes=changes, tags=body.tags)
     if row is None:
         raise requests.not_found("item_id", number)
     return jsonify(row)
@@ -77,4 +66,4 @@ def update_item(item_id: str) -> Response:
 @blueprint.operation("DELETE", "/<item_id>", response=None, status=204, errors=NO_SUCH_ITEM)
 def delete_item(item_id: str) -> tuple[str, int]:
     """Delete an item."""
-    return requests.deleted(ITEMS.delete, "item_id", item_id)
+    return requests.deleted(queries.ITEMS.delete, "item_id", item_id)
