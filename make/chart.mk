@@ -7,14 +7,16 @@ CHART_ENVS := dev staging prod
 CHART_HELM ?= bin/helm
 CHART_HELM3 ?= bin/helm3
 CHART_NAMESPACE ?= app
-# staging and prod require image.digest; a pipeline passes the real one. This one only
-# lets lint and template run locally.
+# The chart renders only an image that exists: staging and prod require image.digest, dev
+# a tag (a pipeline, skaffold or `make deploy` passes the real ones). These only let lint
+# and template run locally.
 CHART_TEST_DIGEST := sha256:5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e
+CHART_TEST_TAG := 1.4.2
 READMEGEN := .tools/npm/node_modules/.bin/readme-generator
 CHECKOV := .tools/checkov-venv/bin/checkov
 ENV ?=
 
-chart_values = -f values/$(1).yaml $(if $(filter dev,$(1)),,--set image.digest=$(CHART_TEST_DIGEST))
+chart_values = -f values/$(1).yaml $(if $(filter dev,$(1)),--set image.tag=$(CHART_TEST_TAG),--set image.digest=$(CHART_TEST_DIGEST))
 
 .PHONY: chart-tools
 chart-tools: ## Install helm 4, helm 3, kubectl, readme-generator and checkov into bin/ and .tools/
@@ -35,7 +37,8 @@ chart-lint: $(CHART_HELM) $(CHART_HELM3) ## helm lint --strict every values/*.ya
 		for env in $(CHART_ENVS); do \
 			echo "== $$helm lint $$env"; \
 			$$helm lint --strict $(CHART_DIR) -f values/$$env.yaml \
-				$$([ $$env = dev ] || echo --set image.digest=$(CHART_TEST_DIGEST)); \
+				$$([ $$env = dev ] && echo --set image.tag=$(CHART_TEST_TAG) \
+					|| echo --set image.digest=$(CHART_TEST_DIGEST)); \
 		done; \
 	done
 

@@ -37,7 +37,7 @@ dev: venv ## skaffold dev on the kind cluster: dev image, hot reload of service/
 	$(PY) -m tools.deploy dev
 
 .PHONY: deploy
-deploy: venv ## helm upgrade --install --wait with values/$(ENV).yaml: make deploy ENV=dev|staging|prod
+deploy: venv ## helm upgrade --install, waiting for the migration Job, rolled back on failure: make deploy ENV=dev|staging|prod (staging/prod: DEPLOY_CONTEXT_<ENV>)
 	$(PY) -m tools.deploy deploy --env "$(ENV)" --namespace "$(NAMESPACE)" --image "$(DEPLOY_IMAGE)"
 
 .PHONY: port-forward

@@ -1,7 +1,10 @@
 """Deploy the chart: `make dev` (skaffold on the local kind cluster) and `make deploy ENV=...`.
 
-Both check their inputs before touching a cluster: an unknown environment or a kube
-context that is not kind (for dev settings) is refused with the fix, and nothing runs.
+Both check their inputs before touching a cluster: an unknown environment, a kube
+context that is not kind (for dev settings), or a staging/prod context other than the one
+configured for that environment (DEPLOY_CONTEXT_STAGING, DEPLOY_CONTEXT_PROD) is refused
+with the fix, and nothing runs. A deploy waits for the migration Job and rolls a failed
+upgrade back (Helm 3 `--atomic`, Helm 4 `--rollback-on-failure`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +37,11 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 _TAGGED = re.compile(r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGESTED = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 PINNED_ENVS = ("staging", "prod")
+# Shared clusters deploy only to the context named for them: a forgotten
+# `kubectl config use-context` must never send prod's values to another cluster, or
+# staging's to prod.
+CONTEXT_VARIABLES = {env: f"DEPLOY_CONTEXT_{env.upper()}" for env in PINNED_ENVS}
+_HELM_VERSION = re.compile(r"^v(\d+)\.(\d+)")
 
 
 def values_file(env: str) -> Path:
@@ -63,8 +72,13 @@ def image_values(image: str, env: str) -> list[str]:
             "by digest: DEPLOY_IMAGE=registry.example/service@sha256:<digest>"
         )
     if _DIGESTED.match(image):
-        repository, digest = image.split("@", 1)
-        return [f"image.repository={repository}", f"image.digest={digest}"]
+        name, digest = image.split("@", 1)
+        repository, _, tag = (
+            name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
+        )
+        # repository:tag@digest: the digest is pulled, the tag labels the pods' version.
+        tag_value = [f"image.tag={tag}"] if tag else []
+        return [f"image.repository={repository}", *tag_value, f"image.digest={digest}"]
     if env in PINNED_ENVS:
         raise LocalClusterError(
             f"DEPLOY_IMAGE={image!r}: ENV={env} deploys by digest only (a tag can be moved): "
@@ -77,6 +91,47 @@ def image_values(image: str, env: str) -> list[str]:
         )
     repository, tag = image.rsplit(":", 1)
     return [f"image.repository={repository}", f"image.tag={tag}"]
+
+
+def require_configured_context(env: str, context: str) -> None:
+    """staging/prod: the current context must be the one configured for `env`."""
+    variable = CONTEXT_VARIABLES[env]
+    expected = os.environ.get(variable, "").strip()
+    if not expected:
+        raise LocalClusterError(
+            f"ENV={env} deploys only to the kube context configured for it, and {variable} "
+            f"is unset: `export {variable}=<context>` (see `kubectl config get-contexts`), "
+            f"then `kubectl config use-context <context>`"
+        )
+    if context != expected:
+        raise LocalClusterError(
+            f"the current kube context is {context!r}, but {variable}={expected!r}: switch "
+            f"with `kubectl config use-context {expected}` (or fix {variable})"
+        )
+
+
+def helm_major(helm: str) -> int:
+    """3 or 4, from `helm version --short` (the two spell rollback-on-failure differently)."""
+    result = subprocess.run(
+        [helm, "version", "--short"], capture_output=True, text=True, timeout=60, check=False
+    )
+    match = _HELM_VERSION.match(result.stdout.strip())
+    if result.returncode != 0 or not match or int(match[1]) not in (3, 4):
+        raise LocalClusterError(
+            f"{helm} is not Helm 3 or 4 (`helm version --short` said "
+            f"{(result.stdout or result.stderr).strip()!r}): run `make tools`"
+        )
+    major, minor = int(match[1]), int(match[2])
+    if major == 3 and minor < 17:
+        raise LocalClusterError(
+            f"{helm} is Helm 3.{minor}: the chart needs 3.17+, run `make tools`"
+        )
+    return major
+
+
+def rollback_flag(major: int) -> str:
+    """Undo a failed upgrade (a failed first install is uninstalled): Helm 4 renamed it."""
+    return "--rollback-on-failure" if major == 4 else "--atomic"
 
 
 def prepare_kind_namespace(context: str, namespace: str) -> None:
@@ -99,13 +154,18 @@ def dev(namespace: str, extra_args: list[str]) -> None:
 
 
 def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
-    """`helm upgrade --install --wait` with values/<env>.yaml against the current context."""
+    """`helm upgrade --install --wait --wait-for-jobs` with rollback, values/<env>.yaml,
+    against the current context (checked for the environment first)."""
     values = values_file(env)
     image_sets = image_values(image or "", env)
     context = current_context()
-    helm = tool("helm")
-    if env == "dev":
+    if env in PINNED_ENVS:
+        require_configured_context(env, context)
+    else:
         cluster = require_kind_context(context, "`make deploy ENV=dev`")
+    helm = tool("helm")
+    major = helm_major(helm)
+    if env == "dev":
         prepare_kind_namespace(context, namespace)
         # kind has no registry: the image must be in the node's containerd already.
         run([tool("kind"), "load", "docker-image", image or "", "--name", cluster], timeout=600)
@@ -121,7 +181,11 @@ def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
         namespace,
         "--kube-context",
         context,
+        # The migration Job is part of the release: a failed migration fails the deploy,
+        # and the rollback removes the failed Job, so the next deploy runs it anew.
         "--wait",
+        "--wait-for-jobs",
+        rollback_flag(major),
         "--timeout",
         timeout,
     ]

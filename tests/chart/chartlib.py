@@ -23,6 +23,9 @@ INSTALL_TOOLS = "bash scripts/ci/install-k8s-tools.sh"
 # staging and prod refuse to render without a digest (image.requireDigest); a pipeline
 # passes the real one. Any well-formed digest renders the same objects.
 TEST_DIGEST = "sha256:" + "5e" * 32
+# dev deploys a tag (skaffold and `make deploy ENV=dev` pass the one they built): the chart
+# renders no image without a digest or a tag.
+TEST_TAG = "1.4.2"
 
 # Every app-image container mounts these (read-only root filesystem elsewhere).
 WRITABLE_PATHS = {"/tmp", "/run/metrics"}
@@ -51,7 +54,9 @@ def env_args(env: str | None) -> list[str]:
     if env is None:
         return []
     args = ["-f", str(values_file(env))]
-    if env != "dev":
+    if env == "dev":
+        args += ["--set", f"image.tag={TEST_TAG}"]
+    else:
         args += ["--set", f"image.digest={TEST_DIGEST}"]
     return args
 

@@ -25,7 +25,8 @@ def case(why: str, env: str | None, *sets: str, field: str) -> BadValues:
     return BadValues(why, env, sets, field)
 
 
-OK_DEFAULTS = "existingSecret=app-database"  # what makes the bare chart render
+# What makes the bare chart render: a database and an image that exists.
+OK_DEFAULTS = "existingSecret=app-database,image.tag=1.0.0"
 
 CASES = [
     case("wrong type", None, OK_DEFAULTS, "replicaCount=three", field="replicaCount"),
@@ -48,6 +49,9 @@ CASES = [
         field="config.GUNICORN_WORKERS",
     ),
     case("latest tag", None, OK_DEFAULTS, "image.tag=latest", field="image.tag"),
+    case("no image: neither digest nor tag", None, "existingSecret=db", field="image.digest"),
+    case("no image named in dev", "dev", "image.tag=", field="image.tag"),
+    case("version not a label", None, OK_DEFAULTS, "image.version=v 1", field="image.version"),
     case("malformed digest", None, OK_DEFAULTS, "image.digest=sha256:abc", field="image.digest"),
     case("prod without existingSecret", "prod", "existingSecret=", field="existingSecret"),
     case("staging without existingSecret", "staging", "existingSecret=", field="existingSecret"),

@@ -14,6 +14,7 @@ from tests.chart.chartlib import (
     RELEASE,
     ROOT,
     TEST_DIGEST,
+    TEST_TAG,
     WRITABLE_PATHS,
     Obj,
     Render,
@@ -221,17 +222,19 @@ def test_image_is_pinned_and_never_latest(rendered: Render, env: str) -> None:
     image = app_container(rendered)["image"]
     assert not image.endswith(":latest")
     if env == "dev":
-        assert image == f"service:{CHART_META['appVersion']}"
+        assert image == f"service:{TEST_TAG}"
     else:
         assert image == f"service@{TEST_DIGEST}"
-        assert app_container(rendered)["imagePullPolicy"] == "Always"
+        # A digest is immutable: a cached copy is the tested image, and a registry outage
+        # must not stop pods from starting (values/staging.yaml says why).
+        assert app_container(rendered)["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_digest_wins_over_the_tag(helm4: str) -> None:
     rendered = render(
         helm4, None, ["existingSecret=db", "image.tag=1.2.3", f"image.digest={TEST_DIGEST}"]
     )
-    assert app_container(rendered)["image"] == f"service@{TEST_DIGEST}"
+    assert app_container(rendered)["image"] == f"service:1.2.3@{TEST_DIGEST}"
     rendered = render(helm4, None, ["existingSecret=db", "image.tag=1.2.3"])
     assert app_container(rendered)["image"] == "service:1.2.3"
 

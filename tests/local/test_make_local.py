@@ -21,6 +21,14 @@ RECORDER = """#!/bin/sh
 echo "{name} $*" >> "$FAKE_CALLS"
 """
 
+# A helm that says which major it is (tools/deploy.py picks the rollback flag by it).
+FAKE_HELM = """#!/bin/sh
+echo "helm $*" >> "$FAKE_CALLS"
+case "$*" in
+  "version --short") echo "${FAKE_HELM_VERSION:-v4.1.4+g0123456}" ;;
+esac
+"""
+
 # A kubectl that answers like a reachable kind cluster, for the paths that get past the
 # context check.
 FAKE_KUBECTL = """#!/bin/sh
@@ -46,7 +54,7 @@ def fakes(tmp_path: Path) -> dict[str, str]:
     }
     for name in ("kind", "helm", "skaffold"):
         path = directory / name
-        path.write_text(RECORDER.format(name=name))
+        path.write_text(FAKE_HELM if name == "helm" else RECORDER.format(name=name))
         path.chmod(0o755)
         env[name.upper()] = str(path)
     kubectl = directory / "kubectl"
@@ -81,7 +89,11 @@ current-context: {context}
 
 
 def make(target: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k not in {"ENV", "KUBECONFIG"}}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"ENV", "KUBECONFIG"} and not k.startswith("DEPLOY_CONTEXT_")
+    }
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), target, *args],
         capture_output=True,
@@ -198,25 +210,96 @@ def test_dev_on_kind_prepares_tls_then_hands_over_to_skaffold(
     assert not any(c.startswith(("helm", "kind")) for c in recorded)
 
 
-def test_deploy_staging_runs_helm_with_its_values_against_the_current_context(
-    fakes: dict[str, str],
-) -> None:
-    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "staging-cluster"}
-    result = make(
+def deploy_staging(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return make(
         "deploy",
         "ENV=staging",
         "NAMESPACE=shop",
         f"DEPLOY_IMAGE=reg.example/service@sha256:{'ab' * 32}",
         env=env,
     )
+
+
+@pytest.mark.parametrize(
+    ("helm_version", "rollback"),
+    [("v4.1.4+g05fa379", "--rollback-on-failure"), ("v3.17.2+gcc0bbbd", "--atomic")],
+)
+def test_deploy_staging_runs_helm_with_its_values_against_the_current_context(
+    fakes: dict[str, str], helm_version: str, rollback: str
+) -> None:
+    env = {
+        **fakes,
+        "KUBECTL": fakes["FAKE_KUBECTL"],
+        "FAKE_CONTEXT": "staging-cluster",
+        "DEPLOY_CONTEXT_STAGING": "staging-cluster",
+        "FAKE_HELM_VERSION": helm_version,
+    }
+    result = deploy_staging(env)
     assert result.returncode == 0, result.stderr
-    helm = [c for c in calls(env) if c.startswith("helm ")]
+    helm = [c for c in calls(env) if c.startswith("helm ") and c != "helm version --short"]
     assert len(helm) == 1
+    # Waits for the migration Job and rolls a failed upgrade back, with the flag the
+    # installed Helm major spells.
     assert helm[0] == (
         f"helm upgrade --install app {ROOT}/charts/app --values {ROOT}/values/staging.yaml "
-        "--namespace shop --kube-context staging-cluster --wait --timeout 10m "
-        "--set-string image.repository=reg.example/service "
+        f"--namespace shop --kube-context staging-cluster --wait --wait-for-jobs {rollback} "
+        "--timeout 10m --set-string image.repository=reg.example/service "
         f"--set-string image.digest=sha256:{'ab' * 32}"
     )
     # staging is not kind: no namespace/TLS preparation and no kind load
     assert not any(" apply " in c or c.startswith("kind ") for c in calls(env))
+
+
+@pytest.mark.parametrize(
+    ("configured", "message"),
+    [
+        (None, "ENV=staging deploys only to the kube context configured for it, and "
+         "DEPLOY_CONTEXT_STAGING is unset: `export DEPLOY_CONTEXT_STAGING=<context>`"),
+        ("staging-eu", "the current kube context is 'prod-eu', but "
+         "DEPLOY_CONTEXT_STAGING='staging-eu'"),
+    ],
+)  # fmt: skip
+def test_deploy_staging_refuses_a_context_not_configured_for_it(
+    fakes: dict[str, str], configured: str | None, message: str
+) -> None:
+    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "prod-eu"}
+    if configured:
+        env["DEPLOY_CONTEXT_STAGING"] = configured
+    result = deploy_staging(env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not any(c.startswith(("helm", "kind")) for c in calls(env))
+
+
+def test_deploy_refuses_a_helm_older_than_the_chart_supports(fakes: dict[str, str]) -> None:
+    env = {
+        **fakes,
+        "KUBECTL": fakes["FAKE_KUBECTL"],
+        "FAKE_CONTEXT": "staging-cluster",
+        "DEPLOY_CONTEXT_STAGING": "staging-cluster",
+        "FAKE_HELM_VERSION": "v3.12.0+gabcdef0",
+    }
+    result = deploy_staging(env)
+    assert result.returncode != 0
+    assert "the chart needs 3.17+" in result.stderr
+    assert not any(c.startswith("helm upgrade") for c in calls(env))
+
+
+def test_deploy_passes_the_tag_of_a_tagged_digest_for_the_version_label(
+    fakes: dict[str, str],
+) -> None:
+    env = {
+        **fakes,
+        "KUBECTL": fakes["FAKE_KUBECTL"],
+        "FAKE_CONTEXT": "prod-eu",
+        "DEPLOY_CONTEXT_PROD": "prod-eu",
+    }
+    image = f"reg.example:5000/service:1.4.2@sha256:{'cd' * 32}"
+    result = make("deploy", "ENV=prod", f"DEPLOY_IMAGE={image}", env=env)
+    assert result.returncode == 0, result.stderr
+    (upgrade,) = [c for c in calls(env) if c.startswith("helm upgrade")]
+    assert upgrade.endswith(
+        "--set-string image.repository=reg.example:5000/service "
+        "--set-string image.tag=1.4.2 "
+        f"--set-string image.digest=sha256:{'cd' * 32}"
+    )

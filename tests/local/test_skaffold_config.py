@@ -246,6 +246,11 @@ def test_dev_profile_never_pushes_and_never_pulls_the_kind_loaded_image() -> Non
     assert {"command": "dev"} in dev["activation"]
 
 
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_shared_cluster_profiles_deploy_to_an_explicit_namespace(env: str) -> None:
+    assert releases()[env]["namespace"] == APP_NAMESPACE
+
+
 def test_dev_release_and_port_forward_target_the_local_namespace_and_service() -> None:
     release = releases()["dev"]
     assert release["namespace"] == APP_NAMESPACE
@@ -304,6 +309,11 @@ def render(helm: str, args: list[str]) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def pod_version(deployment: dict[str, Any]) -> str:
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels["app.kubernetes.io/version"]
+
+
 @pytest.mark.helm
 @pytest.mark.parametrize("profile", ENVIRONMENTS)
 def test_every_profile_renders_the_chart_with_its_values(profile: str) -> None:
@@ -316,7 +326,10 @@ def test_every_profile_renders_the_chart_with_its_values(profile: str) -> None:
         assert container["image"] == f"{FAKE_IMAGE['IMAGE_REPO']}:{FAKE_IMAGE['IMAGE_TAG']}"
         assert container["imagePullPolicy"] == "IfNotPresent"
     else:
-        assert container["image"] == f"{FAKE_IMAGE['IMAGE_REPO']}@{FAKE_IMAGE['IMAGE_DIGEST']}"
+        # The digest is what runs; the tag (the git commit) names it and labels the pods.
+        repo, tag, digest = (FAKE_IMAGE[k] for k in ("IMAGE_REPO", "IMAGE_TAG", "IMAGE_DIGEST"))
+        assert container["image"] == f"{repo}:{tag}@{digest}"
+        assert pod_version(deployment) == tag
 
 
 @pytest.mark.helm
@@ -351,7 +364,7 @@ def test_skaffold_render_equals_helm_template_with_the_values_file_apart_from_th
     values = str(ROOT / f"values/{env}.yaml")
     chart = str(ROOT / "charts/app")
     plain = render(
-        helm, ["template", "app", chart, "--namespace", "default", "--values", values, *image_only]
+        helm, ["template", "app", chart, "--namespace", "app", "--values", values, *image_only]
     )
     assert render(helm, skaffold_helm_args(env)) == plain
 

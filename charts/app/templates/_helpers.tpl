@@ -33,7 +33,9 @@ Labels on every object. Call with (dict "context" $ "component" "server").
 {{- define "app.labels" -}}
 helm.sh/chart: {{ include "app.chart" .context }}
 {{ include "app.selectorLabels" . }}
-app.kubernetes.io/version: {{ .context.Chart.AppVersion | quote }}
+{{- with include "app.version" .context }}
+app.kubernetes.io/version: {{ . | quote }}
+{{- end }}
 app.kubernetes.io/managed-by: {{ .context.Release.Service }}
 app.kubernetes.io/part-of: {{ include "app.name" .context }}
 {{- with .context.Values.commonLabels }}
@@ -69,13 +71,33 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Image reference: the digest wins over the tag; the tag falls back to appVersion.
+Image reference: only an image that exists, named by digest, by tag, or both
+(`repo:tag@digest`: the runtime pulls the digest, the tag tells a reader which release
+it is). There is no fallback to appVersion: that tag is never built (`make image` tags
+the git revision), and a guess would label every pod with a version that is not running.
+app.validate refuses a render with neither.
 */}}
 {{- define "app.image" -}}
-{{- if .Values.image.digest }}
+{{- if and .Values.image.tag .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository (toString .Values.image.tag) .Values.image.digest }}
+{{- else if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" .Values.image.repository (toString .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+app.kubernetes.io/version: the version actually deployed. The image tag when there is one
+(a release passes both tag and digest), else image.version (what a GitOps values file
+pins next to a bare digest). Nothing at all rather than a guess: a digest alone is not a
+version, and appVersion only says which release published the chart.
+*/}}
+{{- define "app.version" -}}
+{{- with (toString .Values.image.tag) }}
+{{- . | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- with .Values.image.version }}{{ toString . | trunc 63 | trimSuffix "-" }}{{ end }}
 {{- end }}
 {{- end }}
 
@@ -148,6 +170,10 @@ env, the user's extras, and the writable mounts of the read-only root filesystem
 envFrom:
   - configMapRef:
       name: {{ include "app.configMapName" . }}
+  {{- with .Values.extraEnvVarsSecret }}
+  - secretRef:
+      name: {{ . }}
+  {{- end }}
 env:
   {{- include "app.chartEnv" . | nindent 2 }}
   {{- with .Values.extraEnv }}
@@ -161,6 +187,9 @@ volumeMounts:
   - name: database-url
     mountPath: {{ include "app.databaseUrlDir" . }}
     readOnly: true
+  {{- with .Values.extraVolumeMounts }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
 {{- define "app.volumes" -}}
@@ -177,6 +206,9 @@ volumeMounts:
     items:
       - key: {{ include "app.databaseSecretKey" . }}
         path: url
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -12,6 +12,9 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- fail (printf "existingSecret (%q) and devDatabase.enabled=true both name a database: set only one" $v.existingSecret) }}
 {{- end }}
 
+{{- if and (not $v.image.tag) (not $v.image.digest) }}
+{{- fail "image.digest or image.tag is required: deploy an image that exists, e.g. --set image.digest=sha256:<digest> (staging, prod) or --set image.tag=<the tag `make image` printed> (dev); the chart never guesses a tag from its appVersion" }}
+{{- end }}
 {{- if eq (toString $v.image.tag) "latest" }}
 {{- fail "image.tag must not be \"latest\": pin a version tag or set image.digest" }}
 {{- end }}
@@ -48,6 +51,23 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- fail (printf "extraEnv[%d].name %q appears twice in extraEnv" $i $e.name) }}
 {{- end }}
 {{- $_ := set $seen $e.name true }}
+{{- end }}
+
+{{- $chartVolumes := list "tmp" "metrics" "database-url" }}
+{{- range $i, $vol := $v.extraVolumes }}
+{{- if has $vol.name $chartVolumes }}
+{{- fail (printf "extraVolumes[%d].name %q is a volume of the chart (%s): choose another name" $i $vol.name (join ", " $chartVolumes)) }}
+{{- end }}
+{{- end }}
+{{- $chartMounts := list "/tmp" "/run/metrics" (include "app.databaseUrlDir" $) }}
+{{- range $i, $m := $v.extraVolumeMounts }}
+{{- if has $m.mountPath $chartMounts }}
+{{- fail (printf "extraVolumeMounts[%d].mountPath %q is mounted by the chart already (%s): choose another path" $i $m.mountPath (join ", " $chartMounts)) }}
+{{- end }}
+{{- end }}
+
+{{- if and $v.migration.argocdHook (not $v.migration.argocdSyncWaves) }}
+{{- fail "migration.argocdHook=true needs migration.argocdSyncWaves=true: the hook Job must run after the ConfigMap, Secrets, ServiceAccount and NetworkPolicy (wave -2) it depends on" }}
 {{- end }}
 
 {{- if $v.ingress.enabled }}

@@ -25,8 +25,9 @@ DEPLOYMENT = "app"
 SERVER_SELECTOR = "app.kubernetes.io/instance=app,app.kubernetes.io/component=server"
 MIGRATION_SELECTOR = "app.kubernetes.io/instance=app,app.kubernetes.io/component=migration"
 DEFAULT_INGRESS_HOST = "app-e2e.localdev.me"
-# The failing-migration test: its Job fails within about a minute (three attempts,
-# backoffLimit 2) and at this deadline at the latest; Helm's --timeout is just past it,
+# The failing-migration test: its Job fails at this deadline at the latest (the chart's
+# backoffLimit 4 spaces five attempts over about 2.5 minutes, so the deadline ends it
+# first); Helm's --timeout is just past it,
 # so the release is reported failed minutes sooner than with an upgrade's usual 600 s.
 FAILING_JOB_DEADLINE_S = 120
 FAILING_RELEASE_TIMEOUT_S = FAILING_JOB_DEADLINE_S + 60
