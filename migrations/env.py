@@ -4,6 +4,11 @@ A session-level advisory lock serialises concurrent `alembic upgrade head` runs 
 release Jobs, a Job and a developer): the second waits, then finds nothing to do.
 Each revision runs in its own transaction, so a failing revision leaves the database
 at the previous one with no partial changes (PostgreSQL DDL is transactional).
+
+Each revision also runs with a `lock_timeout` (MIGRATION_LOCK_TIMEOUT_MS): a DDL
+statement waiting for its lock behind a long transaction holds up every query on that
+table queued behind it, the API's included, so it gives up after a few seconds instead
+(`python -m service migrate` retries it with backoff).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from service.config import database_url_from_env
+from service.config import Settings, database_url_from_env
 from service.store.models import Base
 from service.telemetry.logs import configure_logging
 
@@ -38,14 +43,17 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     # No statement timeout here: a migration may legitimately take minutes; the Job's
-    # activeDeadlineSeconds bounds it instead.
+    # activeDeadlineSeconds bounds it instead. Waiting for a lock is what must be short.
+    settings = Settings.from_env()
     engine = create_engine(
-        database_url_from_env(), poolclass=pool.NullPool,
+        settings.database_url, poolclass=pool.NullPool,
         connect_args={"connect_timeout": 5, "application_name": "migrate"},
     )  # fmt: skip
     with engine.connect() as connection:
         log.info("waiting for the migration lock")
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        # Set after the advisory lock, whose wait (another migrator) may be long and harmless.
+        connection.execute(text(f"SET lock_timeout = {settings.migration_lock_timeout_ms}"))
         connection.commit()
         try:
             context.configure(

@@ -40,9 +40,11 @@ def migrate(args: argparse.Namespace) -> int:
     from alembic import command
     from sqlalchemy import create_engine
 
+    from service.store.migration_locks import MigrationBlockedError, upgrade_with_lock_retries
     from service.store.schema_revision import alembic_config, check_schema
 
-    url = database_url_from_env()  # a missing or malformed URL is a config error, not a retry
+    settings = Settings.from_env()  # a missing or malformed URL is a config error, not a retry
+    url = settings.database_url
 
     def upgrade() -> None:
         engine = create_engine(url, connect_args={"connect_timeout": 5})
@@ -54,10 +56,18 @@ def migrate(args: argparse.Namespace) -> int:
         if state.ready and state.database_revision != state.code_revision:
             log.info("nothing to migrate: %s", state.reason)
             return
-        command.upgrade(alembic_config(), "head")
+        upgrade_with_lock_retries(
+            lambda: command.upgrade(alembic_config(), "head"), url,
+            attempts=settings.migration_lock_attempts,
+            lock_timeout_ms=settings.migration_lock_timeout_ms,
+        )  # fmt: skip
         log.info("migrations applied: database is at head")
 
-    _retry_while_unreachable(args.timeout, upgrade)
+    try:
+        _retry_while_unreachable(args.timeout, upgrade)
+    except MigrationBlockedError as exc:
+        log.error("%s", exc)
+        return 1
     return 0
 
 
@@ -119,12 +129,16 @@ def _retry_while_unreachable(timeout: float, action: Callable[[], object]) -> No
     """Run `action`, retrying while the database cannot be reached (it may still be starting)."""
     from sqlalchemy.exc import OperationalError
 
+    from service.store.migration_locks import lock_timed_out
+
     deadline = time.monotonic() + timeout
     while True:
         try:
             action()
             return
         except OperationalError as exc:
+            if lock_timed_out(exc):
+                raise  # reachable, but busy: upgrade_with_lock_retries decides
             if time.monotonic() >= deadline:
                 raise ConfigError(
                     f"cannot reach the database after {timeout:g}s: "

@@ -12,13 +12,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 AppEnv = Literal["dev", "staging", "prod"]
 APP_ENVS: tuple[AppEnv, ...] = ("dev", "staging", "prod")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+# sslmodes that never send the password or the data in the clear (libpq's).
+ENCRYPTED_SSLMODES = ("require", "verify-ca", "verify-full")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 T = TypeVar("T")
 
@@ -32,6 +35,8 @@ class Settings:
     app_env: AppEnv = "prod"
     # repr=False keeps the password out of any log line or traceback that prints Settings.
     database_url: str = field(default="", repr=False)
+    # Re-read by each new connection (service/store/credentials.py): password rotation.
+    database_url_file: str | None = None
     debug: bool = False
     log_level: str = "INFO"
     port: int = 8000
@@ -47,7 +52,12 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
+    db_prepared_statements: bool = True
+    db_allow_plaintext: bool = False
+    migration_lock_timeout_ms: int = 3000
+    migration_lock_attempts: int = 5
     max_body_bytes: int = 65536
+    trusted_proxies: int = 0
     metrics_enabled: bool = True
     prometheus_multiproc_dir: str | None = None
 
@@ -60,6 +70,7 @@ class Settings:
         settings = cls(
             app_env=app_env,
             database_url=database_url_from_env(env.environ),
+            database_url_file=env.environ.get("DATABASE_URL_FILE") or None,
             debug=env.boolean("DEBUG", False),
             log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             port=env.integer("PORT", 8000, 1, 65535),
@@ -79,7 +90,12 @@ class Settings:
             db_pool_timeout=env.number("DB_POOL_TIMEOUT", 5.0, 0.1, 300.0),
             db_connect_timeout=env.integer("DB_CONNECT_TIMEOUT", 3, 1, 300),
             db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
+            db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", True),
+            db_allow_plaintext=env.boolean("DB_ALLOW_PLAINTEXT", False),
+            migration_lock_timeout_ms=env.integer("MIGRATION_LOCK_TIMEOUT_MS", 3000, 100, 600_000),
+            migration_lock_attempts=env.integer("MIGRATION_LOCK_ATTEMPTS", 5, 1, 100),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
+            trusted_proxies=env.integer("TRUSTED_PROXIES", 0, 0, 10),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
         )
@@ -98,6 +114,32 @@ class Settings:
                 f"DEBUG=true is refused with APP_ENV={self.app_env}: the debugger runs "
                 "arbitrary code. Unset DEBUG, or use APP_ENV=dev on a developer machine."
             )
+        mode = sslmode(self.database_url, self.db_allow_plaintext)
+        if self.app_env != "dev" and mode is not None:
+            raise ConfigError(
+                f"DATABASE_URL has sslmode={mode} with APP_ENV={self.app_env}: the password "
+                "and data could cross the network unencrypted. Add "
+                "?sslmode=verify-full&sslrootcert=/run/secrets/database-ca/ca.crt (the "
+                "chart's database.caSecret), or set DB_ALLOW_PLAINTEXT=true for a database "
+                "without TLS inside the cluster."
+            )
+
+
+def sslmode(url: str, allow_plaintext: bool) -> str | None:
+    """The URL's sslmode if it may be unencrypted and that is not allowed, else None.
+
+    A loopback or Unix-socket host never crosses the network (a local database, or a
+    sidecar such as a cloud SQL proxy that encrypts itself), so any mode is fine there.
+    """
+    if allow_plaintext or not url:
+        return None
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host") or [""])[0]
+    if host in LOOPBACK_HOSTS or host.startswith("/"):
+        return None
+    mode = (query.get("sslmode") or [os.environ.get("PGSSLMODE", "prefer")])[-1]
+    return None if mode in ENCRYPTED_SSLMODES else mode
 
 
 def read_secret(environ: Mapping[str, str], name: str) -> str | None:

@@ -36,8 +36,8 @@ def list_items() -> Response:
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
     body = requests.body(ItemCreate)
-    row = queries.create_item(
-        requests.cursor(), name=body.name, description=body.description, tags=body.tags
+    row = requests.db().write(
+        queries.create_item, name=body.name, description=body.description, tags=body.tags
     )
     return requests.created(row, "items.get_item", item_id=row["id"])
 
@@ -57,7 +57,7 @@ def update_item(item_id: str) -> Response:
     number = requests.path_id(item_id, "item_id")
     body = requests.body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set - {"tags"})
-    row = queries.update_item(requests.cursor(), item_id=number, changes=changes, tags=body.tags)
+    row = requests.db().write(queries.update_item, item_id=number, changes=changes, tags=body.tags)
     if row is None:
         raise requests.not_found("item_id", number)
     return jsonify(row)

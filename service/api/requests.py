@@ -10,18 +10,21 @@ from typing import Any, TypeVar
 import psycopg
 from flask import Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.fields import BIGINT_MAX, PageQuery
 from service.http.errors import ApiError, validation_details
-from service.store.database import get_db
+from service.store.database import Database, get_db
 
 M = TypeVar("M", bound=BaseModel)
 Q = TypeVar("Q", bound=PageQuery)
 
 
-def cursor() -> psycopg.Cursor[Any]:
-    """The request's database cursor (service/store/database.py says why not a Session)."""
-    return get_db(current_app).cursor()
+def db() -> Database:
+    """Run queries with `db().read(query, ...)` or `db().write(query, ...)`: on the
+    request's cursor (service/store/database.py says why not a Session), once more on a
+    fresh connection if the kept one was stale and repeating is safe."""
+    return get_db(current_app)
 
 
 def body(model: type[M]) -> M:
@@ -31,8 +34,11 @@ def body(model: type[M]) -> M:
             "unsupported_media_type",
             "Send the body as JSON with Content-Type: application/json.",
         )
+    data_bytes = request.get_data(cache=False)
+    if len(data_bytes) >= (current_app.config["MAX_CONTENT_LENGTH"] or len(data_bytes) + 1):
+        _refuse_a_longer_stream()
     try:
-        data = json.loads(request.get_data(cache=False))
+        data = json.loads(data_bytes)
     except RecursionError:  # not a ValueError: the stdlib parser recurses per nesting level
         raise ApiError(400, "bad_request", "The body's JSON nests too deeply.") from None
     except ValueError:  # also UnicodeDecodeError
@@ -48,6 +54,13 @@ def body(model: type[M]) -> M:
         raise ApiError(
             422, "validation_error", "The body is invalid.", validation_details(exc, "body")
         ) from None
+
+
+def _refuse_a_longer_stream() -> None:
+    """A chunked body (no Content-Length) is read only up to MAX_BODY_BYTES: if there is
+    more, the body is too large, not malformed (413, as with a Content-Length)."""
+    if request.content_length is None and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge
 
 
 def query(model: type[M]) -> M:
@@ -78,7 +91,7 @@ def not_found(name: str, number: int) -> ApiError:
 def found(get: Callable[[psycopg.Cursor[Any], int], Any], name: str, raw: str) -> Response:
     """The row `get` finds by the id in path variable `name`, or a 404."""
     number = path_id(raw, name)
-    row = get(cursor(), number)
+    row = db().read(get, number)
     if row is None:
         raise not_found(name, number)
     return jsonify(row)
@@ -89,7 +102,7 @@ def deleted(
 ) -> tuple[str, int]:
     """204 if `delete` removed the row with the id in path variable `name`, else a 404."""
     number = path_id(raw, name)
-    if not delete(cursor(), number):
+    if not db().write(delete, number):
         raise not_found(name, number)
     return "", 204
 
@@ -105,6 +118,6 @@ def listed(
     """A page of a list: `model` parses the query, `fetch` gets the rows (ordered by id);
     `{key: rows, "next_cursor"}`, where a full page has a next one (maybe empty)."""
     bounds = query(model)
-    rows = fetch(cursor(), bounds)
+    rows = db().read(fetch, bounds)
     next_cursor = str(rows[-1]["id"]) if len(rows) == bounds.limit else None
     return jsonify({key: rows, "next_cursor": next_cursor})

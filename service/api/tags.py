@@ -26,7 +26,7 @@ def list_tags() -> Response:
 )  # fmt: skip
 def create_tag() -> tuple[Response, int, dict[str, str]]:
     """Create a tag."""
-    row = TAGS.create(requests.cursor(), requests.body(TagCreate).model_dump())
+    row = requests.db().write(TAGS.create, requests.body(TagCreate).model_dump())
     return requests.created(row, "tags.get_tag", tag_id=row["id"])
 
 

@@ -7,6 +7,7 @@ id and answered with a generic 500.
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import psycopg
@@ -17,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from service.store.database import first_line, get_db
+from service.store.stale import stale
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     431: "headers_too_large",
 }
+
+TIMEOUT_RETRY_AFTER = (1, 5)  # Retry-After range, in seconds, after a statement timeout
 
 
 class ApiError(Exception):
@@ -107,7 +111,8 @@ def init_app(app: Flask) -> None:
         response = error_response(
             503, "database_unavailable", "The database is unavailable; retry shortly."
         )
-        response.headers["Retry-After"] = "2"
+        timed_out = isinstance(exc, psycopg.errors.QueryCanceled)
+        response.headers["Retry-After"] = str(timed_out_retry_after() if timed_out else 2)
         return response
 
     @app.errorhandler(DBAPIError)
@@ -120,9 +125,16 @@ def init_app(app: Flask) -> None:
         return error_response(500, "internal_error", "Internal server error.")
 
 
+def timed_out_retry_after() -> int:
+    """Seconds a client should wait after a statement timeout, spread out: the clients
+    that timed out together behind one lock must not all come back in the same second."""
+    return random.randint(*TIMEOUT_RETRY_AFTER)  # noqa: S311 - jitter, not a secret
+
+
 def _connection_lost(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated
     if isinstance(exc, psycopg.Error):  # e.g. InterfaceError on a connection that broke
-        return get_db(current_app).connection_broken()
+        # or a connection made stale (service/store/stale.py), which is discarded by now
+        return stale(exc) or get_db(current_app).connection_broken()
     return False

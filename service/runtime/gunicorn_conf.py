@@ -18,7 +18,7 @@ from gunicorn import glogging
 
 from service.config import ConfigError, Settings
 from service.http import server_errors
-from service.telemetry.logs import log_line, logging_config, print_line
+from service.telemetry.logs import client_address, log_line, logging_config, print_line
 
 # Probe and scrape requests arrive every few seconds from every replica: log them at DEBUG.
 QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
@@ -45,7 +45,7 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
             "status": resp.status_code,
             "duration_ms": round(request_time.total_seconds() * 1000, 3),
             "bytes": getattr(resp, "sent", None),
-            "remote_addr": environ.get("REMOTE_ADDR"),
+            "remote_addr": client_address(environ, settings.trusted_proxies),
             "user_agent": environ.get("HTTP_USER_AGENT"),
         }
         message = f"{method} {path} {resp.status_code}"
@@ -183,6 +183,11 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    from service.telemetry import metrics
+    """Runs in the master when a worker has exited. Nothing here may raise: an exception
+    would end the master's loop, and the master with every worker (the whole pod)."""
+    try:
+        from service.telemetry import metrics
 
-    metrics.mark_worker_dead(worker.pid)
+        metrics.mark_worker_dead(worker.pid)
+    except Exception:  # logged; only the exited worker's counts are lost
+        server.log.exception("could not keep the request counts of exited worker %s", worker.pid)

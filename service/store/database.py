@@ -20,7 +20,11 @@ discarded, and the next request takes a new one from the pool, when:
   connection on checkout (next paragraph): after a database restart no request gets a
   dead connection;
 - it broke during a request, or a request left a transaction open;
-- it was opened more than RECYCLE_SECONDS ago, the pool's recycle age.
+- it was opened more than RECYCLE_SECONDS ago, the pool's recycle age;
+- a statement failed in a way that makes it stale (a column's type changed under its
+  prepared statements, a failover made its server read-only: service/store/stale.py).
+  The API runs its queries through `read()` and `write()`, which then run the query once
+  more on a fresh connection when that cannot write twice, so clients see no error.
 It goes back to the pool when the thread borrows through `Database.connect()` (/readyz),
 so that a pool of one connection per thread (the default) can lend it.
 
@@ -49,7 +53,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import psycopg
 from flask import Flask, g
@@ -59,6 +63,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
 from service.config import Settings
+from service.store.credentials import reread_on_connect
+from service.store.stale import nothing_written, stale
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,10 @@ RECYCLE_SECONDS = 1800
 OPENED_AT = "opened_at"  # the key, in a pooled connection's `info`, of when it was opened
 # How long a new gunicorn worker waits for its first connection before serving anyway.
 WARM_UP_WAIT_SECONDS = 2.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Query = Callable[Concatenate[psycopg.Cursor[Any], P], T]
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -94,11 +104,16 @@ def make_engine(settings: Settings) -> Engine:
             "keepalives_interval": 5,
             "keepalives_count": 2,
             "tcp_user_timeout": settings.db_connect_timeout * 1000 * 3,
+            # psycopg prepares a statement on the server after its fifth run; None never
+            # does, for a PgBouncer in transaction mode that moves sessions between servers.
+            "prepare_threshold": 5 if settings.db_prepared_statements else None,
         },
     )
     # Registered first, so no other checkout listener (pool metrics) sees a dead connection.
     event.listen(engine, "checkout", replace_if_server_hung_up)
     event.listen(engine, "connect", _note_when_opened)
+    if settings.database_url_file:
+        event.listen(engine, "do_connect", reread_on_connect(settings.database_url_file))
     return engine
 
 
@@ -227,6 +242,47 @@ class Database:
             g.db_cursor = cursor
         return cursor
 
+    def read(self, query: Query[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `query` on the request's cursor; if its connection was stale or lost, run it
+        once more on a fresh one (a read is always safe to repeat)."""
+        try:
+            return query(self.cursor(), *args, **kwargs)
+        except psycopg.Error as exc:
+            if not self._retry_after(exc, repeatable=True):
+                raise
+        return query(self.cursor(), *args, **kwargs)
+
+    def write(self, query: Query[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `query` on the request's cursor; run it once more on a fresh connection only
+        if the server refused it before it ran (so it wrote nothing)."""
+        try:
+            return query(self.cursor(), *args, **kwargs)
+        except psycopg.Error as exc:
+            if not self._retry_after(exc, repeatable=nothing_written(exc)):
+                raise
+        return query(self.cursor(), *args, **kwargs)
+
+    def _retry_after(self, exc: psycopg.Error, *, repeatable: bool) -> bool:
+        """Discard the request's connection if `exc` made it stale; whether to run again.
+
+        Only an error path: the happy path costs a request one `try`.
+        """
+        cursor: psycopg.Cursor[Any] | None = g.get("db_cursor")
+        if cursor is None or cursor is self._bound:
+            return False
+        lost = _lost(cursor.connection)
+        if not (lost or stale(exc)):
+            return False  # e.g. a unique violation or a statement timeout: not the connection
+        g.pop("db_cursor")
+        g.db_connection_lost = lost
+        self._discard_thread_connection()
+        if not repeatable or g.get("db_retried"):
+            return False
+        g.db_retried = True
+        log.info("database connection stale (%s); running the statement again on a new one",
+                 first_line(exc))  # fmt: skip
+        return True
+
     def connection(self) -> psycopg.Connection[Any]:
         """The request's connection (autocommit): the one its cursor runs on."""
         return self.cursor().connection
@@ -245,7 +301,9 @@ class Database:
     def connection_broken(self) -> bool:
         """Whether this request's connection broke (the server went away mid-request)."""
         cursor: psycopg.Cursor[Any] | None = g.get("db_cursor")
-        return cursor is not None and _lost(cursor.connection)
+        return g.get("db_connection_lost", False) or (
+            cursor is not None and _lost(cursor.connection)
+        )
 
     def bind_to(self, connection: psycopg.Connection[Any]) -> None:
         """Run every request on `connection`, which is in a transaction (tests roll it back

@@ -19,6 +19,7 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -27,8 +28,9 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 
-# A sane incoming id: short, printable, no separators a log parser could trip on.
-_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+# A sane incoming id: short and plain (a UUID, a hex or base64url token), nothing a log
+# query or a URL could read as structure (`/`, `=`, `:`, `@`, `+`).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
 _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -42,6 +44,21 @@ def accept_or_make_request_id(incoming: str | None) -> str:
     if incoming and _SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
     return secrets.token_hex(16)  # 128 random bits, as a UUID4 has, at a fifth of its cost
+
+
+def client_address(environ: Mapping[str, Any], trusted_proxies: int) -> str | None:
+    """The client's address: the peer's, or the one `trusted_proxies` proxies vouch for.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For, so
+    with N trusted proxies in front the client is the N-th entry from the right; whatever
+    is further left was sent by the client itself and may be forged.
+    """
+    peer = environ.get("REMOTE_ADDR")
+    forwarded = environ.get("HTTP_X_FORWARDED_FOR") if trusted_proxies else None
+    if not forwarded:
+        return peer
+    hops = forwarded.split(",")
+    return hops[-min(trusted_proxies, len(hops))].strip() or peer
 
 
 class RequestIdFilter(logging.Filter):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import subprocess
 import time
 import urllib.error
@@ -174,23 +175,38 @@ class Pod:
             )  # fmt: skip
 
 
-def probe_url(container: Obj, probe: Obj) -> str:
-    """The URL a kubelet calls for an httpGet probe: named ports resolve to containerPort."""
-    get = probe["httpGet"]
-    port = get["port"]
+def probe_port(container: Obj, probe: Obj) -> int:
+    """The port a probe checks: named ports resolve to containerPort."""
+    port = (probe.get("httpGet") or probe["tcpSocket"])["port"]
     if isinstance(port, str):
         port = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
+    return int(port)
+
+
+def probe_url(container: Obj, probe: Obj, port: int | None = None) -> str:
+    """The URL a kubelet calls for an httpGet probe."""
+    get = probe["httpGet"]
     scheme = get.get("scheme", "HTTP").lower()
+    port = port or probe_port(container, probe)
     return f"{scheme}://{get.get('host', '127.0.0.1')}:{port}{get['path']}"
 
 
-def probe_once(container: Obj, probe: Obj) -> tuple[bool, str]:
-    """One kubelet HTTP probe: success is a status in [200, 400) within timeoutSeconds."""
+def probe_once(container: Obj, probe: Obj, port: int | None = None) -> tuple[bool, str]:
+    """One kubelet probe within timeoutSeconds: httpGet succeeds on a status in [200, 400),
+    tcpSocket when the connection opens. `port` replaces the container's (a test server)."""
+    timeout = probe.get("timeoutSeconds", 1)
+    if "tcpSocket" in probe:
+        try:
+            with socket.create_connection(("127.0.0.1", port or probe_port(container, probe)),
+                                          timeout=timeout):  # fmt: skip
+                return True, "connected"
+        except OSError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
     request = urllib.request.Request(
-        probe_url(container, probe), headers={"User-Agent": "kube-probe/1.34"}
+        probe_url(container, probe, port), headers={"User-Agent": "kube-probe/1.34"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=probe.get("timeoutSeconds", 1)) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
@@ -209,4 +225,6 @@ def wait_for_probe(pod: Pod, name: str, container: Obj, probe: Obj) -> str:
             return outcome
         assert pod.running(name), f"container exited while probed:\n{pod.logs(name)}"
         time.sleep(probe.get("periodSeconds", 10))
-    raise AssertionError(f"probe {probe['httpGet']} never passed ({outcome}):\n{pod.logs(name)}")
+    raise AssertionError(
+        f"probe {probe.get('httpGet', probe)} never passed ({outcome}):\n{pod.logs(name)}"
+    )

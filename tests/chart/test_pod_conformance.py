@@ -86,9 +86,11 @@ def make_pod(
         name=name,
         spec=spec,
         config_maps={c["metadata"]["name"]: c["data"] for c in rendered.of_kind("ConfigMap")},
+        # values/prod.yaml's existingSecret and migration.existingSecret (one role here)
         secrets={
-            "app-database": {"DATABASE_URL": database_url}
-        },  # values/prod.yaml's existingSecret
+            "app-database": {"DATABASE_URL": database_url},
+            "app-database-migrator": {"DATABASE_URL": database_url},
+        },
         docker=docker,
         workdir=tmp,
     )

@@ -52,6 +52,24 @@ def test_ten_megabyte_body_is_413_and_the_worker_survives(server: ServiceProcess
         assert requests.get(f"{server.base_url}/livez", timeout=5).status_code == 200
 
 
+def test_chunked_body_over_the_limit_is_413_not_invalid_json(server: ServiceProcess) -> None:
+    """Without Content-Length the limit cuts the stream short; before, the cut body was
+    parsed and answered 400 "not valid JSON"."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(20):
+            yield b"x" * 8192  # 160 KiB: above MAX_BODY_BYTES (64 KiB)
+        yield b'"}'
+
+    response = requests.post(f"{server.base_url}{ITEMS}", data=chunks(), timeout=10,
+                             headers={"Content-Type": "application/json"})  # fmt: skip
+    assert response.status_code == 413 and error_code(response) == "payload_too_large"
+    fits = requests.post(f"{server.base_url}{ITEMS}", data=iter([b'{"name": "chunked-ok"}']),
+                         timeout=10, headers={"Content-Type": "application/json"})  # fmt: skip
+    assert fits.status_code == 201, fits.text
+
+
 def test_oversized_headers_and_request_line_get_json_errors(server: ServiceProcess) -> None:
     response = requests.get(f"{server.base_url}/livez", headers={"X-Big": "x" * 9000}, timeout=5)
     assert response.status_code == 431 and error_code(response) == "headers_too_large"
@@ -76,6 +94,7 @@ def test_statement_timeout_turns_a_stuck_query_into_a_fast_503(
         blocker.rollback()
     assert response.status_code == 503 and error_code(response) == "database_unavailable"
     assert 0.4 < elapsed < 3, elapsed
+    assert 1 <= int(response.headers["Retry-After"]) <= 5  # jittered: tests/service
     assert "FOR UPDATE" not in response.text and "statement" not in response.text
 
 

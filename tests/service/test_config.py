@@ -8,7 +8,7 @@ import pytest
 
 from service.config import ConfigError, Settings
 
-URL = "postgresql://app:s3cret-pw@db.example:5432/app"
+URL = "postgresql://app:s3cret-pw@db.example:5432/app?sslmode=verify-full"
 
 
 def settings(**env: str) -> Settings:
@@ -24,7 +24,10 @@ def error_for(**env: str) -> str:
 def test_defaults_are_safe() -> None:
     s = settings()
     assert s.app_env == "prod" and s.debug is False and s.port == 8000
-    assert s.database_url == "postgresql+psycopg://app:s3cret-pw@db.example:5432/app"
+    assert (
+        s.database_url
+        == "postgresql+psycopg://app:s3cret-pw@db.example:5432/app?sslmode=verify-full"
+    )
 
 
 def test_values_are_parsed_into_types() -> None:
@@ -75,7 +78,42 @@ def test_database_url_from_file(tmp_path: Path) -> None:
     secret = tmp_path / "url"
     secret.write_text(URL + "\n")
     s = Settings.from_env({"DATABASE_URL_FILE": str(secret)})
-    assert s.database_url.endswith("@db.example:5432/app")
+    assert s.database_url.endswith("@db.example:5432/app?sslmode=verify-full")
+
+
+@pytest.mark.parametrize("app_env", ["staging", "prod"])
+@pytest.mark.parametrize("query", ["", "?sslmode=prefer", "?sslmode=disable", "?sslmode=allow"])
+def test_staging_and_prod_refuse_a_database_url_that_may_be_unencrypted(
+    app_env: str, query: str
+) -> None:
+    url = f"postgresql://app:s3cret-pw@db.example:5432/app{query}"
+    message = error_for(DATABASE_URL=url, APP_ENV=app_env)
+    mode = query.rpartition("=")[2] or "prefer"
+    assert message.startswith(f"DATABASE_URL has sslmode={mode} with APP_ENV={app_env}")
+    assert "sslmode=verify-full" in message and "DB_ALLOW_PLAINTEXT=true" in message
+    assert "s3cret" not in message
+    assert Settings.from_env(
+        {"DATABASE_URL": url, "APP_ENV": app_env, "DB_ALLOW_PLAINTEXT": "true"}
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw@db.example/app?sslmode=require",
+        "postgresql://app:pw@db.example/app?sslmode=verify-ca",
+        "postgresql://app:pw@db.example/app?sslmode=verify-full&sslrootcert=/ca.crt",
+        "postgresql://app:pw@127.0.0.1:5432/app",  # loopback: never on the network
+        "postgresql://app:pw@localhost/app?sslmode=disable",
+        "postgresql://app:pw@/app?host=/run/postgresql",  # a Unix socket
+    ],
+)
+def test_encrypted_or_local_database_urls_are_accepted_in_prod(url: str) -> None:
+    assert Settings.from_env({"DATABASE_URL": url, "APP_ENV": "prod"}).app_env == "prod"
+
+
+def test_dev_accepts_a_plaintext_database_url() -> None:
+    assert settings(DATABASE_URL="postgresql://a:b@db/app", APP_ENV="dev").app_env == "dev"
 
 
 def test_database_url_file_problems_are_clear(tmp_path: Path) -> None:

@@ -18,6 +18,25 @@ from flask.testing import FlaskClient
 from service.store.database import get_db
 
 
+def test_statement_timeouts_are_503_with_a_spread_out_retry_after(app: Flask) -> None:
+    """Clients that timed out together behind one lock must not all retry in the same
+    second: each 503 says a Retry-After between 1 and 5 s, drawn at random."""
+
+    @app.get("/slow")
+    def slow() -> str:
+        connection = get_db(app).connection()
+        connection.execute("SET LOCAL statement_timeout = 10")  # undone with the savepoint
+        connection.execute("SELECT pg_sleep(1)")
+        return "unreachable"
+
+    responses = [app.test_client().get("/slow") for _ in range(20)]
+    assert {r.status_code for r in responses} == {503}
+    assert {r.json["error"]["code"] for r in responses} == {"database_unavailable"}  # type: ignore[index]
+    waits = [int(r.headers["Retry-After"]) for r in responses]
+    assert all(1 <= wait <= 5 for wait in waits), waits
+    assert len(set(waits)) >= 3, waits  # all 20 within two values: p ~ 1e-7 if uniform
+
+
 def test_unexpected_error_is_generic_500_and_logged_with_request_id(
     app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -42,12 +61,19 @@ def test_unexpected_error_is_generic_500_and_logged_with_request_id(
     assert record.exc_info is not None
 
 
-def test_sane_request_id_is_echoed(client: FlaskClient) -> None:
-    response = client.get("/livez", headers={"X-Request-ID": "abc-123_trace.1"})
-    assert response.headers["X-Request-ID"] == "abc-123_trace.1"
+@pytest.mark.parametrize(
+    "incoming", ["abc-123_trace.1", "0b5a7c2e-6f1d-4c4e-9f0e-2d9a1b3c4d5e", "x" * 64]
+)
+def test_sane_request_id_is_echoed(client: FlaskClient, incoming: str) -> None:
+    response = client.get("/livez", headers={"X-Request-ID": incoming})
+    assert response.headers["X-Request-ID"] == incoming
 
 
-@pytest.mark.parametrize("incoming", ["x" * 10_000, "bad\x01id", "with space", "", "é-unicode"])
+@pytest.mark.parametrize(
+    "incoming",
+    ["x" * 10_000, "x" * 65, "bad\x01id", "with space", "", "é-unicode", "a/../b", "k=v",
+     "user@host", "a:b", "a+b"],
+)  # fmt: skip
 def test_insane_request_id_is_replaced(client: FlaskClient, incoming: str) -> None:
     response = client.get("/livez", headers={"X-Request-ID": incoming})
     returned = response.headers["X-Request-ID"]
@@ -141,6 +167,28 @@ def test_a_process_forked_while_another_thread_prints_can_print() -> None:
     finally:
         release.set()
         holder.join()
+
+
+@pytest.mark.parametrize(
+    ("trusted", "forwarded", "logged"),
+    [
+        (0, "203.0.113.7", "10.0.0.9"),  # no proxy trusted: the header is the client's word
+        (1, "203.0.113.7", "203.0.113.7"),  # the ingress appended its peer
+        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # the client's own entry is ignored
+        (2, "6.6.6.6, 203.0.113.7, 10.1.1.1", "203.0.113.7"),  # load balancer + ingress
+        (2, "203.0.113.7", "203.0.113.7"),  # fewer hops than proxies: the first
+        (1, None, "10.0.0.9"),
+    ],
+)
+def test_access_log_takes_the_client_from_x_forwarded_for_only_through_trusted_proxies(
+    trusted: int, forwarded: str | None, logged: str
+) -> None:
+    from service.telemetry.logs import client_address
+
+    environ = {"REMOTE_ADDR": "10.0.0.9"}
+    if forwarded is not None:
+        environ["HTTP_X_FORWARDED_FOR"] = forwarded
+    assert client_address(environ, trusted) == logged
 
 
 def test_access_lines_have_the_shape_of_every_log_line(

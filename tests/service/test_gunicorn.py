@@ -141,6 +141,29 @@ def test_recycled_workers_leave_their_counts_but_not_their_files(
     assert len(gauge_files) <= 2, gauge_files  # live gauges of exited workers are gone
 
 
+def test_a_failing_child_exit_hook_is_logged_and_the_master_keeps_serving(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The master folds an exited worker's counts into the archive file; if that fails
+    (here the archive is a directory, as a corrupt or unwritable file would be), it logs
+    the error and goes on: before, the exception ended the master and all its workers."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {"DATABASE_URL": database_url, "GUNICORN_WORKERS": "1",
+           "GUNICORN_MAX_REQUESTS": "10", "GUNICORN_MAX_REQUESTS_JITTER": "0",
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}  # fmt: skip
+    with running_service(env) as service:
+        (metrics_dir / "counter_archive.db").mkdir()
+        statuses = []
+        for _ in range(40):  # three recycled workers
+            statuses.append(requests.get(f"{service.base_url}/openapi.json", timeout=5).status_code)
+            time.sleep(0.05)
+        alive = service.process.poll() is None
+    assert alive, service.output()
+    assert statuses == [200] * 40
+    assert "could not keep the request counts of exited worker" in service.output()
+
+
 FORKED_WORKER = """
 import gc, os, sys
 import service.runtime.gunicorn_conf as conf  # the master: settings, then the preloaded app

@@ -187,26 +187,57 @@ volumeMounts:
   - name: database-url
     mountPath: {{ include "app.databaseUrlDir" . }}
     readOnly: true
+  {{- if .Values.database.caSecret }}
+  # The CA bundle for sslmode=verify-full: the URL names it as sslrootcert.
+  - name: database-ca
+    mountPath: /run/secrets/database-ca
+    readOnly: true
+  {{- end }}
   {{- with .Values.extraVolumeMounts }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
 
 {{- define "app.volumes" -}}
+{{- include "app.volumesWithSecret" (dict "context" . "secret" (include "app.databaseSecretName" .) "key" (include "app.databaseSecretKey" .)) }}
+{{- end }}
+
+{{/*
+The migration Job's volumes: its own Secret when migration.existingSecret is set (the
+role that owns the schema), else the app's.
+*/}}
+{{- define "app.migrationVolumes" -}}
+{{- if .Values.migration.existingSecret }}
+{{- include "app.volumesWithSecret" (dict "context" . "secret" .Values.migration.existingSecret "key" .Values.migration.existingSecretKey) }}
+{{- else }}
+{{- include "app.volumes" . }}
+{{- end }}
+{{- end }}
+
+{{- define "app.volumesWithSecret" -}}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpSizeLimit }}
+    sizeLimit: {{ .context.Values.tmpSizeLimit }}
 - name: metrics
   emptyDir:
-    sizeLimit: {{ .Values.metricsSizeLimit }}
+    sizeLimit: {{ .context.Values.metricsSizeLimit }}
 - name: database-url
   secret:
-    secretName: {{ include "app.databaseSecretName" . }}
+    secretName: {{ .secret }}
     defaultMode: 0440
     items:
-      - key: {{ include "app.databaseSecretKey" . }}
+      - key: {{ .key }}
         path: url
-{{- with .Values.extraVolumes }}
+{{- with .context.Values.database.caSecret }}
+- name: database-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+    items:
+      - key: {{ $.context.Values.database.caSecretKey }}
+        path: ca.crt
+{{- end }}
+{{- with .context.Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}

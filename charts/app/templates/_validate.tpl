@@ -31,6 +31,11 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 {{- end }}
 
+{{- /* values/staging.yaml and prod.yaml turn the policy on; prod must also say where its database is. */}}
+{{- if and $v.networkPolicy.enabled (eq (toString $v.config.APP_ENV) "prod") (not $v.devDatabase.enabled) (not $v.networkPolicy.database.cidrs) }}
+{{- fail "networkPolicy.database.cidrs is empty with config.APP_ENV=prod: the pods could reach any address on the database port; set it to your database's address ranges, e.g. --set-json 'networkPolicy.database.cidrs=[\"10.20.0.0/24\"]'" }}
+{{- end }}
+
 {{- if and $v.config.DEBUG (ne (toString $v.config.APP_ENV) "dev") }}
 {{- fail (printf "config.DEBUG=true is only allowed with config.APP_ENV=dev (got %q)" (toString $v.config.APP_ENV)) }}
 {{- end }}
