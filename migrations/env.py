@@ -18,7 +18,7 @@ import logging
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from service.config import Settings, database_url_from_env
+from service.config import database_url_from_env, migration_settings_from_env
 from service.store.models import Base
 from service.telemetry.logs import configure_logging
 
@@ -44,7 +44,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     # No statement timeout here: a migration may legitimately take minutes; the Job's
     # activeDeadlineSeconds bounds it instead. Waiting for a lock is what must be short.
-    settings = Settings.from_env()
+    settings = migration_settings_from_env()
     engine = create_engine(
         settings.database_url, poolclass=pool.NullPool,
         connect_args={"connect_timeout": 5, "application_name": "migrate"},

@@ -15,7 +15,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from service.config import ConfigError, Settings, database_url_from_env
+from service.config import (
+    ConfigError,
+    Settings,
+    database_url_from_env,
+    migration_settings_from_env,
+)
 from service.telemetry.logs import configure_logging
 
 log = logging.getLogger("service")
@@ -43,7 +48,7 @@ def migrate(args: argparse.Namespace) -> int:
     from service.store.migration_locks import MigrationBlockedError, upgrade_with_lock_retries
     from service.store.schema_revision import alembic_config, check_schema
 
-    settings = Settings.from_env()  # a missing or malformed URL is a config error, not a retry
+    settings = migration_settings_from_env()  # a bad URL is a config error, not a retry
     url = settings.database_url
 
     def upgrade() -> None:

@@ -162,6 +162,17 @@ def read_secret(environ: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def migration_settings_from_env() -> Settings:
+    """Settings for `migrate` and Alembic's env.py, which serve no metrics.
+
+    The image sets PROMETHEUS_MULTIPROC_DIR for the server; the migration Job runs the same
+    image on a read-only root filesystem with no metrics volume, so the directory is not
+    checked here.
+    """
+    environ = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    return Settings.from_env(environ)
+
+
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
     """DATABASE_URL (or DATABASE_URL_FILE), checked and normalised to SQLAlchemy's psycopg form.
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -65,6 +66,16 @@ def test_migrate_applies_head(empty_database: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database is at head" in result.stdout
     assert run("wait-for-schema", "--timeout", "5", DATABASE_URL=empty_database).returncode == 0
+
+
+def test_migrate_needs_no_metrics_directory(empty_database: str, tmp_path: Path) -> None:
+    # The image sets PROMETHEUS_MULTIPROC_DIR for the server; the migration Job runs the same
+    # image on a read-only root filesystem with no metrics volume.
+    result = run(
+        "migrate", DATABASE_URL=empty_database, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "absent")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "database is at head" in result.stdout
 
 
 def test_wait_for_schema_times_out_with_a_pointer_to_the_job(empty_database: str) -> None:
