@@ -133,7 +133,8 @@ COPY --from=code /app /app
 # start imports (serve and migrate), with writing bytecode allowed, compiles exactly those
 # modules into the image (a few MB; nothing on bases that ship them) so no process compiles
 # at start on a read-only root. It doubles as a smoke test: code that cannot import fails
-# the build. The placeholder URL is never connected to.
+# the build. The placeholder URLs (database, issuer) are never contacted: keys are fetched
+# on the first request that needs them, never at import.
 # Werkzeug's interactive debugger is a remote code-execution console; the production image
 # does not contain it, so no combination of DEBUG, APP_ENV and command can turn it on
 # (`dev` refuses to start without it). Nothing else imports it: gunicorn serves, not
@@ -142,6 +143,7 @@ RUN rm -r /opt/venv/lib/python3*/site-packages/werkzeug/debug \
     && metrics_dir=$(mktemp -d) \
     && PYTHONDONTWRITEBYTECODE='' PROMETHEUS_MULTIPROC_DIR="$metrics_dir" \
         DATABASE_URL=postgresql://build:unused@127.0.0.1:9/build \
+        AUTH_ISSUER=https://build.invalid AUTH_AUDIENCE=build \
         python -c 'import gunicorn.app.wsgiapp, gunicorn.workers.sync, gunicorn.workers.gthread, alembic.command, service.__main__, service.runtime.gunicorn_conf, service.wsgi' \
     && rm -rf "$metrics_dir"
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
-from bench.servers import seeded_postgres, server_env, start_server
+from bench.servers import bench_token, seeded_postgres, server_env, start_server
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from tools.service_process import ROOT
 
@@ -97,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         workdir = Path(tmp)
         bench = Bench(
-            Wrk(connections=args.connections), db, run_s=args.duration, warmup_s=args.warmup
+            Wrk(connections=args.connections, token=bench_token()),
+            db,
+            run_s=args.duration,
+            warmup_s=args.warmup,
         )
         servers = {}
         for v in args.variant:

@@ -34,12 +34,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
-from bench.servers import seeded_postgres
+from bench.servers import bench_auth_env, bench_token, seeded_postgres
 
 SEED_ROWS = 100_000
 Environ = dict[str, Any]
@@ -48,24 +49,29 @@ Environ = dict[str, Any]
 _NAMES = (f"profile-{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count())
 
 
-def environs(scenario: str) -> Iterator[Environ]:
+def environs(scenario: str, headers: dict[str, str]) -> Iterator[Environ]:
+    """Request environments; `headers` (the bearer token) go on every API request."""
     while True:
         if scenario == "livez":
             builder = EnvironBuilder(path="/livez")
         elif scenario == "get_item":
-            builder = EnvironBuilder(path=f"/api/v1/items/{random.randint(1, SEED_ROWS)}")
+            path = f"/api/v1/items/{random.randint(1, SEED_ROWS)}"
+            builder = EnvironBuilder(path=path, headers=headers)
         elif scenario == "list_page":
             cursor = random.randint(0, SEED_ROWS - 20)
-            builder = EnvironBuilder(path="/api/v1/items", query_string=f"limit=20&cursor={cursor}")
+            builder = EnvironBuilder(
+                path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
+            )
         elif scenario == "list_by_tag":  # tag-3: 10% of the items (bench/servers.py)
             cursor = random.randint(0, SEED_ROWS - 200)
             query = f"tag=tag-3&limit=20&cursor={cursor}"
-            builder = EnvironBuilder(path="/api/v1/items", query_string=query)
+            builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
         elif scenario == "post_item":
             body = json.dumps({"name": next(_NAMES), "description": "profiled"})
             builder = EnvironBuilder(
-                path="/api/v1/items", method="POST", data=body, content_type="application/json"
-            )
+                path="/api/v1/items", method="POST", data=body, content_type="application/json",
+                headers=headers,
+            )  # fmt: skip
         else:
             raise SystemExit(
                 f"unknown scenario {scenario!r}: livez, get_item, list_page, list_by_tag, post_item"
@@ -87,6 +93,7 @@ def drive(
     count: int,
     access: Callable[..., None],
     prepared: int = 0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, float, int]:
     """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
     seconds, and the number of non-2xx."""
@@ -99,7 +106,7 @@ def drive(
         response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    made = environs(scenario)
+    made = environs(scenario, headers or {})
     requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
@@ -112,7 +119,9 @@ def drive(
     return wall, cpu, sum(1 for s in statuses if not s.startswith("2"))
 
 
-def count_instructions(scenario: str, requests: int, database_url: str, metrics: str) -> float:
+def count_instructions(
+    scenario: str, requests: int, database_url: str, metrics: str, auth: str
+) -> float:
     """Instructions per request: two runs under valgrind, few and many requests. Both
     build as many request environments (werkzeug's EnvironBuilder costs about as much as
     a request), so the difference is the requests alone."""
@@ -127,7 +136,7 @@ def count_instructions(scenario: str, requests: int, database_url: str, metrics:
         run = subprocess.run(
             [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
              sys.executable, "-m", "bench.profile", scenario, "--requests", str(count),
-             "--prepared", str(many), "--warm-up", "300", "--metrics", metrics,
+             "--prepared", str(many), "--warm-up", "300", "--metrics", metrics, "--auth", auth,
              "--database-url", database_url],
             capture_output=True, text=True,
         )  # fmt: skip
@@ -149,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "--instructions", action="store_true", help="count instructions per request (valgrind)"
     )
     parser.add_argument("--metrics", default="true", help="METRICS_ENABLED for the app")
+    parser.add_argument(
+        "--auth", default="true", choices=("true", "false"),
+        help="access control on (one reused bearer token, as a client sends) or off",
+    )  # fmt: skip
     parser.add_argument("--warm-up", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)  # seeded by the caller
@@ -157,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         url = args.database_url or stack.enter_context(seeded_postgres(SEED_ROWS)).url
         if args.instructions:
-            per_request = count_instructions(args.scenario, args.requests, url, args.metrics)
+            per_request = count_instructions(
+                args.scenario, args.requests, url, args.metrics, args.auth
+            )
             print(f"{args.scenario}: {per_request / 1000:,.1f} thousand instructions per request")
             return 0
         metrics_dir = stack.enter_context(tempfile.TemporaryDirectory())
@@ -165,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             DATABASE_URL=url, APP_ENV="prod", LOG_LEVEL="INFO", METRICS_ENABLED=args.metrics,
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )  # fmt: skip
+        headers: dict[str, str] = {}
+        if args.auth == "true":
+            os.environ.update(bench_auth_env(Path(metrics_dir)))
+            headers = {"Authorization": f"Bearer {bench_token()}"}
+        else:
+            os.environ["AUTH_DISABLED"] = "true"
         from service import create_app
         from service.runtime.gunicorn_conf import JsonAccessLogger, logconfig_dict
 
@@ -174,14 +195,16 @@ def main(argv: list[str] | None = None) -> int:
             logging.config.dictConfig(logconfig_dict)
             access = JsonAccessLogger(Config()).access  # requests at INFO, as configured
             app = create_app()
-            drive(app, args.scenario, min(args.warm_up, args.requests), access)
+            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, headers)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
 
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
-            wall, cpu, failed = drive(app, args.scenario, args.requests, access, args.prepared)
+            wall, cpu, failed = drive(
+                app, args.scenario, args.requests, access, args.prepared, headers
+            )
             if profiler is not None:
                 profiler.stop()
         finally:

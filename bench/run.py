@@ -1,7 +1,9 @@
 """`make bench`: the service under load against bare Flask on the same gunicorn.
 
 Starts a throwaway PostgreSQL seeded with 100,000 items, the service (`python -m service
-serve`, production settings), the same service with METRICS_ENABLED=false, and the
+serve`, production settings, access control on: every API request carries a bearer token
+minted from a bench key), the same service with METRICS_ENABLED=false, the same with
+AUTH_DISABLED=true (auth's cost on GET by id, side by side), and the
 reference app (bench/reference_app.py) under the same gunicorn process model. Each round
 runs, per scenario, the reference then the scenario, so every ratio compares two
 measurements taken seconds apart under the same machine noise. Then: p99 latency of GET
@@ -30,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
-from bench.servers import Server, rss_kib, seeded_postgres, server_env, start_server
+from bench.servers import (
+    Server,
+    bench_token,
+    rss_kib,
+    seeded_postgres,
+    server_env,
+    start_server,
+)
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from service.telemetry.metrics_buffer import FLUSH_SECONDS
 
@@ -43,6 +52,8 @@ P99_TARGET_MS = 25.0
 OPEN_LOOP_SHARE = 0.70
 RSS_GROWTH_LIMIT = 0.05
 METRICS_COST_LIMIT = 0.10
+AUTH_COMPARED = ("get_item",)
+AUTH_COST_LIMIT = 0.10  # issue 16: auth may cost at most 10% of GET-by-id throughput
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except WrkMissingError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    wrk = Wrk(connections=args.connections, threads=args.wrk_threads)
+    wrk = Wrk(connections=args.connections, threads=args.wrk_threads, token=bench_token())
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         report = _measure(Path(tmp), wrk, plan, durable=args.durable)
@@ -109,6 +120,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         reference = start("reference", reference=True)
         service = start("service")
         no_metrics = start("service-no-metrics", METRICS_ENABLED="false")
+        no_auth = start("service-no-auth", AUTH_DISABLED="true")
         process_model = _process_model(service)
         print(f"gunicorn: {process_model}", flush=True)
         bench = Bench(wrk, db, run_s=plan.run_s, warmup_s=plan.warmup_s)
@@ -119,20 +131,27 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
             bench.run(service, scenario, scenario, warmup=True)
         for scenario in METRICS_COMPARED:
             bench.run(no_metrics, scenario, f"{scenario} (metrics off)", warmup=True)
+        for scenario in AUTH_COMPARED:
+            bench.run(no_auth, scenario, f"{scenario} (auth off)", warmup=True)
 
         ratios: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         metrics_costs: dict[str, list[float]] = {s: [] for s in METRICS_COMPARED}
+        auth_costs: dict[str, list[float]] = {s: [] for s in AUTH_COMPARED}
         for round_number in range(1, plan.rounds + 1):
             print(f"round {round_number}/{plan.rounds}", flush=True)
             for scenario in SCENARIOS:
                 runs = [("reference", reference, "static"), (scenario, service, scenario)]
                 if scenario in METRICS_COMPARED:
                     runs.append((f"{scenario} (metrics off)", no_metrics, scenario))
+                if scenario in AUTH_COMPARED:
+                    runs.append((f"{scenario} (auth off)", no_auth, scenario))
                 rps = bench.in_turn(round_number, runs)
                 ratios[scenario].append(rps[scenario] / rps["reference"])
                 if scenario in METRICS_COMPARED:
                     off = rps[f"{scenario} (metrics off)"]
                     metrics_costs[scenario].append(1 - rps[scenario] / off)
+                if scenario in AUTH_COMPARED:
+                    auth_costs[scenario].append(1 - rps[scenario] / rps[f"{scenario} (auth off)"])
 
         open_loop = _open_loop(service, bench, plan)
         server_non_2xx = _non_2xx_answers(service)
@@ -153,6 +172,9 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         "get_item_at_70_percent": open_loop,
         "get_item_at_70_percent_without_recycling": open_loop_steady,
         "metrics_cost": {s: _metrics_cost(bench, s, c) for s, c in metrics_costs.items()},
+        "auth_cost": {
+            s: _cost(bench, s, f"{s} (auth off)", c, AUTH_COST_LIMIT) for s, c in auth_costs.items()
+        },
         "worker_rss": rss,
         "cpu_us_per_request": {
             key: {
@@ -178,7 +200,10 @@ def _process_model(server: Server) -> dict[str, Any]:
     """What gunicorn actually runs (its own log line names the worker class)."""
     from service.config import Settings
 
-    settings = Settings.from_env({**os.environ, "DATABASE_URL": "postgresql://x@h/db"})
+    # The caller's GUNICORN_*/DB_* as the servers got them; the placeholder URL (loopback,
+    # so production settings accept it without TLS) is never connected to.
+    placeholders = {"DATABASE_URL": "postgresql://x@127.0.0.1/db"}
+    settings = Settings.from_env({**os.environ, **placeholders})
     log = server.log_path.read_text(errors="replace")
     worker_class = next(
         (
@@ -234,12 +259,18 @@ def _open_loop(service: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
 
 
 def _metrics_cost(bench: Bench, scenario: str, per_round: list[float]) -> dict[str, Any]:
-    """Throughput lost to metrics, from requests/s and from CPU per request.
+    return _cost(bench, scenario, f"{scenario} (metrics off)", per_round, METRICS_COST_LIMIT)
+
+
+def _cost(
+    bench: Bench, scenario: str, off_key: str, per_round: list[float], limit: float
+) -> dict[str, Any]:
+    """Throughput lost to a feature (metrics, auth), from requests/s and from CPU per request.
 
     The server is CPU-bound, so throughput goes as 1 / CPU per request; the CPU figure
     is the same cost without the noise other load puts on requests/s, so it decides.
     """
-    on, off = bench.runs[scenario], bench.runs[f"{scenario} (metrics off)"]
+    on, off = bench.runs[scenario], bench.runs[off_key]
     cpu_on = on.median("server_us") + on.median("database_us")
     cpu_off = off.median("server_us") + off.median("database_us")
     from_cpu = 1 - cpu_off / cpu_on
@@ -248,7 +279,7 @@ def _metrics_cost(bench: Bench, scenario: str, per_round: list[float]) -> dict[s
         "rounds": [round(x, 3) for x in per_round],
         "cost_from_cpu": round(from_cpu, 3),
         "off": off.summary(),
-        "met": from_cpu < METRICS_COST_LIMIT,
+        "met": from_cpu < limit,
     }
 
 
@@ -381,6 +412,13 @@ def _print_report(report: dict[str, Any]) -> list[str]:
             f"/metrics on vs off, {name}: {m['cost_from_cpu']:.1%} more CPU per request, "
             f"{m['cost']:.1%} less throughput (target < {METRICS_COST_LIMIT:.0%}: "
             f"{_verdict(m['met'])}); throughput cost per round {m['rounds']}"
+        )
+    for name, a in report["auth_cost"].items():
+        print(
+            f"access control on vs off, {name} (one reused token): {a['off']['rps']:.0f} req/s "
+            f"off, {report['scenarios'][name]['rps']:.0f} on; {a['cost_from_cpu']:.1%} more "
+            f"CPU per request, {a['cost']:.1%} less throughput (target < {AUTH_COST_LIMIT:.0%}: "
+            f"{_verdict(a['met'])}); throughput cost per round {a['rounds']}"
         )
     r = report["worker_rss"]
     print(

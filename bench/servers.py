@@ -8,6 +8,7 @@ gunicorn with the same process model (bench/reference_gunicorn_conf.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from tools.devtoken import SigningKey, jwks
 from tools.localpg import free_port, throwaway_postgres
 from tools.service_process import ROOT
 
@@ -33,7 +35,18 @@ OWNED_VARIABLES = (
     "METRICS_ENABLED",
     "PROMETHEUS_MULTIPROC_DIR",
     "prometheus_multiproc_dir",
+    "AUTH_ISSUER",
+    "AUTH_AUDIENCE",
+    "AUTH_JWKS_URL",
+    "AUTH_JWKS_FILE",
+    "AUTH_DISABLED",
 )
+# Access control as deployed, with keys from a file (nothing fetched during a run) and one
+# token for the whole run: a client reusing its token, the case the verified-token cache
+# serves. The issuer name is never contacted.
+BENCH_ISSUER = "https://bench.invalid"
+BENCH_AUDIENCE = "items-api"
+BENCH_KEY = SigningKey.generate("bench")
 SEED_SQL = """
 INSERT INTO items (name, description)
 SELECT 'seed-' || n, 'Seeded item ' || n || ', one of the rows the load benchmark reads.'
@@ -185,7 +198,29 @@ def server_env(
     # metrics, so it gets no metrics directory.
     if not reference:
         env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=workdir)
+        env |= bench_auth_env(workdir)
+    else:
+        # Its gunicorn config takes the service's (same process model), which refuses to
+        # serve an open API outside dev; the reference has no access control either way.
+        env["AUTH_DISABLED"] = "true"
     return env | overrides
+
+
+def bench_auth_env(workdir: Path) -> dict[str, str]:
+    """AUTH_* for a service that accepts bench_token() (its public key in a JWKS file)."""
+    path = workdir / "bench-jwks.json"
+    path.write_text(json.dumps(jwks(BENCH_KEY)))
+    return {
+        "AUTH_ISSUER": BENCH_ISSUER,
+        "AUTH_AUDIENCE": BENCH_AUDIENCE,
+        "AUTH_JWKS_FILE": str(path),
+    }
+
+
+def bench_token(lifetime_s: int = 12 * 3600) -> str:
+    """A bearer token with both scopes, valid for longer than any run."""
+    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject="bench",
+                          lifetime=lifetime_s)  # fmt: skip
 
 
 def _service_argv() -> list[str]:

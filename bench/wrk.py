@@ -7,6 +7,7 @@ common.lua's `done` hook prints one JSON line with the counts and latency percen
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class Wrk:
     connections: int = 16
     threads: int = 1
     timeout_s: int = 2
+    token: str = ""  # sent as a bearer token on every API request (bench/wrk/common.lua)
 
     def run(self, url: str, script: str, seconds: float, *, nonce: str, max_id: int) -> WrkResult:
         """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop)."""
@@ -94,7 +96,11 @@ class Wrk:
                 "--",
                 *args,
             ]
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+            # In the environment, not on the command line: `ps` would show it there.
+            env = {**os.environ, "BENCH_TOKEN": self.token}
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=seconds + 60, env=env
+            )
         return parse(done.stdout, done.stderr, done.returncode)
 
 

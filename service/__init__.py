@@ -10,12 +10,14 @@ from service.http.json_provider import OrjsonProvider
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings -> db -> blueprints -> errors -> observability."""
+    from service import auth
     from service.api import items, tags
     from service.http import errors, health, openapi, security_headers
     from service.store.database import Database
     from service.telemetry import metrics, middleware
 
     settings = settings or Settings.from_env()
+    settings.refuse_anonymous_api()  # whatever the entry point, never an open API by accident
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config.update(
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(items.blueprint)
     app.register_blueprint(tags.blueprint)
+    auth.init_app(app, settings.auth)
     errors.init_app(app)
     security_headers.init_app(app)
     middleware.init_app(app, metrics_enabled=settings.metrics_enabled)

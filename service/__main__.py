@@ -31,7 +31,8 @@ DEFAULT_DB_WAIT_SECONDS = 60
 
 def serve(args: argparse.Namespace) -> int:
     """Start gunicorn in place of this process, so it is PID 1 and receives SIGTERM."""
-    Settings.from_env()  # fail here with one clear line, not inside gunicorn
+    # Fail here with one clear line, not inside gunicorn.
+    Settings.from_env().refuse_anonymous_api()
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:service.runtime.gunicorn_conf"]
     os.execv(sys.executable, argv)  # noqa: S606 - fixed argv, no shell
 

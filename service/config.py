@@ -7,6 +7,7 @@ and .env.example.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,21 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message is meant for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Bearer-token access control (service/auth/); off when `issuer` is empty."""
+
+    issuer: str = ""
+    audience: str = ""
+    jwks_url: str = ""
+    jwks_file: str = ""
+    disabled: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer) and not self.disabled
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,7 @@ class Settings:
     trusted_proxies: int = 0
     metrics_enabled: bool = True
     prometheus_multiproc_dir: str | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,9 +115,20 @@ class Settings:
             trusted_proxies=env.integer("TRUSTED_PROXIES", 0, 0, 10),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
+            auth=auth_settings_from_env(env.environ),
         )
         settings.refuse_unsafe()
         return settings
+
+    def refuse_anonymous_api(self) -> None:
+        """Serving only (the migrator and the schema wait need no tokens): outside dev, /api
+        needs an issuer, or an explicit AUTH_DISABLED=true."""
+        if not self.auth.issuer and not self.auth.disabled and self.app_env != "dev":
+            raise ConfigError(
+                f"AUTH_ISSUER is not set with APP_ENV={self.app_env}: set AUTH_ISSUER (the "
+                "identity provider's issuer URL) and AUTH_AUDIENCE (this API's audience), or "
+                "AUTH_DISABLED=true if a gateway in front already authenticates callers."
+            )
 
     def refuse_unsafe(self) -> None:
         if self.db_pool_size + self.db_max_overflow < self.gunicorn_threads:
@@ -140,6 +168,60 @@ def sslmode(url: str, allow_plaintext: bool) -> str | None:
         return None
     mode = (query.get("sslmode") or [os.environ.get("PGSSLMODE", "prefer")])[-1]
     return None if mode in ENCRYPTED_SSLMODES else mode
+
+
+def auth_settings_from_env(environ: Mapping[str, str]) -> AuthSettings:
+    """AUTH_*: an issuer with its audience, an explicit AUTH_DISABLED=true, or neither."""
+    env = _Env(environ)
+    disabled = env.boolean("AUTH_DISABLED", False)
+    issuer = _issuer_url(environ, "AUTH_ISSUER")
+    audience = environ.get("AUTH_AUDIENCE", "").strip()
+    jwks_url = _issuer_url(environ, "AUTH_JWKS_URL")
+    jwks_file = environ.get("AUTH_JWKS_FILE", "").strip()
+    if disabled:
+        return AuthSettings(disabled=True)
+    if not issuer:
+        # Anonymous: dev only (Settings.refuse_unsafe), announced at start (service/auth/).
+        return AuthSettings()
+    if not audience:
+        raise ConfigError(
+            "AUTH_AUDIENCE is not set: set it to the `aud` value this API accepts in tokens "
+            "from AUTH_ISSUER (e.g. the client id or API identifier at the provider)."
+        )
+    if jwks_file and not os.access(jwks_file, os.R_OK):
+        raise ConfigError(
+            f"AUTH_JWKS_FILE={jwks_file} cannot be read: point it at the mounted JWKS file "
+            "(JSON with a `keys` list), or unset it to fetch keys from the issuer."
+        )
+    return AuthSettings(issuer, audience, jwks_url, jwks_file)
+
+
+def _issuer_url(environ: Mapping[str, str], name: str) -> str:
+    url = environ.get(name, "").strip()
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        host, parts = "", urlsplit("")
+    if parts.scheme == "https" and host:
+        return url
+    if parts.scheme == "http" and _is_loopback(host):
+        return url
+    raise ConfigError(
+        f"{name}={url!r} is invalid: expected an https:// URL (plain http:// only on a "
+        "loopback address: 127.0.0.0/8, ::1 or localhost)."
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def read_secret(environ: Mapping[str, str], name: str) -> str | None:

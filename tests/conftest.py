@@ -9,9 +9,10 @@ only touches databases it creates), else a throwaway one started here.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,9 +24,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from service import create_app
-from service.config import Settings, normalise_database_url
+from service.config import AuthSettings, Settings, normalise_database_url
 from service.store.database import get_db
 from service.store.schema_revision import alembic_config
+from tools.devtoken import ALL_SCOPES, SigningKey, jwks
 from tools.localpg import throwaway_postgres
 
 
@@ -147,3 +149,42 @@ def assert_error(response: Any, status: int, code: str, field: str | None = None
     assert isinstance(error["message"], str) and error["message"]
     if field is not None:
         assert field in [d["field"] for d in error["details"]], error["details"]
+
+
+# Access control (service/auth/): a key of the run's own, published to the app through
+# AUTH_JWKS_FILE as the chart mounts auth.jwks; tests/auth/ also run a real HTTP issuer.
+TEST_ISSUER = "https://issuer.test.invalid"
+TEST_AUDIENCE = "items-api"
+
+
+@pytest.fixture(scope="session")
+def auth_key() -> SigningKey:
+    return SigningKey.generate("test-key")
+
+
+@pytest.fixture(scope="session")
+def auth_settings(auth_key: SigningKey, tmp_path_factory: pytest.TempPathFactory) -> AuthSettings:
+    path = tmp_path_factory.mktemp("auth") / "jwks.json"
+    path.write_text(json.dumps(jwks(auth_key)))
+    return AuthSettings(issuer=TEST_ISSUER, audience=TEST_AUDIENCE, jwks_file=str(path))
+
+
+@pytest.fixture
+def bearer(auth_key: SigningKey) -> Callable[..., dict[str, str]]:
+    """Authorization headers for a token from the test key: bearer(scope="items:read")."""
+
+    def headers(scope: str = ALL_SCOPES, **claims: Any) -> dict[str, str]:
+        token = auth_key.mint(issuer=TEST_ISSUER, audience=TEST_AUDIENCE, scope=scope, **claims)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+@pytest.fixture
+def protected_app(
+    settings: Settings, auth_settings: AuthSettings, connection: psycopg.Connection[Any]
+) -> Flask:
+    """The app as deployed: /api needs a token (tests/conftest.py's `app` is dev, anonymous)."""
+    app = create_app(replace(settings, auth=auth_settings))
+    get_db(app).bind_to(connection)
+    return app

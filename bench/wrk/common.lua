@@ -20,6 +20,14 @@ function init(args)
    math.randomseed(seed + (thread_id or 1) * 7919)
    sequence = 0
    json_headers = { ["Content-Type"] = "application/json" }
+   -- The service runs with access control on: every API request carries a bearer token
+   -- (bench/run.py mints it from the bench key and passes it in BENCH_TOKEN).
+   get_headers = {}
+   local token = os.getenv("BENCH_TOKEN")
+   if token and token ~= "" then
+      get_headers["Authorization"] = "Bearer " .. token
+      json_headers["Authorization"] = "Bearer " .. token
+   end
    if scenario_init then scenario_init() end
 end
 
@@ -36,7 +44,7 @@ function post_item_request()
 end
 
 function get_item_request()
-   return wrk.format("GET", "/api/v1/items/" .. math.random(1, max_id), {})
+   return wrk.format("GET", "/api/v1/items/" .. math.random(1, max_id), get_headers)
 end
 
 function done(summary, latency, requests)

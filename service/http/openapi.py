@@ -13,6 +13,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from service.api.fields import BIGINT_MAX, Error
 from service.api.operations import Operation, declared
+from service.auth.scopes import SCOPES, required_scope
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -35,6 +36,11 @@ COMMON_ERRORS = {
     "503": _error("The database is unavailable; retry after the Retry-After seconds."),
     "500": _error("Unexpected error; the detail is logged with the request id."),
 }
+AUTH_ERRORS = {
+    "401": _error("No valid bearer token; see the WWW-Authenticate header."),
+    "403": _error("The token lacks the operation's scope; see the WWW-Authenticate header."),
+}
+SECURITY_SCHEME = "bearerAuth"
 BODY_ERRORS = {
     "400": _error("The body is not valid JSON."),
     "413": _error("The body is larger than MAX_BODY_BYTES."),
@@ -60,7 +66,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _operation(operation: Operation) -> dict[str, Any]:
+def _operation(path: str, operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": operation.summary}
     if operation.response is not None:
         success["content"] = {JSON: {"schema": _ref(operation.response)}}
@@ -75,8 +81,28 @@ def _operation(operation: Operation) -> dict[str, Any]:
             "content": {JSON: {"schema": _ref(operation.body)}},
         }
         responses |= BODY_ERRORS
+    # The scope the access-control guard enforces for this method and path (service/auth/).
+    if (scope := required_scope(operation.method.upper(), path)) is not None:
+        result["security"] = [{SECURITY_SCHEME: [scope]}]
+        responses |= AUTH_ERRORS
     result["responses"] = responses | COMMON_ERRORS
     return result
+
+
+def security_schemes() -> dict[str, Any]:
+    # A bearer JWT, with each operation's scope in its security requirement (OpenAPI 3.1
+    # allows role names there for non-OAuth schemes). Not an oauth2 scheme: its flows need
+    # the provider's token URL, which depends on the deployment, not on this API.
+    scopes = "; ".join(f"`{name}`: {meaning}" for name, meaning in SCOPES.items())
+    return {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An access token from the configured OIDC issuer (docs/auth.md). "
+            f"Its `scope` (space-separated) or `scp` (list) claim grants {scopes}.",
+        }
+    }
 
 
 def api_operations(app: Flask) -> list[tuple[str, list[str], Operation]]:
@@ -116,12 +142,15 @@ def build_document(app: Flask) -> dict[str, Any]:
         item = paths.setdefault(path, {})
         if variables:
             item["parameters"] = [_path_parameter(name) for name in variables]
-        item[operation.method] = _operation(operation)
+        item[operation.method] = _operation(path, operation)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Items service", "version": "1"},
         "paths": paths,
-        "components": {"schemas": _components([op for _, _, op in operations])},
+        "components": {
+            "schemas": _components([op for _, _, op in operations]),
+            "securitySchemes": security_schemes(),
+        },
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from gunicorn import glogging
 
+from service.auth import SUBJECT_KEY
 from service.config import ConfigError, Settings
 from service.http import server_errors
 from service.telemetry.logs import client_address, log_line, logging_config, print_line
@@ -47,6 +48,9 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
             "bytes": getattr(resp, "sent", None),
             "remote_addr": client_address(environ, settings.trusted_proxies),
             "user_agent": environ.get("HTTP_USER_AGENT"),
+            # Who called (the verified token's `sub`, set by service/auth/guard.py); the token
+            # itself is never logged.
+            "sub": environ.get(SUBJECT_KEY),
         }
         message = f"{method} {path} {resp.status_code}"
         name, level_name = self.access_log.name, logging.getLevelName(level)
@@ -58,7 +62,9 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
 
 def _settings() -> Settings:
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        settings.refuse_anonymous_api()
+        return settings
     except ConfigError as exc:  # `serve` checks first; this guards a direct gunicorn run
         sys.stderr.write(f"config error: {exc}\n")
         raise SystemExit(2) from None

@@ -46,6 +46,10 @@ LATENCY = Histogram(
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+# Labels: the fixed reasons in service/auth/verify.py (REASONS), never client input.
+AUTH_FAILURES = Counter(
+    "auth_failures_total", "Requests to /api refused or failed by access control.", ["reason"]
+)
 POOL_CHECKED_OUT = Gauge(
     "db_pool_connections_checked_out",
     "Database connections taken from the pool: kept by worker threads, or in use by a probe.",

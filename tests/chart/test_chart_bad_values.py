@@ -25,8 +25,12 @@ def case(why: str, env: str | None, *sets: str, field: str) -> BadValues:
     return BadValues(why, env, sets, field)
 
 
-# What makes the bare chart render: a database and an image that exists.
-OK_DEFAULTS = "existingSecret=app-database,image.tag=1.0.0"
+# What makes the bare chart render: a database, an image that exists and an issuer
+# (production is the default).
+OK_DEFAULTS = (
+    "existingSecret=app-database,image.tag=1.0.0,"
+    "auth.issuer=https://login.example.com,auth.audience=items-api"
+)
 
 CASES = [
     case("wrong type", None, OK_DEFAULTS, "replicaCount=three", field="replicaCount"),
@@ -57,6 +61,12 @@ CASES = [
     case("staging without existingSecret", "staging", "existingSecret=", field="existingSecret"),
     case("prod without a digest", "prod", "image.digest=", field="image.digest"),
     case("bare chart without a database", None, field="existingSecret"),
+    case(
+        "bare chart without an issuer",
+        None,
+        "existingSecret=app-database,image.tag=1.0.0",
+        field="auth.issuer",
+    ),
     case(
         "privilege escalation",
         "prod",

@@ -229,12 +229,14 @@ def test_image_is_pinned_and_never_latest(rendered: Render, env: str) -> None:
         assert app_container(rendered)["imagePullPolicy"] == "IfNotPresent"
 
 
+# What the bare chart (production defaults) needs to render: a database and an issuer.
+BARE = ["existingSecret=db", "auth.issuer=https://login.example.com", "auth.audience=items-api"]
+
+
 def test_digest_wins_over_the_tag(helm4: str) -> None:
-    rendered = render(
-        helm4, None, ["existingSecret=db", "image.tag=1.2.3", f"image.digest={TEST_DIGEST}"]
-    )
+    rendered = render(helm4, None, [*BARE, "image.tag=1.2.3", f"image.digest={TEST_DIGEST}"])
     assert app_container(rendered)["image"] == f"service:1.2.3@{TEST_DIGEST}"
-    rendered = render(helm4, None, ["existingSecret=db", "image.tag=1.2.3"])
+    rendered = render(helm4, None, [*BARE, "image.tag=1.2.3"])
     assert app_container(rendered)["image"] == "service:1.2.3"
 
 
@@ -444,7 +446,11 @@ def test_http_route_points_at_the_service(helm4: str) -> None:
     assert route["spec"]["hostnames"] == ["app.example.com"]
     (rule,) = route["spec"]["rules"]
     assert rule["backendRefs"] == [{"name": RELEASE, "port": 80}]
-    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    # Only the API and its document are public (tests/chart/test_chart_auth.py).
+    assert rule["matches"] == [
+        {"path": {"type": "PathPrefix", "value": "/api"}},
+        {"path": {"type": "Exact", "value": "/openapi.json"}},
+    ]
 
 
 def test_network_policy_selects_every_app_image_pod(renders: dict[str, Render]) -> None:
@@ -467,7 +473,9 @@ def test_network_policy_selects_every_app_image_pod(renders: dict[str, Render]) 
         assert not matches(pod_source["matchLabels"], pod_labels(rendered.deployment()))
         assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
         egress_ports = Counter(str(p["port"]) for rule in policy["egress"] for p in rule["ports"])
-        assert egress_ports == {"53": 2, "5432": 1, "http": 1}, "DNS, the database, the server"
+        assert egress_ports == {"53": 2, "5432": 1, "443": 1, "http": 1}, (
+            "DNS, the database, the identity provider, the server"
+        )
         server_rule = next(r for r in policy["egress"] if r["ports"][0]["port"] == "http")
         assert matches(
             server_rule["to"][0]["podSelector"]["matchLabels"], pod_labels(rendered.deployment())

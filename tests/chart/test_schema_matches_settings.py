@@ -15,7 +15,8 @@ SCHEMA = json.loads(
     (Path(__file__).parents[2] / "charts" / "app" / "values.schema.json").read_text()
 )
 CONFIG = SCHEMA["properties"]["config"]["properties"]
-BASE = {"DATABASE_URL": "postgresql://a:b@db/app?sslmode=require", "GUNICORN_THREADS": "1"}
+BASE = {"DATABASE_URL": "postgresql://a:b@db/app?sslmode=require", "GUNICORN_THREADS": "1",
+        "AUTH_ISSUER": "https://login.example.com", "AUTH_AUDIENCE": "items-api"}  # fmt: skip
 NUMERIC = sorted(k for k, v in CONFIG.items() if v.get("type") in ("integer", "number"))
 
 

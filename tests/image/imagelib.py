@@ -110,9 +110,14 @@ def container(
     env: dict[str, str] | None = None,
     options: Sequence[str] = HARDENED,
 ) -> Iterator[Container]:
-    """`docker run -d` with PORT set to a free host port; removed afterwards."""
+    """`docker run -d` with PORT set to a free host port; removed afterwards.
+
+    Access control is off (AUTH_DISABLED=true) unless a test sets AUTH_*: these tests check
+    the image's runtime, and production settings refuse to start without an issuer
+    (tests/auth/ covers the tokens).
+    """
     port = free_port()
-    env = {"PORT": str(port), **(env or {})}
+    env = {"PORT": str(port), "AUTH_DISABLED": "true", **(env or {})}
     env_args = [f"--env={key}={value}" for key, value in env.items()]
     cid = check(
         [docker, "run", "--detach", "--network", "host", *options, *env_args, image, *args]

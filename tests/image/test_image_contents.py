@@ -122,6 +122,7 @@ def test_runtime_code_and_dependencies_are_byte_compiled(docker: str, images: Bu
     out = check(
         [docker, "run", "--rm", *HARDENED, "--network", "none",
          "--env", "DATABASE_URL=postgresql://test:unused@127.0.0.1:9/test",
+         "--env", "AUTH_ISSUER=https://issuer.invalid", "--env", "AUTH_AUDIENCE=test",
          "--entrypoint", "/opt/venv/bin/python", images.runtime, "-c", BYTECODE_CHECK]
     )  # fmt: skip
     assert json.loads(out.splitlines()[-1]) == []

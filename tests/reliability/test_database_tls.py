@@ -82,7 +82,14 @@ def test_verify_full_with_the_right_ca_connects_encrypted(
 ) -> None:
     server, ca, _ = tls_postgres
     url = f"{server.url(host='localhost')}?sslmode=verify-full&sslrootcert={ca}"
-    env = {"DATABASE_URL": url, "APP_ENV": "prod", "GUNICORN_WORKERS": "1", "LOG_LEVEL": "WARNING"}
+    # The database's TLS is the subject here; access control is off (tests/auth covers it).
+    env = {
+        "DATABASE_URL": url,
+        "APP_ENV": "prod",
+        "GUNICORN_WORKERS": "1",
+        "LOG_LEVEL": "WARNING",
+        "AUTH_DISABLED": "true",
+    }
     with running_service(env) as service:
         ready = requests.get(f"{service.base_url}/readyz", timeout=5)
         created = requests.post(f"{service.base_url}/api/v1/items", json={"name": "tls"}, timeout=5)

@@ -1,11 +1,14 @@
 """Property-based fuzzing of the whole API from its own OpenAPI document (schemathesis).
 
 Valid and invalid requests alike: never a 5xx, every response matches the documented
-status codes, content type and schema. Runs in-process against the WSGI app and the real
+status codes, content type and schema. Runs in-process against the WSGI app as deployed
+(access control on, every request with a valid token holding both scopes) and the real
 database (each operation's examples share one rolled-back transaction).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import schemathesis
@@ -36,36 +39,51 @@ sent: dict[str, int] = {}
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("operation_id", OPERATIONS)
 def test_api_conforms_to_its_openapi_document(
-    app: Flask, operation_id: str, mode: GenerationMode
+    protected_app: Flask,
+    bearer: Callable[..., dict[str, str]],
+    operation_id: str,
+    mode: GenerationMode,
 ) -> None:
     # Hypothesis runs schemathesis's checks on every example; the call counter proves the
     # examples really reached the app (a test that sent nothing would pass vacuously).
-    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    client = app.test_client()
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", protected_app)
+    token = bearer()
+    client = protected_app.test_client()
     operation = schema.find_operation_by_id(operation_id)
     calls = 0
+    refused = 0
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck), database=None)  # fmt: skip
     def check(case: schemathesis.Case) -> None:
-        nonlocal calls
+        nonlocal calls, refused
         calls += 1
         if mode is GenerationMode.POSITIVE:
-            create_the_tags_it_names(client, case)
-        case.call_and_validate()
+            create_the_tags_it_names(client, case, token)
+        response = case.call_and_validate(headers=token)
+        # Negative mode also drops the Authorization header on purpose (the 401 is checked
+        # against the document like any answer); a request that carried it is never refused.
+        carried_token = "Authorization" in response.request.headers
+        refused += carried_token and response.status_code in (401, 403)
 
     check()
     sent[f"{operation_id}/{mode.value}"] = calls
     assert calls >= 20, f"only {calls} examples generated for {operation_id} ({mode.value})"
+    # The token is valid with both scopes: a refusal would mean the fuzzing never got past
+    # access control (401/403 are documented, so the checks alone would not notice).
+    assert refused == 0, f"{refused} of {calls} requests with the token refused"
 
 
-def create_the_tags_it_names(client: FlaskClient, case: schemathesis.Case) -> None:
+def create_the_tags_it_names(
+    client: FlaskClient, case: schemathesis.Case, token: dict[str, str]
+) -> None:
     """An item's tags must exist (else 422, by contract), which a schema cannot say: so a
     valid body's tags are created first, as a client would."""
     tags = case.body.get("tags") if isinstance(case.body, dict) else None
     for name in tags if isinstance(tags, list) else ():
-        assert client.post("/api/v1/tags", json={"name": name}).status_code in (201, 409)
+        response = client.post("/api/v1/tags", json={"name": name}, headers=token)
+        assert response.status_code in (201, 409)
 
 
 def test_fuzzing_sent_thousands_of_requests() -> None:

@@ -27,7 +27,9 @@ def test_rendered_liveness_probe_passes_while_the_database_is_locked(empty_datab
     config = {k: str(v) for k, v in rendered.config_map()["data"].items()}
     config.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the pod's emptyDir; per process here
     migrate(empty_database)
-    env = {**config, "DATABASE_URL": empty_database, "LOG_LEVEL": "ERROR"}
+    # The probes under a locked table are the subject; the clients send no tokens, so access
+    # control (tests/auth) is off here instead of the rendered placeholder issuer.
+    env = {**config, "DATABASE_URL": empty_database, "LOG_LEVEL": "ERROR", "AUTH_DISABLED": "true"}
     with running_service(env) as service:
         ids = seed_items(service.port, "locked", count=5)
 

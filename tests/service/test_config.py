@@ -6,18 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import AuthSettings, ConfigError, Settings
 
 URL = "postgresql://app:s3cret-pw@db.example:5432/app?sslmode=verify-full"
 
 
+# Production-like settings need an issuer (tests/auth/test_auth_settings.py checks that).
+AUTH = {"AUTH_ISSUER": "https://login.example.com/", "AUTH_AUDIENCE": "items-api"}
+
+
 def settings(**env: str) -> Settings:
-    return Settings.from_env({"DATABASE_URL": URL, **env})
+    return Settings.from_env({"DATABASE_URL": URL, **AUTH, **env})
 
 
 def error_for(**env: str) -> str:
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env(env)
+        Settings.from_env({**AUTH, **env})
     return str(caught.value)
 
 
@@ -77,7 +81,7 @@ def test_malformed_database_url_is_refused_without_echoing_it(url: str) -> None:
 def test_database_url_from_file(tmp_path: Path) -> None:
     secret = tmp_path / "url"
     secret.write_text(URL + "\n")
-    s = Settings.from_env({"DATABASE_URL_FILE": str(secret)})
+    s = Settings.from_env({"DATABASE_URL_FILE": str(secret), **AUTH})
     assert s.database_url.endswith("@db.example:5432/app?sslmode=verify-full")
 
 
@@ -138,8 +142,10 @@ def test_repr_hides_the_password() -> None:
 def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).parents[2] / ".env.example").read_text()
     documented = {line.split("=")[0].lstrip("# ") for line in example.splitlines() if "=" in line}
-    for field in Settings.__dataclass_fields__:
-        assert field.upper() in documented, f"{field.upper()} missing from .env.example"
+    names = [f.upper() for f in Settings.__dataclass_fields__ if f != "auth"]
+    names += [f"AUTH_{f.upper()}" for f in AuthSettings.__dataclass_fields__]
+    for name in names:
+        assert name in documented, f"{name} missing from .env.example"
 
 
 def test_pool_follows_threads_and_may_not_starve_them() -> None:

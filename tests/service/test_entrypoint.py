@@ -86,7 +86,8 @@ def test_wait_for_schema_times_out_with_a_pointer_to_the_job(empty_database: str
 
 
 def test_dev_refuses_outside_dev() -> None:
-    result = run("dev", APP_ENV="prod", DATABASE_URL="postgresql://a:b@h/d?sslmode=require")
+    result = run("dev", APP_ENV="prod", DATABASE_URL="postgresql://a:b@h/d?sslmode=require",
+                 AUTH_ISSUER="https://login.example.com", AUTH_AUDIENCE="items-api")  # fmt: skip
     assert result.returncode == 2
     assert "APP_ENV=dev" in only_line(result)["message"]
 

@@ -199,6 +199,7 @@ def test_access_lines_have_the_shape_of_every_log_line(
     from gunicorn.config import Config
 
     monkeypatch.setenv("DATABASE_URL", database_url)  # gunicorn_conf reads the settings
+    monkeypatch.setenv("APP_ENV", "dev")  # no issuer needed to import it
     from service.runtime.gunicorn_conf import JsonAccessLogger
 
     access = JsonAccessLogger(Config()).access  # gunicorn's default: requests at INFO
@@ -223,6 +224,7 @@ def test_access_lines_have_the_shape_of_every_log_line(
         "level": "INFO", "logger": "gunicorn.access", "message": "POST /api/v1/items 201",
         "request_id": "rid-7", "method": "POST", "path": "/api/v1/items", "status": 201,
         "duration_ms": 12.5, "bytes": 42, "remote_addr": "10.0.0.9", "user_agent": "curl/8",
+        "sub": None,
     }  # fmt: skip
 
     def broken_stdout(line: str) -> None:

@@ -179,7 +179,9 @@ os.waitpid(pid, 0)
 
 def test_workers_do_not_rescan_the_preloaded_app_in_full_collections(database_url: str) -> None:
     """A full collection over the preloaded app took ~50 ms, a stall at the p99."""
-    env = {**os.environ, "DATABASE_URL": database_url}
+    # Production settings, access control included (keys are fetched lazily, never here).
+    env = {**os.environ, "DATABASE_URL": database_url,
+           "AUTH_ISSUER": "https://login.example.com", "AUTH_AUDIENCE": "items-api"}  # fmt: skip
     run = subprocess.run([sys.executable, "-c", FORKED_WORKER], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 0, run.stderr

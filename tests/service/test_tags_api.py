@@ -138,3 +138,16 @@ def test_list_by_an_unknown_tag_is_an_empty_page(client: FlaskClient) -> None:
 @pytest.mark.parametrize("query", ["tag=", "tag=" + "x" * (TAG_NAME_MAX + 1), "tag=a%0Ab"])
 def test_bad_tag_filter_is_422(client: FlaskClient, query: str) -> None:
     assert_error(client.get(f"{ITEMS}?{query}"), 422, "validation_error", "query.tag")
+
+
+def test_tags_take_the_items_scopes(protected_app: Any, bearer: Any) -> None:
+    client = protected_app.test_client()
+    assert_error(client.get(TAGS), 401, "unauthorized")
+    read, write = bearer(scope="items:read"), bearer(scope="items:write")
+    assert client.get(TAGS, headers=read).status_code == 200
+    assert_error(client.post(TAGS, json={"name": "s"}, headers=read), 403, "insufficient_scope")
+    created = client.post(TAGS, json={"name": "s"}, headers=write)
+    assert created.status_code == 201
+    url = f"{TAGS}/{created.json['id']}"
+    assert_error(client.delete(url, headers=read), 403, "insufficient_scope")
+    assert client.delete(url, headers=write).status_code == 204

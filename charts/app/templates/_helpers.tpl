@@ -138,6 +138,43 @@ URL never appears in the pod's environment (`kubectl describe`, crash dumps).
 {{- end }}
 
 {{/*
+The only paths an Ingress routes by default: the API and its OpenAPI document. Probes
+and /metrics stay inside the cluster (the kubelet and Prometheus reach the pods).
+*/}}
+{{- define "app.publicPaths" -}}
+- path: /api/
+  pathType: Prefix
+- path: /openapi.json
+  pathType: Exact
+{{- end }}
+
+{{/*
+Access control settings (service/auth/), as ConfigMap entries. A mounted JWKS
+(auth.jwks) replaces the key fetch, so no egress to the issuer is needed then.
+*/}}
+{{- define "app.authJwksMounted" -}}
+{{- if or .Values.auth.jwks.secretName .Values.auth.jwks.configMapName }}true{{ end }}
+{{- end }}
+
+{{- define "app.authJwksDir" -}}
+/run/secrets/auth
+{{- end }}
+
+{{- define "app.authEnv" -}}
+AUTH_DISABLED: {{ toString .Values.auth.disabled | quote }}
+{{- if not .Values.auth.disabled }}
+AUTH_ISSUER: {{ .Values.auth.issuer | quote }}
+AUTH_AUDIENCE: {{ .Values.auth.audience | quote }}
+{{- with .Values.auth.jwksUrl }}
+AUTH_JWKS_URL: {{ . | quote }}
+{{- end }}
+{{- if include "app.authJwksMounted" . }}
+AUTH_JWKS_FILE: {{ printf "%s/%s" (include "app.authJwksDir" .) .Values.auth.jwks.key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Pod-level security context shared by every pod that runs the app image.
 */}}
 {{- define "app.podSecurityContext" -}}
@@ -187,6 +224,11 @@ volumeMounts:
   - name: database-url
     mountPath: {{ include "app.databaseUrlDir" . }}
     readOnly: true
+  {{- if include "app.authJwksMounted" . }}
+  - name: auth-jwks
+    mountPath: {{ include "app.authJwksDir" . }}
+    readOnly: true
+  {{- end }}
   {{- if .Values.database.caSecret }}
   # The CA bundle for sslmode=verify-full: the URL names it as sslrootcert.
   - name: database-ca
@@ -236,6 +278,25 @@ role that owns the schema), else the app's.
     items:
       - key: {{ $.context.Values.database.caSecretKey }}
         path: ca.crt
+{{- end }}
+{{- with .context.Values.auth.jwks }}
+{{- if .secretName }}
+- name: auth-jwks
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ .key }}
+        path: {{ .key }}
+{{- else if .configMapName }}
+- name: auth-jwks
+  configMap:
+    name: {{ .configMapName }}
+    defaultMode: 0440
+    items:
+      - key: {{ .key }}
+        path: {{ .key }}
+{{- end }}
 {{- end }}
 {{- with .context.Values.extraVolumes }}
 {{ toYaml . }}

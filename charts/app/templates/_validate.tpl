@@ -44,6 +44,7 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 
 {{- $chartOwned := dict "PORT" "containerPort" "PROMETHEUS_MULTIPROC_DIR" "the chart's /run/metrics mount" "DATABASE_URL_FILE" "existingSecret" "DATABASE_URL" "existingSecret (the URL is a mounted file, never an env var)" }}
+{{- $_ := merge $chartOwned (dict "AUTH_ISSUER" "auth.issuer" "AUTH_AUDIENCE" "auth.audience" "AUTH_JWKS_URL" "auth.jwksUrl" "AUTH_JWKS_FILE" "auth.jwks" "AUTH_DISABLED" "auth.disabled") }}
 {{- $seen := dict }}
 {{- range $i, $e := $v.extraEnv }}
 {{- if hasKey $chartOwned $e.name }}
@@ -58,13 +59,39 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- $_ := set $seen $e.name true }}
 {{- end }}
 
-{{- $chartVolumes := list "tmp" "metrics" "database-url" }}
+{{- $appEnv := toString $v.config.APP_ENV }}
+{{- if and (has $appEnv (list "staging" "prod")) (not $v.auth.disabled) (or (not $v.auth.issuer) (not $v.auth.audience)) }}
+{{- fail (printf "auth.issuer and auth.audience are required with config.APP_ENV=%s: set them to your identity provider's issuer URL and this API's audience (docs/auth.md), or set auth.disabled=true on purpose if a gateway in front already authenticates callers" $appEnv) }}
+{{- end }}
+{{- if and $v.auth.issuer (not $v.auth.audience) (not $v.auth.disabled) }}
+{{- fail "auth.audience is required with auth.issuer: set it to the `aud` this API accepts (the pods would refuse to start)" }}
+{{- end }}
+{{- if and $v.auth.disabled (or $v.auth.issuer $v.auth.jwksUrl $v.auth.jwks.secretName $v.auth.jwks.configMapName) }}
+{{- fail "auth.disabled=true and auth.issuer/jwksUrl/jwks are both set: unset auth.disabled to require tokens, or the others to serve without them" }}
+{{- end }}
+{{- if and $v.auth.jwks.secretName $v.auth.jwks.configMapName }}
+{{- fail "auth.jwks.secretName and auth.jwks.configMapName are both set: the JWKS comes from one of them" }}
+{{- end }}
+
+{{- /* dev (a laptop's kind cluster) may route / to reach probes through its ingress. */}}
+{{- if and $v.ingress.enabled (ne $appEnv "dev") }}
+{{- range $v.ingress.hosts }}
+{{- $host := .host }}
+{{- range .paths }}
+{{- if not (or (eq .path "/openapi.json") (eq .path "/api") (hasPrefix "/api/" .path)) }}
+{{- fail (printf "ingress.hosts[%s].paths has %q: only /api/ and /openapi.json may be public (probes and /metrics stay inside the cluster); omit paths to get exactly those" $host .path) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- $chartVolumes := list "tmp" "metrics" "database-url" "auth-jwks" }}
 {{- range $i, $vol := $v.extraVolumes }}
 {{- if has $vol.name $chartVolumes }}
 {{- fail (printf "extraVolumes[%d].name %q is a volume of the chart (%s): choose another name" $i $vol.name (join ", " $chartVolumes)) }}
 {{- end }}
 {{- end }}
-{{- $chartMounts := list "/tmp" "/run/metrics" (include "app.databaseUrlDir" $) }}
+{{- $chartMounts := list "/tmp" "/run/metrics" (include "app.databaseUrlDir" $) (include "app.authJwksDir" $) }}
 {{- range $i, $m := $v.extraVolumeMounts }}
 {{- if has $m.mountPath $chartMounts }}
 {{- fail (printf "extraVolumeMounts[%d].mountPath %q is mounted by the chart already (%s): choose another path" $i $m.mountPath (join ", " $chartMounts)) }}

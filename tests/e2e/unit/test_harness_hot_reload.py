@@ -51,6 +51,7 @@ def call_livez(context: Path) -> dict[str, object]:
             # Required by the settings; never connected to (/livez does not use it).
             "DATABASE_URL": "postgresql://app:unused@127.0.0.1:9/app",
             "METRICS_ENABLED": "false",
+            "APP_ENV": "dev",  # the hot-reload loop's settings (no issuer needed)
         },
         capture_output=True,
         text=True,

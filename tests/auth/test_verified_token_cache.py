@@ -1,0 +1,68 @@
+"""The verified-token cache: bounded, and never serves a token past its exp."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from service.auth import verify
+from service.auth.keys import KeySet
+from service.auth.verify import TokenVerifier
+from tools.devtoken import SigningKey, jwks
+
+ISSUER, AUDIENCE = "https://issuer.example", "items-api"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def signer() -> SigningKey:
+    return SigningKey.generate("k1")
+
+
+def verifier_for(signer: SigningKey, clock: Clock, cache_size: int = 3) -> TokenVerifier:
+    keys = KeySet(ISSUER, jwks_url="https://issuer.example/jwks", fetch=lambda _: jwks(signer))
+    return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, cache_size=cache_size, clock=clock)
+
+
+def counting_decodes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    calls: list[None] = []
+    real = verify.jwt.decode
+
+    def decode(*args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify.jwt, "decode", decode)
+    return calls
+
+
+def test_the_cache_is_bounded(signer: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = verifier_for(signer, Clock())
+    for n in range(10):
+        caller = verifier.verify(signer.mint(issuer=ISSUER, audience=AUDIENCE, subject=f"u{n}"))
+        assert caller.subject == f"u{n}"
+        assert len(verifier._verified) <= 3
+
+
+def test_a_cached_token_is_checked_again_after_its_exp(
+    signer: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    verifier = verifier_for(signer, clock)
+    decodes = counting_decodes(monkeypatch)
+    token = signer.mint(issuer=ISSUER, audience=AUDIENCE, lifetime=100)
+    verifier.verify(token)
+    verifier.verify(token)
+    assert len(decodes) == 1
+    clock.now += 101  # past exp: the cache no longer vouches for it
+    verifier.verify(token)  # PyJWT (real time, 60 s leeway) still accepts it here
+    assert len(decodes) == 2
