@@ -10,10 +10,10 @@ from typing import Any
 from bench.servers import Database, Server, tree_cpu_seconds
 from bench.wrk import Wrk, WrkResult
 
-SCENARIOS = ("livez", "get_item", "list_page", "post_item", "mixed")
+SCENARIOS = ("livez", "get_item", "list_page", "list_by_tag", "post_item", "mixed")
 # Scenarios whose Lua script builds each request (random ids, unique names); the others
 # send one fixed URL.
-_DYNAMIC = ("get_item", "list_page", "post_item", "mixed")
+_DYNAMIC = ("get_item", "list_page", "list_by_tag", "post_item", "mixed")
 SEED_ROWS = 100_000
 
 

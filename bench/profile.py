@@ -62,6 +62,10 @@ def environs(scenario: str, headers: dict[str, str]) -> Iterator[Environ]:
             builder = EnvironBuilder(
                 path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
             )
+        elif scenario == "list_by_tag":  # tag-3: 10% of the items (bench/servers.py)
+            cursor = random.randint(0, SEED_ROWS - 200)
+            query = f"tag=tag-3&limit=20&cursor={cursor}"
+            builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
         elif scenario == "post_item":
             body = json.dumps({"name": next(_NAMES), "description": "profiled"})
             builder = EnvironBuilder(
@@ -70,7 +74,7 @@ def environs(scenario: str, headers: dict[str, str]) -> Iterator[Environ]:
             )  # fmt: skip
         else:
             raise SystemExit(
-                f"unknown scenario {scenario!r}: livez, get_item, list_page, post_item"
+                f"unknown scenario {scenario!r}: livez, get_item, list_page, list_by_tag, post_item"
             )
         yield builder.get_environ()
 
@@ -145,7 +149,9 @@ def count_instructions(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("scenario", choices=("livez", "get_item", "list_page", "post_item"))
+    parser.add_argument(
+        "scenario", choices=("livez", "get_item", "list_page", "list_by_tag", "post_item")
+    )
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--pyinstrument", action="store_true", help="print the call tree")
     parser.add_argument(

@@ -52,6 +52,15 @@ INSERT INTO items (name, description)
 SELECT 'seed-' || n, 'Seeded item ' || n || ', one of the rows the load benchmark reads.'
 FROM generate_series(1, %(rows)s) AS n
 """
+# Every item carries two tags, so the item scenarios return tags as real ones would:
+# tag-0 ... tag-9 (item id modulo 10: each held by 10% of the items; list_by_tag pages
+# through tag-3) and tag-10 ... tag-16 (id modulo 7).
+SEED_TAGS_SQL = """
+INSERT INTO tags (name) SELECT 'tag-' || n FROM generate_series(0, 16) AS n;
+INSERT INTO item_tags (item_id, tag_id)
+SELECT items.id, tags.id FROM items JOIN tags
+  ON tags.name IN ('tag-' || items.id % 10, 'tag-' || 10 + items.id % 7)
+"""
 
 
 @contextlib.contextmanager
@@ -70,7 +79,9 @@ def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
             raise RuntimeError(f"migrate failed:\n{migrate.stdout}{migrate.stderr}")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(SEED_SQL, {"rows": rows})
-            conn.execute("VACUUM ANALYZE items")
+            for statement in SEED_TAGS_SQL.split(";"):
+                conn.execute(statement)
+            conn.execute("VACUUM ANALYZE items, tags, item_tags")
             version = conn.execute("SHOW server_version").fetchone()
         postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
         yield Database(url, postmaster, version[0] if version else "unknown")

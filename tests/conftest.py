@@ -1,6 +1,7 @@
 """Shared fixtures: a real PostgreSQL for the whole run, a migrated database, an app whose
 every test runs in a transaction that is rolled back (isolation without re-creating
-the schema), and a client.
+the schema), and a client; and the helpers every API test uses (create a row, check an
+error response).
 
 The server is TEST_DATABASE_URL's when set (a role allowed to CREATE DATABASE; the suite
 only touches databases it creates), else a throwaway one started here.
@@ -129,6 +130,25 @@ def make_app(settings: Settings):  # type: ignore[no-untyped-def]
         return create_app(replace(settings, **changes))  # type: ignore[arg-type]
 
     return build
+
+
+def create_row(client: FlaskClient, url: str, **body: Any) -> dict[str, Any]:
+    """POST `body` to a collection; the created row (the test fails unless 201)."""
+    response = client.post(url, json=body)
+    assert response.status_code == 201, response.json
+    row: dict[str, Any] = response.json  # type: ignore[assignment]
+    return row
+
+
+def assert_error(response: Any, status: int, code: str, field: str | None = None) -> None:
+    """The response is our JSON error with this status and code (naming `field`, if given)."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    error = response.json["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    if field is not None:
+        assert field in [d["field"] for d in error["details"]], error["details"]
 
 
 # Access control (service/auth/): a key of the run's own, published to the app through

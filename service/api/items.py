@@ -1,125 +1,69 @@
-"""/api/v1/items: parse the request, call its queries, serialize the row. Nothing else."""
+"""/api/v1/items: parse the request, call its queries, return the rows. Nothing else."""
 
 from __future__ import annotations
 
-import json
-from typing import TypeVar
+from flask import Response, jsonify
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
-from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import RequestEntityTooLarge
-
-from service.api.schemas import BIGINT_MAX, ItemCreate, ItemUpdate, PageQuery
-from service.http.errors import ApiError, validation_details
+from service.api import requests
+from service.api.item_schemas import Item, ItemCreate, ItemPage, ItemPageQuery, ItemUpdate
+from service.api.operations import ApiBlueprint
+from service.http.errors import error_response
 from service.store import items as queries
-from service.store.database import Database, get_db
+from service.store.tags import UnknownTagsError
 
-blueprint = Blueprint("items", __name__, url_prefix="/api/v1/items")
-M = TypeVar("M", bound=BaseModel)
-
-
-def _db() -> Database:
-    return get_db(current_app)
+blueprint = ApiBlueprint("items", __name__, url_prefix="/api/v1/items")
+NO_SUCH_ITEM = {404: "No such item."}
 
 
-def _parse_body(model: type[M]) -> M:
-    if not request.is_json:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            "Send the body as JSON with Content-Type: application/json.",
-        )
-    body = request.get_data(cache=False)
-    if len(body) >= (current_app.config["MAX_CONTENT_LENGTH"] or len(body) + 1):
-        _refuse_a_longer_stream()
-    try:
-        data = json.loads(body)
-    except RecursionError:  # not a ValueError: the stdlib parser recurses per nesting level
-        raise ApiError(400, "bad_request", "The body's JSON nests too deeply.") from None
-    except ValueError:  # also UnicodeDecodeError
-        raise ApiError(400, "bad_request", "The body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ApiError(
-            422, "validation_error", "The body must be a JSON object.",
-            [{"field": "body", "message": "must be an object"}],
-        )  # fmt: skip
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(
-            422, "validation_error", "The body is invalid.", validation_details(exc, "body")
-        ) from None
+@blueprint.errorhandler(UnknownTagsError)  # a handler, not a try block: free when all is well
+def unknown_tags(exc: UnknownTagsError) -> Response:
+    return error_response(
+        422, "validation_error", "Some tags do not exist; create them first.",
+        [{"field": "body.tags", "message": f"unknown tag: {name}"} for name in exc.names],
+    )  # fmt: skip
 
 
-def _refuse_a_longer_stream() -> None:
-    """A chunked body (no Content-Length) is read only up to MAX_BODY_BYTES: if there is
-    more, the body is too large, not malformed (413, as with a Content-Length)."""
-    if request.content_length is None and request.environ["wsgi.input"].read(1):
-        raise RequestEntityTooLarge
-
-
-def _parse_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= BIGINT_MAX:
-        raise ApiError(
-            422, "validation_error", "The item id is invalid.",
-            [{"field": "path.item_id", "message": f"must be an integer from 1 to {BIGINT_MAX}"}],
-        )  # fmt: skip
-    return int(raw)
-
-
-def _not_found(item_id: int) -> ApiError:
-    return ApiError(404, "not_found", f"Item {item_id} does not exist.")
-
-
-@blueprint.get("")
+@blueprint.operation("GET", "", query=ItemPageQuery, response=ItemPage)
 def list_items() -> Response:
-    """List items, oldest first, one page at a time."""
-    try:
-        query = PageQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise ApiError(
-            422, "validation_error", "The query is invalid.", validation_details(exc, "query")
-        ) from None
-    rows = _db().read(queries.list_items, after_id=query.cursor, limit=query.limit)
-    next_cursor = str(rows[-1]["id"]) if len(rows) == query.limit else None
-    return jsonify(items=rows, next_cursor=next_cursor)
+    """List items, oldest first, one page at a time; `tag` keeps those with that tag."""
+    return requests.listed("items", ItemPageQuery, queries.list_items)
 
 
-@blueprint.post("")
+@blueprint.operation(
+    "POST", "", body=ItemCreate, response=Item, status=201,
+    errors={409: "An item with this name exists."},
+)  # fmt: skip
 def create_item() -> tuple[Response, int, dict[str, str]]:
     """Create an item."""
-    body = _parse_body(ItemCreate)
-    row = _db().write(queries.create_item, name=body.name, description=body.description)
-    location = url_for("items.get_item", item_id=row["id"])
-    return jsonify(row), 201, {"Location": location}
+    body = requests.body(ItemCreate)
+    row = requests.db().write(
+        queries.create_item, name=body.name, description=body.description, tags=body.tags
+    )
+    return requests.created(row, "items.get_item", item_id=row["id"])
 
 
-@blueprint.get("/<item_id>")
+@blueprint.operation("GET", "/<item_id>", response=Item, errors=NO_SUCH_ITEM)
 def get_item(item_id: str) -> Response:
     """Get one item."""
-    number = _parse_id(item_id)
-    row = _db().read(queries.get_item, item_id=number)
-    if row is None:
-        raise _not_found(number)
-    return jsonify(row)
+    return requests.found(queries.ITEMS.get, "item_id", item_id)
 
 
-@blueprint.patch("/<item_id>")
+@blueprint.operation(
+    "PATCH", "/<item_id>", body=ItemUpdate, response=Item,
+    errors={**NO_SUCH_ITEM, 409: "Another item has this name."},
+)  # fmt: skip
 def update_item(item_id: str) -> Response:
-    """Change some fields of an item."""
-    number = _parse_id(item_id)
-    body = _parse_body(ItemUpdate)
-    changes = body.model_dump(include=body.model_fields_set)
-    row = _db().write(queries.update_item, item_id=number, changes=changes)
+    """Change some fields of an item; `tags` replaces its tags."""
+    number = requests.path_id(item_id, "item_id")
+    body = requests.body(ItemUpdate)
+    changes = body.model_dump(include=body.model_fields_set - {"tags"})
+    row = requests.db().write(queries.update_item, item_id=number, changes=changes, tags=body.tags)
     if row is None:
-        raise _not_found(number)
+        raise requests.not_found("item_id", number)
     return jsonify(row)
 
 
-@blueprint.delete("/<item_id>")
+@blueprint.operation("DELETE", "/<item_id>", response=None, status=204, errors=NO_SUCH_ITEM)
 def delete_item(item_id: str) -> tuple[str, int]:
     """Delete an item."""
-    number = _parse_id(item_id)
-    if not _db().write(queries.delete_item, item_id=number):
-        raise _not_found(number)
-    return "", 204
+    return requests.deleted(queries.ITEMS.delete, "item_id", item_id)

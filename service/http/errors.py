@@ -65,6 +65,13 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str,
     return details
 
 
+def unique_field(constraint: str, table: str) -> str | None:
+    """The column a unique constraint guards, from its name: `uq_<table>_<column>` (the
+    naming convention in service/store/models.py), so no table needs a branch here."""
+    prefix = f"uq_{table}_"
+    return constraint.removeprefix(prefix) if table and constraint.startswith(prefix) else None
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
@@ -89,10 +96,10 @@ def init_app(app: Flask) -> None:
         # The constraint name says what clashed without leaking the SQL or the values.
         constraint = exc.diag.constraint_name or ""
         log.info("integrity error on %s", constraint or "unknown constraint")
-        if constraint == "uq_items_name":
+        if field := unique_field(constraint, exc.diag.table_name or ""):
             return error_response(
-                409, "conflict", "An item with this name already exists.",
-                [{"field": "name", "message": "must be unique"}],
+                409, "conflict", f"The {field} is already taken; choose another.",
+                [{"field": field, "message": "must be unique"}],
             )  # fmt: skip
         return error_response(409, "conflict", "The request conflicts with existing data.")
 

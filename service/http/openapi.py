@@ -1,44 +1,36 @@
-"""The OpenAPI 3.1 document, built from the same pydantic models that validate requests."""
+"""The OpenAPI 3.1 document, generated from the app's URL rules and what each route
+declares (service/api/operations.py), with schemas from the pydantic models that
+validate requests: a route cannot be served and left out."""
 
 from __future__ import annotations
 
-from functools import cache
+import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from service.api import schemas
+from service.api.fields import BIGINT_MAX, Error
+from service.api.operations import Operation, declared
 from service.auth.scopes import SCOPES, required_scope
 
 blueprint = Blueprint("openapi", __name__)
 
+API_PREFIX = "/api/"
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
+_VARIABLE = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+    return {"description": description, "content": {JSON: {"schema": _ref(Error)}}}
 
 
-def _ok(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref(schema)}}}
-
-
-def _body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": _ref(schema)}}}
-
-
-ITEM_ID = {
-    "name": "item_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 1, "maximum": schemas.BIGINT_MAX},
-}
 COMMON_ERRORS = {
     "422": _error("Invalid parameters or body; `details` names each field."),
     "503": _error("The database is unavailable; retry after the Retry-After seconds."),
@@ -56,85 +48,45 @@ BODY_ERRORS = {
 }
 
 
-def _paths() -> dict[str, Any]:
-    page_params = [
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": schemas.PAGE_SIZE_MAX,
-                       "default": schemas.PAGE_SIZE_DEFAULT},
-        },
-        {
-            "name": "cursor",
-            "in": "query",
-            "description": "The `next_cursor` of the previous page.",
-            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-        },
-    ]  # fmt: skip
-    return {
-        "/api/v1/items": {
-            "get": {
-                "operationId": "listItems",
-                "summary": "List items, oldest first, one page at a time.",
-                "parameters": page_params,
-                "responses": {"200": _ok("A page of items.", "ItemPage"), **COMMON_ERRORS},
-            },
-            "post": {
-                "operationId": "createItem",
-                "summary": "Create an item.",
-                "requestBody": _body("ItemCreate"),
-                "responses": {
-                    "201": _ok("The created item.", "Item"),
-                    "409": _error("An item with this name exists."),
-                    **BODY_ERRORS,
-                    **COMMON_ERRORS,
-                },
-            },
-        },
-        "/api/v1/items/{item_id}": {
-            "parameters": [ITEM_ID],
-            "get": {
-                "operationId": "getItem",
-                "summary": "Get one item.",
-                "responses": {
-                    "200": _ok("The item.", "Item"),
-                    "404": _error("No such item."),
-                    **COMMON_ERRORS,
-                },
-            },
-            "patch": {
-                "operationId": "updateItem",
-                "summary": "Change some fields of an item.",
-                "requestBody": _body("ItemUpdate"),
-                "responses": {
-                    "200": _ok("The updated item.", "Item"),
-                    "404": _error("No such item."),
-                    "409": _error("Another item has this name."),
-                    **BODY_ERRORS,
-                    **COMMON_ERRORS,
-                },
-            },
-            "delete": {
-                "operationId": "deleteItem",
-                "summary": "Delete an item.",
-                "responses": {"204": {"description": "Deleted."}, "404": _error("No such item."),
-                              **COMMON_ERRORS},
-            },
-        },
-    }  # fmt: skip
+def _path_parameter(name: str) -> dict[str, Any]:
+    """Every path variable is a resource id (`<item_id>`), checked by requests.path_id."""
+    schema = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def secured(paths: dict[str, Any]) -> dict[str, Any]:
-    """Each operation gets the scope required_scope() enforces, and the 401/403 it may answer."""
-    for path, item in paths.items():
-        for method, operation in item.items():
-            if method == "parameters":
-                continue
-            scope = required_scope(method.upper(), path)
-            if scope is not None:
-                operation["security"] = [{SECURITY_SCHEME: [scope]}]
-                operation["responses"].update(AUTH_ERRORS)
-    return paths
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(mode="validation")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, property_schema in schema["properties"].items():
+        property_schema.pop("title", None)  # the parameter's name says it
+        parameters.append(
+            {"name": name, "in": "query", "required": name in required, "schema": property_schema}
+        )
+    return parameters
+
+
+def _operation(path: str, operation: Operation) -> dict[str, Any]:
+    success: dict[str, Any] = {"description": operation.summary}
+    if operation.response is not None:
+        success["content"] = {JSON: {"schema": _ref(operation.response)}}
+    responses = {str(operation.status): success}
+    responses |= {str(status): _error(when) for status, when in operation.errors.items()}
+    result: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary}
+    if operation.query is not None:
+        result["parameters"] = _query_parameters(operation.query)
+    if operation.body is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": _ref(operation.body)}},
+        }
+        responses |= BODY_ERRORS
+    # The scope the access-control guard enforces for this method and path (service/auth/).
+    if (scope := required_scope(operation.method.upper(), path)) is not None:
+        result["security"] = [{SECURITY_SCHEME: [scope]}]
+        responses |= AUTH_ERRORS
+    result["responses"] = responses | COMMON_ERRORS
+    return result
 
 
 def security_schemes() -> dict[str, Any]:
@@ -153,26 +105,62 @@ def security_schemes() -> dict[str, Any]:
     }
 
 
-def _components() -> dict[str, Any]:
+def api_operations(app: Flask) -> list[tuple[str, list[str], Operation]]:
+    """(OpenAPI path, its variables, operation) for every /api rule, in the order routes
+    were registered; a rule not declared is an error."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX):
+            continue
+        operation = declared(app.view_functions[rule.endpoint])
+        if operation is None:
+            raise LookupError(f"{rule.rule} is not declared with ApiBlueprint.operation")
+        path = _VARIABLE.sub(r"{\1}", rule.rule)
+        found.append((path, _VARIABLE.findall(rule.rule), operation))
+    return found
+
+
+def _components(operations: list[Operation]) -> dict[str, Any]:
+    modes: dict[type[BaseModel], JsonSchemaMode] = {Error: "serialization"}
+    for operation in operations:
+        if operation.body is not None:
+            modes[operation.body] = "validation"
+        if operation.response is not None:
+            modes[operation.response] = "serialization"
     components: dict[str, Any] = {}
-    inputs = (schemas.ItemCreate, schemas.ItemUpdate)
-    outputs = (schemas.Item, schemas.ItemPage, schemas.Error)
-    for model in (*inputs, *outputs):
-        mode: JsonSchemaMode = "validation" if model in inputs else "serialization"
+    for model, mode in modes.items():
         schema = model.model_json_schema(ref_template=REF, mode=mode)
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
     return components
 
 
-@cache
-def document() -> dict[str, Any]:
+def build_document(app: Flask) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    operations = api_operations(app)
+    for path, variables, operation in operations:
+        item = paths.setdefault(path, {})
+        if variables:
+            item["parameters"] = [_path_parameter(name) for name in variables]
+        item[operation.method] = _operation(path, operation)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Items service", "version": "1"},
-        "paths": secured(_paths()),
-        "components": {"schemas": _components(), "securitySchemes": security_schemes()},
+        "paths": paths,
+        "components": {
+            "schemas": _components([op for _, _, op in operations]),
+            "securitySchemes": security_schemes(),
+        },
     }
+
+
+def document() -> dict[str, Any]:
+    """The current app's document, built on first use (the routes are fixed by then)."""
+    app = current_app
+    if "openapi" not in app.extensions:
+        app.extensions["openapi"] = build_document(app)
+    cached: dict[str, Any] = app.extensions["openapi"]
+    return cached
 
 
 @blueprint.get("/openapi.json")

@@ -88,7 +88,12 @@ def test_generated_ids_differ(client: FlaskClient) -> None:
 def test_openapi_document_is_served(client: FlaskClient) -> None:
     document = client.get("/openapi.json").json
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/api/v1/items", "/api/v1/items/{item_id}"}
+    assert set(document["paths"]) == {
+        "/api/v1/items",
+        "/api/v1/items/{item_id}",
+        "/api/v1/tags",
+        "/api/v1/tags/{tag_id}",
+    }
     json.dumps(document)
 
 

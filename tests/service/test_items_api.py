@@ -9,24 +9,13 @@ import pytest
 from flask.testing import FlaskClient
 
 from service.store.models import DESCRIPTION_MAX, NAME_MAX
+from tests.conftest import assert_error, create_row
 
 ITEMS = "/api/v1/items"
 
 
 def create(client: FlaskClient, **body: Any) -> dict[str, Any]:
-    response = client.post(ITEMS, json=body)
-    assert response.status_code == 201, response.json
-    return response.json  # type: ignore[return-value]
-
-
-def assert_error(response: Any, status: int, code: str, field: str | None = None) -> None:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.is_json
-    error = response.json["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    if field is not None:
-        assert field in [d["field"] for d in error["details"]], error["details"]
+    return create_row(client, ITEMS, **body)
 
 
 def test_create_returns_the_item_with_server_set_fields(client: FlaskClient) -> None:

@@ -1,0 +1,128 @@
+"""Field types, base models and envelopes that every resource's schemas are built from."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+)
+
+PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_MAX = 100
+BIGINT_MAX = 2**63 - 1
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot hold lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _single_line(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# The same rules as the validators above, stated in the OpenAPI document for clients.
+# (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.)
+SINGLE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+# Give each its length and description where it is used, e.g.
+# `Name = Annotated[OneLine, Field(min_length=1, max_length=64, description="...")]`.
+OneLine = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN}),
+    AfterValidator(_storable),
+    AfterValidator(_single_line),
+]
+"""Text on one line: no control characters (tabs and newlines included), no NUL."""
+MultiLine = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": NO_NUL_PATTERN}),
+    AfterValidator(_storable),
+]
+"""Text that may span lines (no NUL)."""
+
+
+def absent_not_null(*fields: str) -> Callable[[dict[str, Any]], None]:
+    """A json_schema_extra for fields typed `X | None = None` where None only means "not
+    given" (null is refused by a validator, or cannot arrive, as in a query): the
+    document states X alone."""
+
+    def document(schema: dict[str, Any]) -> None:
+        for name in fields:
+            field = schema["properties"][name]
+            field.update(next(s for s in field.pop("anyOf") if s.get("type") != "null"))
+            field.pop("default", None)
+
+    return document
+
+
+Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+
+
+class Strict(BaseModel):
+    """A request body: unknown fields are an error (a typo must not be silently dropped),
+    and "1" is not an int: the API takes JSON types as they are."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PageQuery(BaseModel):
+    """Query parameters of a list (strings as they arrive, converted here)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
+    # Clients see an opaque string (the last id of the previous page, for now).
+    cursor: Annotated[
+        int,
+        # No default stated: 0 is no string, and the first page has no cursor.
+        Field(ge=0, le=BIGINT_MAX, json_schema_extra=lambda schema: schema.pop("default")),
+        WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,18}$",
+                        "description": "The `next_cursor` of the previous page."}),
+    ] = 0  # fmt: skip
+
+
+def page_of(row: type[BaseModel], key: str) -> type[BaseModel]:
+    """The envelope of one page: `{key: [row, ...], "next_cursor"}` (e.g. ItemPage)."""
+    page: type[BaseModel] = create_model(
+        f"{row.__name__}Page",
+        __doc__=f"One page of {key}, oldest first; pass `next_cursor` as `cursor` for the next.",
+        **{key: (list[row], ...)},  # type: ignore[call-overload, valid-type]
+        next_cursor=(str | None, Field(description="Opaque; null on the last page.")),
+    )
+    return page
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class Error(BaseModel):
+    """Every error response, whatever its status."""
+
+    error: ErrorBody
