@@ -53,7 +53,10 @@ class Checkout:
     ) -> subprocess.CompletedProcess[str]:
         """`make ARGS` in the checkout, with this work tree's venv (not a fresh one)."""
         return subprocess.run(
-            ["make", "--no-print-directory", f"VENV={ROOT / '.venv'}", *args],
+            # The SBOM tool's venv by its real path: one made through the checkout's
+            # .tools symlink would name the checkout, gone after the run, in its scripts.
+            ["make", "--no-print-directory", f"VENV={ROOT / '.venv'}",
+             f"SBOM_VENV={ROOT / '.tools' / 'sbom-venv'}", *args],
             cwd=self.path, env={**os.environ, **(env or {})},
             capture_output=True, text=True, timeout=RELEASE_TIMEOUT_S, check=False,
         )  # fmt: skip
