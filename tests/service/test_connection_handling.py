@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from service.store import database as db_module
+from service.store import pool as pool_module
 from service.store.database import get_db
 from tools.localpg import free_port
 
@@ -103,7 +103,7 @@ def test_an_old_connection_is_closed_and_replaced(
 ) -> None:
     client = app_showing_its_backend(make_app).test_client()
     old = backend_pid(client)
-    monkeypatch.setattr(db_module, "RECYCLE_SECONDS", 0)
+    monkeypatch.setattr(pool_module, "RECYCLE_SECONDS", 0)
     new = backend_pid(client)
     assert new != old
     assert not backend_exists(database_url, old)  # closed, not leaked
