@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from http.client import HTTPMessage
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_SECONDS = 2.0
 REFETCH_SECONDS = 30.0
-# With no keys at all every request fails; try sooner than REFETCH_SECONDS, still rarely.
-RETRY_WITHOUT_KEYS_SECONDS = 5.0
+# With no keys at all every request fails, but the issuer is still asked at most once per
+# REFETCH_SECONDS per worker: a flood of tokens must not become a flood of fetches.
+RETRY_WITHOUT_KEYS_SECONDS = REFETCH_SECONDS
 MAX_DOCUMENT_BYTES = 1024 * 1024
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
@@ -43,11 +45,32 @@ class KeysUnavailableError(Exception):
         self.retry_after = retry_after
 
 
+class _HttpsStaysHttps(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but never from https to plain http: that would undo the rule that
+    an https issuer's keys come over https."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if req.full_url.startswith("https://") and not newurl.startswith("https://"):
+            raise ValueError(f"{req.full_url} redirected to a non-https address")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpsStaysHttps)
+
+
 def fetch_json(url: str, timeout: float = FETCH_TIMEOUT_SECONDS) -> Any:
     """GET a JSON document; a failure (network, status, size, syntax): OSError or ValueError."""
     # S310: the URL is https (or http on loopback), checked in service/config.py and above.
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+    with _OPENER.open(request, timeout=timeout) as response:
         body = response.read(MAX_DOCUMENT_BYTES + 1)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"{url} answered more than {MAX_DOCUMENT_BYTES} bytes")
@@ -126,7 +149,9 @@ class KeySet:
             self._last_attempt = now
             try:
                 self._keys = parse_key_set(self._load())
-            except (OSError, ValueError) as exc:  # URLError, timeouts and HTTPError are OSErrors
+            # Whatever the issuer did (network, status, HTTP framing, a document too deep or
+            # malformed): keep the keys we have, and never let it become a 500.
+            except Exception as exc:  # noqa: BLE001
                 log.warning("could not load the issuer's signing keys: %s", _one_line(exc))
                 if not self._keys:
                     raise KeysUnavailableError(str(exc), int(RETRY_WITHOUT_KEYS_SECONDS)) from None

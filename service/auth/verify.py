@@ -135,7 +135,9 @@ class TokenVerifier:
         return Caller(
             subject=subject if isinstance(subject, str) else "",
             scopes=scopes_of(claims),
-            expires_at=float(claims["exp"]),
+            # Accepted until `exp` plus the clock-skew leeway jwt.decode allowed it, so a
+            # token inside that window is verified once, not on every request.
+            expires_at=float(claims["exp"]) + LEEWAY_SECONDS,
         )
 
     def _decode(self, token: str, key: SigningKey, algorithm: str) -> dict[str, Any]:

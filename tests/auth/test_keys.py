@@ -4,8 +4,10 @@ through an outage; with no keys at all, 503 auth_unavailable with Retry-After.""
 from __future__ import annotations
 
 import socket
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from http.client import HTTPMessage
 from typing import Any
 
 import psycopg
@@ -165,3 +167,75 @@ def test_unusable_entries_in_a_key_set_are_skipped() -> None:
     assert list(keys.parse_key_set(document)) == ["good"]
     with pytest.raises(ValueError, match="no usable signing key"):
         keys.parse_key_set({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})
+
+
+@pytest.fixture
+def garbage_issuer() -> Iterator[str]:
+    """A loopback listener that answers every connection with bytes that are not HTTP."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer() -> None:
+        while not stop.is_set():
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                continue
+            with peer:
+                peer.recv(4096)
+                peer.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=2)
+    listener.close()
+
+
+def test_an_issuer_that_does_not_speak_http_is_a_503_not_a_500(
+    settings: Settings, connection: psycopg.Connection[Any], garbage_issuer: str
+) -> None:
+    # urllib raises http.client.BadStatusLine here, which is neither an OSError nor a
+    # ValueError: it must still become auth_unavailable.
+    app = create_app(replace(settings, auth=AuthSettings(garbage_issuer, AUDIENCE)))
+    get_db(app).bind_to(connection)
+    token = SigningKey.generate("k").mint(issuer=garbage_issuer, audience=AUDIENCE)
+    response = app.test_client().get(ITEMS, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "auth_unavailable"
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    handler = keys._HttpsStaysHttps()
+    request = urllib.request.Request("https://issuer.example.com/jwks")
+    with pytest.raises(ValueError, match="non-https"):
+        handler.redirect_request(
+            request, None, 302, "Found", HTTPMessage(), "http://issuer.example.com/jwks"
+        )
+    followed = handler.redirect_request(
+        request, None, 302, "Found", HTTPMessage(), "https://keys.example.com/jwks"
+    )
+    assert followed is not None and followed.full_url == "https://keys.example.com/jwks"
+
+
+def test_a_token_inside_the_skew_window_is_verified_once(
+    call: Call, issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = []
+    real_decode = keys.jwt.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        checks.append(None)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(keys.jwt, "decode", counting_decode)
+    token = issuer.mint(lifetime=-20)  # expired 20 s ago, inside the 60 s leeway
+    for _ in range(3):
+        assert call("GET", ITEMS, token).status_code == 200
+    assert len(checks) == 1
