@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import jwt
 import psycopg
 import pytest
 from flask import Flask
@@ -15,6 +16,20 @@ from service.auth.verify import TokenVerifier
 from service.config import AuthSettings, Settings
 from service.store.database import get_db
 from tests.auth.issuer import AUDIENCE, LocalIssuer
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One entry per signature verification (jwt.decode) from here on."""
+    calls: list[None] = []
+    real = jwt.decode
+
+    def decode(*args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", decode)
+    return calls
 
 
 @pytest.fixture
