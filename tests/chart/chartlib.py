@@ -137,3 +137,19 @@ def uses_app_image(container: Obj, deployment: Obj) -> bool:
 def matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     """Whether a matchLabels selector selects an object with `labels`."""
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+# The Bitnami-named extension knobs, each set once: a platform's typical additions.
+PLATFORM_KNOBS = [
+    "priorityClassName=business-critical",
+    "extraEnvVarsSecret=app-extra-env",
+    "extraVolumes[0].name=db-ca",
+    "extraVolumes[0].configMap.name=db-ca",
+    "extraVolumeMounts[0].name=db-ca",
+    "extraVolumeMounts[0].mountPath=/etc/db-ca",
+    "extraVolumeMounts[0].readOnly=true",
+    "sidecars[0].name=log-shipper",
+    "sidecars[0].image=registry.example/shipper:1.2",
+    "initContainers[0].name=warm-cache",
+    "initContainers[0].image=registry.example/warm:1.0",
+]

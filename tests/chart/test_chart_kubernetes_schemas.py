@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
 
-from tests.chart.chartlib import CHART, Render, render
+from tests.chart.chartlib import CHART, PLATFORM_KNOBS, Render, render
 
 pytestmark = pytest.mark.helm
 
@@ -30,16 +30,7 @@ EVERYTHING = [
     "extraEnv[0].value=on",
     "imagePullSecrets[0].name=registry",
     "migration.argocdHook=true",
-    "priorityClassName=business-critical",
-    "extraEnvVarsSecret=app-extra-env",
-    "extraVolumes[0].name=db-ca",
-    "extraVolumes[0].configMap.name=db-ca",
-    "extraVolumeMounts[0].name=db-ca",
-    "extraVolumeMounts[0].mountPath=/etc/db-ca",
-    "sidecars[0].name=log-shipper",
-    "sidecars[0].image=registry.example/shipper:1.2",
-    "initContainers[0].name=warm-cache",
-    "initContainers[0].image=registry.example/warm:1.0",
+    *PLATFORM_KNOBS,
     "podDisruptionBudget.minAvailable=2",
     "podSecurityContext.supplementalGroups[0]=2000",
     "podSecurityContext.appArmorProfile.type=RuntimeDefault",

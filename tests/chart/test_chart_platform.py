@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chart.chartlib import (
+    PLATFORM_KNOBS,
     ROOT,
     TEST_DIGEST,
     TEST_TAG,
@@ -150,21 +151,6 @@ def test_a_misspelt_kubernetes_field_is_still_refused(helm: str, setting: str, f
     result = run_helm(helm, *template_args("prod", [setting]))
     assert result.returncode != 0, f"{setting} rendered"
     assert field in result.stderr
-
-
-PLATFORM_KNOBS = [
-    "priorityClassName=business-critical",
-    "extraEnvVarsSecret=app-extra-env",
-    "extraVolumes[0].name=db-ca",
-    "extraVolumes[0].configMap.name=db-ca",
-    "extraVolumeMounts[0].name=db-ca",
-    "extraVolumeMounts[0].mountPath=/etc/db-ca",
-    "extraVolumeMounts[0].readOnly=true",
-    "sidecars[0].name=log-shipper",
-    "sidecars[0].image=registry.example/shipper:1.2",
-    "initContainers[0].name=warm-cache",
-    "initContainers[0].image=registry.example/warm:1.0",
-]
 
 
 def test_bitnami_named_knobs_reach_the_pods(helm: str) -> None:
