@@ -23,7 +23,7 @@ import psycopg
 
 from tools.devtoken import SigningKey, jwks
 from tools.localpg import free_port, throwaway_postgres
-from tools.service_process import ROOT
+from tools.service_process import ROOT, stop_process
 
 # Settings the benchmark sets itself, whatever the caller's environment holds.
 OWNED_VARIABLES = (
@@ -175,13 +175,7 @@ def start_server(
         server.wait_until_answering("/" if reference else "/livez")
         yield server
     finally:
-        if popen.poll() is None:
-            popen.terminate()
-            try:
-                popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+        stop_process(popen, timeout=30)
 
 
 def server_env(

@@ -22,6 +22,18 @@ from tools.localpg import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def stop_process(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class ServiceProcess:
     process: subprocess.Popen[str]
@@ -78,11 +90,5 @@ def running_service(
             service.wait_until_serving()
         yield service
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=30)
         reader.join(timeout=5)

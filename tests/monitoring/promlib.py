@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from tools.localpg import free_port
+from tools.service_process import stop_process
 
 # What a ServiceMonitor's scrape gives every series of the release "app" in namespace "app":
 # the operator's relabelling adds namespace, service, pod, container and endpoint, and the
@@ -102,12 +103,7 @@ def running_prometheus(
         prometheus.wait_for("up", timeout=30)
         yield prometheus
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
 
 
 # A selector's metric name: an identifier right before `{` (every query here writes its
