@@ -8,7 +8,6 @@ actionlint and by reading the workflow, not run (make release proves the rest lo
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,13 @@ import pytest
 import yaml
 
 from tests.e2e.unit.test_ci_workflow import (
-    ANSI,
     PINNED_USES,
     is_declared_runner_label,
     lint,
+    make_help_targets,
+    run_lines,
 )
 from tests.e2e.unit.test_ci_workflow import actionlint as actionlint
-from tools.prereq import find_tool, missing
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
@@ -155,17 +154,8 @@ def test_prod_is_a_manual_run_behind_an_environment(workflow: dict[str, Any]) ->
 
 
 def test_every_make_target_and_script_the_workflow_runs_exists(workflow: dict[str, Any]) -> None:
-    make = find_tool("make", "MAKE")
-    if make is None:
-        missing("`make` not found (install it with: apt-get install make)")
-    listed = subprocess.run(
-        [str(make), "--no-print-directory", "-C", str(ROOT), "help"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    targets = {line.split()[0] for line in ANSI.sub("", listed).splitlines() if line.strip()}
-    runs = "\n".join(
-        step.get("run", "") for job in workflow["jobs"].values() for step in job.get("steps", [])
-    )
+    targets = make_help_targets()
+    runs = run_lines(workflow)
     scripts = re.findall(r"\bbash (scripts/\S+\.sh)", runs)
     assert scripts and all((ROOT / s).is_file() for s in scripts), scripts
     used = set(re.findall(r"\bmake ([a-z][\w-]*)", runs))
