@@ -213,6 +213,28 @@ def quiet(_: str) -> None:
     pass
 
 
+def ensure_published_kind(
+    server: ReleaseServer,
+    bin_dir: Path,
+    binary: bytes = fake_binary("kind", "0.32.0"),
+    *,
+    exact: bool = False,
+) -> dict[str, str]:
+    """Publish `binary` as this host's kind 0.32.0 on the test server, pin its digest, and
+    ensure kind in `bin_dir` from there."""
+    plat = host_platform()
+    spec = raw_spec()
+    pin = publish(server, spec, plat, binary)
+    return ensure_tools(
+        ["kind"],
+        specs={"kind": replace(spec, sha256={plat: pin})},
+        bin_dir=bin_dir,
+        base_url=server.url,
+        log=quiet,
+        exact=exact,
+    )
+
+
 def install_one(server: ReleaseServer, spec: ToolSpec, bin_dir: Path, plat: str) -> dict[str, str]:
     return ensure_tools(
         [spec.name],
@@ -350,36 +372,18 @@ def test_too_old_tool_on_path_is_replaced_by_the_pinned_one(
 ) -> None:
     old = write_tool(tmp_path / "path", "kind", "0.20.0")
     monkeypatch.setenv("PATH", f"{old.parent}{os.pathsep}{os.environ['PATH']}")
-    plat = host_platform()
-    spec = raw_spec()
-    pin = publish(release_server, spec, plat, fake_binary("kind", "0.32.0"))
     bin_dir = tmp_path / "bin"
-    used = ensure_tools(
-        ["kind"],
-        specs={"kind": replace(spec, sha256={plat: pin})},
-        bin_dir=bin_dir,
-        base_url=release_server.url,
-        log=quiet,
-    )
+    used = ensure_published_kind(release_server, bin_dir)
     assert used == {"kind": str(bin_dir / "kind")}
-    assert release_server.requests == [f"/kind/v0.32.0/kind-{plat}"]
+    assert release_server.requests == [f"/kind/v0.32.0/kind-{host_platform()}"]
     assert old.read_bytes() == fake_binary("kind", "0.20.0")  # never touched outside bin/
 
 
 def test_installed_binary_must_report_the_pinned_version(
     release_server: ReleaseServer, tmp_path: Path
 ) -> None:
-    plat = host_platform()
-    spec = raw_spec()
-    pin = publish(release_server, spec, plat, fake_binary("kind", "0.1.0"))
     with pytest.raises(ToolError, match=r"does not report version 0\.32\.0"):
-        ensure_tools(
-            ["kind"],
-            specs={"kind": replace(spec, sha256={plat: pin})},
-            bin_dir=tmp_path,
-            base_url=release_server.url,
-            log=quiet,
-        )
+        ensure_published_kind(release_server, tmp_path, fake_binary("kind", "0.1.0"))
 
 
 def test_cli_reports_every_failure_and_exits_1(
@@ -440,20 +444,10 @@ def test_exact_mode_ignores_a_fitting_copy_on_path_and_installs_the_pin(
     """A hosted runner's own helm fits the accept range; CI must still test the pinned one."""
     runner_copy = write_tool(tmp_path / "runner", "kind", "0.32.1")
     monkeypatch.setenv("PATH", f"{runner_copy.parent}{os.pathsep}{os.environ['PATH']}")
-    plat = host_platform()
-    spec = raw_spec()
-    pin = publish(release_server, spec, plat, fake_binary("kind", "0.32.0"))
     bin_dir = tmp_path / "bin"
-    used = ensure_tools(
-        ["kind"],
-        specs={"kind": replace(spec, sha256={plat: pin})},
-        bin_dir=bin_dir,
-        base_url=release_server.url,
-        log=quiet,
-        exact=True,
-    )
+    used = ensure_published_kind(release_server, bin_dir, exact=True)
     assert used == {"kind": str(bin_dir / "kind")}
-    assert release_server.requests == [f"/kind/v0.32.0/kind-{plat}"]
+    assert release_server.requests == [f"/kind/v0.32.0/kind-{host_platform()}"]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fake tools are shell scripts")
@@ -463,17 +457,7 @@ def test_exact_mode_reuses_bin_only_at_the_pinned_version(
 ) -> None:
     bin_dir = tmp_path / "bin"
     write_tool(bin_dir, "kind", in_bin)
-    plat = host_platform()
-    spec = raw_spec()
-    pin = publish(release_server, spec, plat, fake_binary("kind", "0.32.0"))
-    ensure_tools(
-        ["kind"],
-        specs={"kind": replace(spec, sha256={plat: pin})},
-        bin_dir=bin_dir,
-        base_url=release_server.url,
-        log=quiet,
-        exact=True,
-    )
+    ensure_published_kind(release_server, bin_dir, exact=True)
     assert (release_server.requests == []) is reused
     assert (bin_dir / "kind").read_bytes() == fake_binary("kind", "0.32.0")
 
