@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 from tests.chart.chartlib import Render, containers, pod_specs
-from tests.conftest import PostgresServer
 from tests.image.imagelib import container, run_once
 from tests.release.conftest import (
     SOURCE_URL,
@@ -81,15 +79,8 @@ def test_image_carries_the_oci_labels(released: Released, release_tools: Release
     assert labels["org.opencontainers.image.created"] == committed
 
 
-@pytest.fixture(scope="module")
-def database(postgres: PostgresServer) -> Iterator[str]:
-    name = postgres.create_database()
-    yield postgres.database_url(name)
-    postgres.drop_database(name)
-
-
 def test_image_pulled_back_by_digest_migrates_and_serves(
-    released: Released, release_tools: ReleaseTools, database: str
+    released: Released, release_tools: ReleaseTools, empty_database: str
 ) -> None:
     docker, image = release_tools.docker, released.record["image"]
     # Forget every local name of it, so what runs is what the registry sends back.
@@ -101,9 +92,9 @@ def test_image_pulled_back_by_digest_migrates_and_serves(
         [docker, "pull", image], capture_output=True, text=True, timeout=300, check=False
     )
     assert pulled.returncode == 0, pulled.stderr
-    migrated = run_once(docker, image, "migrate", env={"DATABASE_URL": database})
+    migrated = run_once(docker, image, "migrate", env={"DATABASE_URL": empty_database})
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    with container(docker, image, env={"DATABASE_URL": database}) as running:
+    with container(docker, image, env={"DATABASE_URL": empty_database}) as running:
         assert running.wait_ready().status_code == 200
 
 
