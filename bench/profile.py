@@ -40,43 +40,65 @@ from typing import Any
 from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
+from bench.dataset import POPULAR_TAG, RARE_TAG, Dataset, parse_size
+from bench.measure import ALL_SCENARIOS, SEED_ROWS
 from bench.servers import bench_auth_env, bench_token, seeded_postgres
 
-SEED_ROWS = 100_000
 Environ = dict[str, Any]
+PROFILED = ("livez", *(s for s in ALL_SCENARIOS if s not in ("livez", "mixed")))
 
 
 _NAMES = (f"profile-{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count())
 
 
-def environs(scenario: str, headers: dict[str, str]) -> Iterator[Environ]:
-    """Request environments; `headers` (the bearer token) go on every API request."""
+def environs(scenario: str, headers: dict[str, str], dataset: Dataset) -> Iterator[Environ]:
+    """Request environments, as bench/wrk/<scenario>.lua builds them; `headers` (the bearer
+    token) go on every API request."""
+    rows = dataset.items
     while True:
         if scenario == "livez":
             builder = EnvironBuilder(path="/livez")
         elif scenario == "get_item":
-            path = f"/api/v1/items/{random.randint(1, SEED_ROWS)}"
+            path = f"/api/v1/items/{_bench_item_id(dataset)}"
             builder = EnvironBuilder(path=path, headers=headers)
         elif scenario == "list_page":
-            cursor = random.randint(0, SEED_ROWS - 20)
+            cursor = random.randint(0, rows - 20)
             builder = EnvironBuilder(
                 path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
             )
-        elif scenario == "list_by_tag":  # tag-3: 10% of the items (bench/servers.py)
-            cursor = random.randint(0, SEED_ROWS - 200)
-            query = f"tag=tag-3&limit=20&cursor={cursor}"
+        elif scenario == "list_by_tag":  # 10% of the bench owner's items, every 20th id
+            cursor = random.randint(0, rows - 400)
+            query = f"tag={POPULAR_TAG}&limit=20&cursor={cursor}"
             builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
-        elif scenario == "post_item":
-            body = json.dumps({"name": next(_NAMES), "description": "profiled"})
+        elif scenario == "list_by_rare_tag":
+            query = f"tag={RARE_TAG}"
+            builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
+        elif scenario in ("post_item", "post_item_tags"):
+            body: dict[str, Any] = {"name": next(_NAMES), "description": "profiled"}
+            if scenario == "post_item_tags":
+                body["tags"] = sorted(_bench_tag_names(dataset, 5))
             builder = EnvironBuilder(
-                path="/api/v1/items", method="POST", data=body, content_type="application/json",
-                headers=headers,
+                path="/api/v1/items", method="POST", data=json.dumps(body),
+                content_type="application/json", headers=headers,
             )  # fmt: skip
         else:
-            raise SystemExit(
-                f"unknown scenario {scenario!r}: livez, get_item, list_page, list_by_tag, post_item"
-            )
+            raise SystemExit(f"unknown scenario {scenario!r}: {', '.join(PROFILED)}")
         yield builder.get_environ()
+
+
+def _bench_item_id(dataset: Dataset) -> int:
+    """One of the bench owner's items (bench_item_id in bench/wrk/common.lua)."""
+    k = random.randrange(dataset.bench_items)
+    return 10 * (k // 5) + k % 5 + 1
+
+
+def _bench_tag_names(dataset: Dataset, count: int) -> set[str]:
+    """Distinct tags of the bench owner's (bench_tag_name in bench/wrk/common.lua)."""
+    names: set[str] = set()
+    while len(names) < count:
+        q = random.randint(1, dataset.tags // 10 - 1)
+        names.add(f"tag-{10 * q + random.randint(0, 4) + 1}")
+    return names
 
 
 class _Response:
@@ -94,6 +116,7 @@ def drive(
     access: Callable[..., None],
     prepared: int = 0,
     headers: dict[str, str] | None = None,
+    dataset: Dataset | None = None,
 ) -> tuple[float, float, int]:
     """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
     seconds, and the number of non-2xx."""
@@ -106,7 +129,7 @@ def drive(
         response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    made = environs(scenario, headers or {})
+    made = environs(scenario, headers or {}, dataset or Dataset(SEED_ROWS))
     requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
@@ -120,7 +143,7 @@ def drive(
 
 
 def count_instructions(
-    scenario: str, requests: int, database_url: str, metrics: str, auth: str
+    scenario: str, requests: int, database_url: str, metrics: str, auth: str, rows: int
 ) -> float:
     """Instructions per request: two runs under valgrind, few and many requests. Both
     build as many request environments (werkzeug's EnvironBuilder costs about as much as
@@ -137,7 +160,7 @@ def count_instructions(
             [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
              sys.executable, "-m", "bench.profile", scenario, "--requests", str(count),
              "--prepared", str(many), "--warm-up", "300", "--metrics", metrics, "--auth", auth,
-             "--database-url", database_url],
+             "--rows", str(rows), "--database-url", database_url],
             capture_output=True, text=True,
         )  # fmt: skip
         found = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
@@ -149,9 +172,7 @@ def count_instructions(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument(
-        "scenario", choices=("livez", "get_item", "list_page", "list_by_tag", "post_item")
-    )
+    parser.add_argument("scenario", choices=PROFILED)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--pyinstrument", action="store_true", help="print the call tree")
     parser.add_argument(
@@ -162,16 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         "--auth", default="true", choices=("true", "false"),
         help="access control on (one reused bearer token, as a client sends) or off",
     )  # fmt: skip
+    parser.add_argument(
+        "--rows", default=str(SEED_ROWS), help="items in the seeded database, e.g. 100k or 10m"
+    )
     parser.add_argument("--warm-up", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)  # seeded by the caller
     args = parser.parse_args(argv)
+    try:
+        dataset = Dataset(parse_size(args.rows))
+    except ValueError as exc:
+        parser.error(f"--rows: {exc}")
 
     with contextlib.ExitStack() as stack:
-        url = args.database_url or stack.enter_context(seeded_postgres(SEED_ROWS)).url
+        url = args.database_url or stack.enter_context(seeded_postgres(dataset.items)).url
         if args.instructions:
             per_request = count_instructions(
-                args.scenario, args.requests, url, args.metrics, args.auth
+                args.scenario, args.requests, url, args.metrics, args.auth, dataset.items
             )
             print(f"{args.scenario}: {per_request / 1000:,.1f} thousand instructions per request")
             return 0
@@ -195,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.config.dictConfig(logconfig_dict)
             access = JsonAccessLogger(Config()).access  # requests at INFO, as configured
             app = create_app()
-            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, headers)
+            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, headers, dataset)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
@@ -203,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
             wall, cpu, failed = drive(
-                app, args.scenario, args.requests, access, args.prepared, headers
+                app, args.scenario, args.requests, access, args.prepared, headers, dataset
             )
             if profiler is not None:
                 profiler.stop()

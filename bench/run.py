@@ -31,7 +31,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.measure import SCENARIOS, SEED_ROWS, Bench
+from bench.comparisons import (
+    PEER_SCENARIOS,
+    peer_figures,
+    peer_key,
+    peer_server,
+    print_comparisons,
+    relative_figures,
+)
+from bench.measure import SCENARIOS, SEED_ROWS, Bench, write_results
 from bench.servers import (
     Server,
     bench_token,
@@ -99,14 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         report.pop("_gunicorn"),
         durable=args.durable,
     )
-    failures = _print_report(report)
-    output = Path(args.output)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {output}")
-    if failures:
-        print("FAILED: " + "; ".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return write_results(report, args.output, _print_report(report))
 
 
 def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str, Any]:
@@ -121,6 +122,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         service = start("service")
         no_metrics = start("service-no-metrics", METRICS_ENABLED="false")
         no_auth = start("service-no-auth", AUTH_DISABLED="true")
+        peer = stack.enter_context(peer_server(db, workdir))
         process_model = _process_model(service)
         print(f"gunicorn: {process_model}", flush=True)
         bench = Bench(wrk, db, run_s=plan.run_s, warmup_s=plan.warmup_s)
@@ -133,10 +135,13 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
             bench.run(no_metrics, scenario, f"{scenario} (metrics off)", warmup=True)
         for scenario in AUTH_COMPARED:
             bench.run(no_auth, scenario, f"{scenario} (auth off)", warmup=True)
+        for scenario in PEER_SCENARIOS:
+            bench.run(peer, scenario, peer_key(scenario), warmup=True)
 
         ratios: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         metrics_costs: dict[str, list[float]] = {s: [] for s in METRICS_COMPARED}
         auth_costs: dict[str, list[float]] = {s: [] for s in AUTH_COMPARED}
+        over_peer: dict[str, list[float]] = {s: [] for s in PEER_SCENARIOS}
         for round_number in range(1, plan.rounds + 1):
             print(f"round {round_number}/{plan.rounds}", flush=True)
             for scenario in SCENARIOS:
@@ -145,7 +150,11 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                     runs.append((f"{scenario} (metrics off)", no_metrics, scenario))
                 if scenario in AUTH_COMPARED:
                     runs.append((f"{scenario} (auth off)", no_auth, scenario))
+                if scenario in PEER_SCENARIOS:
+                    runs.append((peer_key(scenario), peer, scenario))
                 rps = bench.in_turn(round_number, runs)
+                if scenario in PEER_SCENARIOS:
+                    over_peer[scenario].append(rps[scenario] / rps[peer_key(scenario)])
                 ratios[scenario].append(rps[scenario] / rps["reference"])
                 if scenario in METRICS_COMPARED:
                     off = rps[f"{scenario} (metrics off)"]
@@ -169,6 +178,8 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         },
         "reference": bench.runs["reference"].summary(),
         "rounds": {s: [round(r, 3) for r in ratios[s]] for s in SCENARIOS},
+        "peer": peer_figures(bench, over_peer),
+        "relative_to_get": relative_figures(ratios),
         "get_item_at_70_percent": open_loop,
         "get_item_at_70_percent_without_recycling": open_loop_steady,
         "metrics_cost": {s: _metrics_cost(bench, s, c) for s, c in metrics_costs.items()},
@@ -425,6 +436,7 @@ def _print_report(report: dict[str, Any]) -> list[str]:
         f"worker RSS over {r['seconds']:.0f} s of mixed load: worst growth {r['worst_growth']:.1%}"
         f" (target < {RSS_GROWTH_LIMIT:.0%}: {_verdict(r['met'])})"
     )
+    print_comparisons(report)
     print(f"ratios per round: {report['rounds']}")
     return [f"{what}: {count} failed requests" for what, count in report["errors"].items() if count]
 

@@ -15,12 +15,13 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
+from bench.dataset import BENCH_OWNER, Dataset, seed
 from tools.devtoken import SigningKey, jwks
 from tools.localpg import free_port, throwaway_postgres
 from tools.service_process import ROOT, stop_process
@@ -47,25 +48,20 @@ OWNED_VARIABLES = (
 BENCH_ISSUER = "https://bench.invalid"
 BENCH_AUDIENCE = "items-api"
 BENCH_KEY = SigningKey.generate("bench")
-SEED_SQL = """
-INSERT INTO items (name, description)
-SELECT 'seed-' || n, 'Seeded item ' || n || ', one of the rows the load benchmark reads.'
-FROM generate_series(1, %(rows)s) AS n
-"""
-# Every item carries two tags, so the item scenarios return tags as real ones would:
-# tag-0 ... tag-9 (item id modulo 10: each held by 10% of the items; list_by_tag pages
-# through tag-3) and tag-10 ... tag-16 (id modulo 7).
-SEED_TAGS_SQL = """
-INSERT INTO tags (name) SELECT 'tag-' || n FROM generate_series(0, 16) AS n;
-INSERT INTO item_tags (item_id, tag_id)
-SELECT items.id, tags.id FROM items JOIN tags
-  ON tags.name IN ('tag-' || items.id % 10, 'tag-' || 10 + items.id % 7)
-"""
 
 
 @contextlib.contextmanager
-def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
-    """A throwaway server (as the tests start it), migrated, with `rows` items."""
+def seeded_postgres(
+    rows: int,
+    *,
+    durable: bool = False,
+    report: Callable[[str], None] = print,
+    before_seeding: Callable[[str], None] | None = None,
+) -> Iterator[Database]:
+    """A throwaway server (as the tests start it), migrated, seeded with `rows` items and
+    their tags and links (bench/dataset.py). `before_seeding` gets the migrated database's
+    URL first (tests add a column there)."""
+    dataset = Dataset(rows)
     with throwaway_postgres(durable=durable) as server:
         url = server.url()
         migrate = subprocess.run(
@@ -77,14 +73,27 @@ def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{migrate.stdout}{migrate.stderr}")
+
+        def restart() -> None:
+            server.stop()
+            server.start()
+
+        if before_seeding is not None:
+            before_seeding(url)
+        started = time.monotonic()
+        steps = seed(url, server.admin_url, restart, dataset, report)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SEED_SQL, {"rows": rows})
-            for statement in SEED_TAGS_SQL.split(";"):
-                conn.execute(statement)
-            conn.execute("VACUUM ANALYZE items, tags, item_tags")
             version = conn.execute("SHOW server_version").fetchone()
         postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-        yield Database(url, postmaster, version[0] if version else "unknown")
+        yield Database(
+            url,
+            postmaster,
+            version[0] if version else "unknown",
+            dataset,
+            seeding_s=round(time.monotonic() - started, 1),
+            seeding_steps=steps,
+            admin_url=server.admin_url,
+        )
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,10 @@ class Database:
     url: str
     postmaster_pid: int
     version: str
+    dataset: Dataset
+    seeding_s: float = 0.0
+    seeding_steps: dict[str, float] = field(default_factory=dict)
+    admin_url: str = ""
 
 
 @dataclass
@@ -103,6 +116,7 @@ class Server:
     port: int
     log_path: Path
     is_reference: bool = False
+    database: Database | None = None  # the one it serves, when a run has several
 
     @property
     def base_url(self) -> str:
@@ -154,13 +168,24 @@ def rss_kib(pid: int) -> int:
 
 @contextlib.contextmanager
 def start_server(
-    name: str, env: dict[str, str], workdir: Path, *, reference: bool = False, code: Path = ROOT
+    name: str,
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    reference: bool = False,
+    code: Path = ROOT,
+    app_config: str | None = None,
+    database: Database | None = None,
 ) -> Iterator[Server]:
     """Start the service (or the reference) with output to a file, as a container runtime
-    keeps it; stop it after. `code` is the tree to run (another git revision, for A/B)."""
+    keeps it; stop it after. `code` is the tree to run (another git revision, for A/B);
+    `app_config`, another app's gunicorn config module (the peer's); `database`, the one
+    it serves, if not the benchmark's only one."""
     port = free_port()
     log_path = workdir / f"{name}.log"
-    argv = _reference_argv(port) if reference else _service_argv()
+    if reference:
+        app_config = REFERENCE_CONFIG
+    argv = _service_argv() if app_config is None else _gunicorn_argv(app_config, port)
     with log_path.open("w") as log:
         popen = subprocess.Popen(
             argv,
@@ -170,7 +195,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             text=True,
         )
-    server = Server(name, popen, port, log_path, is_reference=reference)
+    server = Server(name, popen, port, log_path, is_reference=reference, database=database)
     try:
         server.wait_until_answering("/" if reference else "/livez")
         yield server
@@ -213,7 +238,7 @@ def bench_auth_env(workdir: Path) -> dict[str, str]:
 
 def bench_token(lifetime_s: int = 12 * 3600) -> str:
     """A bearer token with both scopes, valid for longer than any run."""
-    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject="bench",
+    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=BENCH_OWNER,
                           lifetime=lifetime_s)  # fmt: skip
 
 
@@ -222,16 +247,13 @@ def _service_argv() -> list[str]:
     return [sys.executable, "-m", "service", "serve"]
 
 
-def _reference_argv(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:bench.reference_gunicorn_conf",
-        "--bind",
-        f"127.0.0.1:{port}",
-    ]
+REFERENCE_CONFIG = "bench.reference_gunicorn_conf"
+PEER_CONFIG = "bench.peer_gunicorn_conf"
+
+
+def _gunicorn_argv(config: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "--config", f"python:{config}",
+            "--bind", f"127.0.0.1:{port}"]  # fmt: skip
 
 
 def service_env(database_url: str, workdir: Path, **overrides: str) -> dict[str, str]:

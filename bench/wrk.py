@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.dataset import Dataset
 from tools.prereq import find_tool
 
 SCRIPTS = Path(__file__).resolve().parent / "wrk"
@@ -64,13 +65,17 @@ class Wrk:
     timeout_s: int = 2
     token: str = ""  # sent as a bearer token on every API request (bench/wrk/common.lua)
 
-    def run(self, url: str, script: str, seconds: float, *, nonce: str, max_id: int) -> WrkResult:
-        """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop)."""
+    def run(
+        self, url: str, script: str, seconds: float, *, nonce: str, dataset: Dataset
+    ) -> WrkResult:
+        """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop); the
+        script picks its ids and tags from `dataset`."""
         lua = (SCRIPTS / "common.lua").read_text() + (SCRIPTS / f"{script}.lua").read_text()
-        return self._wrk(lua, url, seconds, self.threads, [nonce, str(max_id)])
+        args = [nonce, str(dataset.items), str(dataset.tags)]
+        return self._wrk(lua, url, seconds, self.threads, args)
 
     def open_loop(
-        self, url: str, rate: float, seconds: float, *, nonce: str, max_id: int
+        self, url: str, rate: float, seconds: float, *, nonce: str, dataset: Dataset
     ) -> WrkResult:
         """GET by id at a fixed `rate`, latency from each request's due time (open loop).
 
@@ -78,7 +83,7 @@ class Wrk:
         response with its due time.
         """
         lua = (SCRIPTS / "open_loop.lua").read_text()
-        args = [nonce, str(max_id), str(rate), str(self.connections)]
+        args = [nonce, str(dataset.items), str(rate), str(self.connections)]
         return self._wrk(lua, url, seconds, self.connections, args)
 
     def _wrk(self, lua: str, url: str, seconds: float, threads: int, args: list[str]) -> WrkResult:

@@ -9,10 +9,12 @@ function setup(thread)
    thread:set("thread_id", thread_count)
 end
 
--- Arguments after `--` on the wrk command line: a run nonce and the seeded id range.
+-- Arguments after `--` on the wrk command line: a run nonce, and the seeded items and
+-- tags (bench/dataset.py).
 function init(args)
    run_nonce = args[1] or "run"
    max_id = tonumber(args[2] or "100000")
+   tag_count = tonumber(args[3] or "1000")
    local seed = 0
    for i = 1, #run_nonce do
       seed = (seed * 31 + string.byte(run_nonce, i)) % 2147483647
@@ -43,8 +45,38 @@ function post_item_request()
    return wrk.format("POST", "/api/v1/items", json_headers, body)
 end
 
+-- The scenarios touch only the bench owner's rows (bench/dataset.py): ids whose slot,
+-- (id - 1) % 10, is 0-4. The k-th of them (from 0) is 10 * (k // 5) + k % 5 + 1.
+function bench_item_id()
+   local k = math.random(0, math.floor(max_id / 2) - 1)
+   return 10 * math.floor(k / 5) + k % 5 + 1
+end
+
+-- A tag of the bench owner's other than `popular` and `rare`: id 10q + s + 1, s in 0-4,
+-- q in 1 .. tags/10 - 1.
+function bench_tag_name()
+   local q = math.random(1, math.floor(tag_count / 10) - 1)
+   return "tag-" .. (10 * q + math.random(0, 4) + 1)
+end
+
 function get_item_request()
-   return wrk.format("GET", "/api/v1/items/" .. math.random(1, max_id), get_headers)
+   return wrk.format("GET", "/api/v1/items/" .. bench_item_id(), get_headers)
+end
+
+-- A new item with five distinct tags.
+function post_item_tags_request()
+   local names, seen = {}, {}
+   while #names < 5 do
+      local name = bench_tag_name()
+      if not seen[name] then
+         seen[name] = true
+         names[#names + 1] = '"' .. name .. '"'
+      end
+   end
+   local body = string.format(
+      '{"name":"%s","description":"created by the load benchmark","tags":[%s]}',
+      unique_name(), table.concat(names, ","))
+   return wrk.format("POST", "/api/v1/items", json_headers, body)
 end
 
 function done(summary, latency, requests)

@@ -1,0 +1,308 @@
+"""The benchmark's data: N items, N/100 tags and 3N links, generated inside PostgreSQL.
+
+The same shape at every size (`make bench` seeds 100k, the data-size mode 100k and 10M),
+so a scenario does the same work per request at each size and only the tables grow:
+
+- **Owners.** Every row has one, from its id: slots 0-4 of each ten ids belong to the
+  bench token's subject (`BENCH_OWNER`, 50% of the rows), 5-6 to `owner-1` (20%), 7, 8
+  and 9 to `owner-2`, `owner-3`, `owner-4` (10% each), interleaved as rows arrive. An
+  item links only to tags of its own owner (same slot). The tables have no owner column
+  yet (issue 25 adds it): when a table has one, `seed` fills it, nothing else changes.
+  The scenarios read and write only the bench owner's rows (`bench_item_id` in
+  bench/wrk/common.lua).
+- **Tags.** Tag 1 is `popular`, on 10% of the bench owner's items (ids 1, 21, 41...);
+  tag 2 is `rare`, on exactly 10 of them, spread over the ids; the others are
+  `tag-<id>`. Every item has three tags: each other item's first tag is skewed towards
+  the low tag ids (P ~ 1/rank, as real tag use is), the other two spread evenly.
+
+Loading is `INSERT ... SELECT generate_series(...)` in the server, with every index and
+constraint dropped first and rebuilt after from the definitions the migrations left (read
+from the catalog, so whatever indexes a later migration adds are rebuilt too), with
+`wal_level=minimal` while loading (a table truncated in the loading transaction is written
+without WAL) and the server's normal settings back before anything is measured.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+BENCH_OWNER = "bench"
+# Owner of each slot, a row's id modulo 10 (ids start at 1: slot = (id - 1) % 10).
+SLOT_OWNERS = (BENCH_OWNER,) * 5 + ("owner-1",) * 2 + ("owner-2", "owner-3", "owner-4")
+POPULAR_TAG, RARE_TAG = "popular", "rare"
+RARE_ITEMS = 10
+TABLES = ("items", "tags", "item_tags")
+# Settings while loading (ALTER SYSTEM, then a restart); reset before measuring.
+LOAD_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "maintenance_work_mem": "1GB",
+    "max_parallel_maintenance_workers": "2",
+    "max_wal_size": "8GB",
+    "autovacuum": "off",
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """`items` items; the tags and links follow from it."""
+
+    items: int
+
+    def __post_init__(self) -> None:
+        if self.items < 2000 or self.items % 200:
+            raise ValueError(
+                f"{self.items:,} items: a data size must be a multiple of 200 and at least 2,000 "
+                "(the rare tag needs ten items of the bench owner)"
+            )
+
+    @property
+    def tags(self) -> int:
+        return max(self.items // 100, 100)
+
+    @property
+    def links(self) -> int:
+        return 3 * self.items
+
+    @property
+    def bench_items(self) -> int:
+        """The bench owner's items: ids 1-5, 11-15, ... (bench_item_id in common.lua)."""
+        return self.items // 2
+
+    @property
+    def label(self) -> str:
+        return size_label(self.items)
+
+
+def size_label(rows: int) -> str:
+    """100000 -> '100k', 10000000 -> '10m'."""
+    for suffix, unit in (("m", 1_000_000), ("k", 1_000)):
+        if rows % unit == 0:
+            return f"{rows // unit}{suffix}"
+    return str(rows)
+
+
+def parse_size(text: str) -> int:
+    """'100k' -> 100000, '10m' or '10M' -> 10000000, '250000' -> 250000."""
+    raw = text.strip().lower().replace("_", "")
+    unit = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
+    digits = raw[:-1] if unit > 1 else raw
+    if not digits.isdigit():
+        raise ValueError(f"{text!r} is not a data size: write a count of items, e.g. 100k or 10m")
+    rows = int(digits) * unit
+    Dataset(rows)  # refuses sizes the shape cannot be built at
+    return rows
+
+
+def _owner_of(row_id: str) -> str:
+    owners = ",".join(f"'{owner}'" for owner in SLOT_OWNERS)
+    return f"(ARRAY[{owners}])[({row_id} - 1) %% 10 + 1]"
+
+
+def _hash(row_id: str, multiplier: int) -> str:
+    """A multiplicative hash of a row id (Knuth's), as a fraction in [0, 1)."""
+    return f"((({row_id}) * {multiplier}::bigint) %% 4294967296)::float8 / 4294967296"
+
+
+ITEMS_SQL = """
+INSERT INTO items (id, name, description{owner_column}) OVERRIDING SYSTEM VALUE
+SELECT i, 'seed-' || i, 'Seeded item ' || i || ', one of the rows the load benchmark reads.'
+       {owner_value}
+FROM generate_series(1, %(items)s) AS i
+"""
+TAGS_SQL = """
+INSERT INTO tags (id, name{owner_column}) OVERRIDING SYSTEM VALUE
+SELECT t, CASE t WHEN 1 THEN %(popular)s WHEN 2 THEN %(rare)s ELSE 'tag-' || t END
+       {owner_value}
+FROM generate_series(1, %(tags)s) AS t
+"""
+# Tag ids of slot s are 10q + s + 1. q = 0 holds the two named tags (and eight unused
+# ones); each item's three others are q0, q0 + d, q0 + 2d around the ring 1..m (m = tags/10
+# - 1), distinct because 0 < d < m/2. The popular items (every 20th id, slot 0) and the
+# rare ones (slot 1, ten ids spread over the range) carry their named tag instead of the
+# third.
+LINKS_SQL = """
+INSERT INTO item_tags (item_id, tag_id{owner_column})
+SELECT g.i,
+       CASE WHEN k = 2 AND g.named > 0 THEN g.named
+            ELSE 10 * (1 + (g.q0 - 1 + k * g.d) %% %(ring)s) + (g.i - 1) %% 10 + 1 END
+       {owner_value}
+FROM (
+    SELECT i,
+           CASE WHEN (i - 1) %% 20 = 0 THEN 1
+                WHEN (i - 1) %% 10 = 1
+                     AND ((i - 1) / 10) %% %(rare_every)s = %(rare_offset)s THEN 2
+                ELSE 0 END AS named,
+           floor(power(%(ring)s::float8, {skew}))::bigint AS q0,
+           1 + floor({spread} * ((%(ring)s - 1) / 2))::bigint AS d
+    FROM generate_series(1, %(items)s) AS i
+) AS g CROSS JOIN generate_series(0, 2) AS k
+"""
+
+
+def load_sql(dataset: Dataset, owner_columns: set[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The three INSERTs, filling `owner` in the tables of `owner_columns` that have one."""
+
+    def owner(table: str, row_id: str) -> dict[str, str]:
+        if table not in owner_columns:
+            return {"owner_column": "", "owner_value": ""}
+        return {"owner_column": ", owner", "owner_value": ", " + _owner_of(row_id)}
+
+    ring = dataset.tags // 10 - 1
+    params = {
+        "items": dataset.items,
+        "tags": dataset.tags,
+        "popular": POPULAR_TAG,
+        "rare": RARE_TAG,
+        "ring": ring,
+        # Slot-1 items are ids 10j + 2, j < items/10: every (items/100)th j, ten of them.
+        "rare_every": dataset.items // 10 // RARE_ITEMS,
+        "rare_offset": dataset.items // 10 // RARE_ITEMS // 2,
+    }
+    links = LINKS_SQL.format(
+        skew=_hash("i", 2654435761), spread=_hash("i", 2246822519), **owner("item_tags", "g.i")
+    )
+    return [
+        (ITEMS_SQL.format(**owner("items", "i")), params),
+        (TAGS_SQL.format(**owner("tags", "t")), params),
+        (links, params),
+    ]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The indexes and constraints of the benchmark's tables, as the migrations made them."""
+
+    constraints: tuple[tuple[str, str, str, str], ...]  # (table, name, type, definition)
+    indexes: tuple[tuple[str, str], ...]  # (name, CREATE INDEX ...), not backing a constraint
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection[Any]) -> Schema:
+        constraints = conn.execute(
+            """SELECT conrelid::regclass::text, conname, contype::text, pg_get_constraintdef(oid)
+               FROM pg_constraint
+               WHERE conrelid = ANY(%(tables)s::regclass[]) AND contype IN ('p', 'u', 'f', 'x')
+               ORDER BY 1, 2""",
+            {"tables": list(TABLES)},
+        ).fetchall()
+        indexes = conn.execute(
+            """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+               FROM pg_index AS i
+               WHERE i.indrelid = ANY(%(tables)s::regclass[])
+                 AND NOT EXISTS (SELECT FROM pg_constraint AS c
+                                 WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
+               ORDER BY 1""",
+            {"tables": list(TABLES)},
+        ).fetchall()
+        return cls(tuple(constraints), tuple(indexes))
+
+    def drop(self, conn: psycopg.Connection[Any]) -> None:
+        # Foreign keys first: they depend on the keys they reference.
+        for table, name, _, _ in sorted(self.constraints, key=lambda c: c[2] != "f"):
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        for name, _ in self.indexes:
+            conn.execute(f"DROP INDEX {name}")
+
+    def create(self, conn: psycopg.Connection[Any]) -> None:
+        # Keys first (a foreign key needs the key it references), then indexes, then
+        # foreign keys, each checked against every row as it is added.
+        keys = [c for c in self.constraints if c[2] != "f"]
+        foreign_keys = [c for c in self.constraints if c[2] == "f"]
+        for table, name, _, definition in keys:
+            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        for _, definition in self.indexes:
+            conn.execute(definition)
+        for table, name, _, definition in foreign_keys:
+            conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+
+
+def owner_columns(conn: psycopg.Connection[Any]) -> set[str]:
+    """The benchmark's tables that have an `owner` column."""
+    rows = conn.execute(
+        """SELECT table_name::text FROM information_schema.columns
+           WHERE table_schema = current_schema() AND column_name = 'owner'
+             AND table_name = ANY(%(tables)s)""",
+        {"tables": list(TABLES)},
+    ).fetchall()
+    return {table for (table,) in rows}
+
+
+def seed(
+    app_url: str,
+    admin_url: str,
+    restart: Callable[[], None],
+    dataset: Dataset,
+    report: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Fill the migrated, empty database at `app_url` with `dataset`; seconds per step.
+
+    `admin_url` is a superuser's (ALTER SYSTEM); `restart` restarts the server, which
+    applies the loading settings and, at the end, the normal ones again.
+    """
+    timings: dict[str, float] = {}
+
+    def step(name: str) -> _Step:
+        return _Step(name, timings, report)
+
+    with step("loading settings"):
+        _alter_system(admin_url, LOAD_SETTINGS)
+        restart()
+    with psycopg.connect(app_url, autocommit=True) as conn:
+        schema = Schema.read(conn)
+        owners = owner_columns(conn)
+        with step("rows"), conn.transaction():
+            # Truncated in the loading transaction: with wal_level=minimal the new files
+            # are written without WAL (and fsync is off on the throwaway server).
+            conn.execute("TRUNCATE " + ", ".join(TABLES))
+            schema.drop(conn)
+            for sql, params in load_sql(dataset, owners):
+                conn.execute(sql, params)
+        with step("keys, indexes and foreign keys"), conn.transaction():
+            schema.create(conn)
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence(%(table)s, 'id'), %(last)s)",
+            {"table": "items", "last": dataset.items},
+        )
+        conn.execute(
+            "SELECT setval(pg_get_serial_sequence(%(table)s, 'id'), %(last)s)",
+            {"table": "tags", "last": dataset.tags},
+        )
+        with step("vacuum and analyze"):
+            # Hint bits and the visibility map (index-only scans), and the statistics.
+            conn.execute("VACUUM (ANALYZE) " + ", ".join(TABLES))
+    with step("normal settings"):
+        _alter_system(admin_url, dict.fromkeys(LOAD_SETTINGS))
+        restart()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    return timings
+
+
+def _alter_system(admin_url: str, settings: dict[str, str | None]) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name, value in settings.items():
+            if value is None:
+                conn.execute(f"ALTER SYSTEM RESET {name}")
+            else:
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+
+
+class _Step:
+    """Times one step of the seeding and says when it is done."""
+
+    def __init__(self, name: str, timings: dict[str, float], report: Callable[[str], None]):
+        self.name, self.timings, self.report = name, timings, report
+
+    def __enter__(self) -> None:
+        self.started = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        took = time.monotonic() - self.started
+        self.timings[self.name] = round(took, 1)
+        if exc[0] is None:
+            self.report(f"  {self.name}: {took:.1f} s")

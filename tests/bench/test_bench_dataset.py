@@ -1,0 +1,204 @@
+"""The benchmark's data (bench/dataset.py): the shape every size shares, the owners, and a
+schema left exactly as the migrations made it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from bench.dataset import (
+    BENCH_OWNER,
+    POPULAR_TAG,
+    RARE_ITEMS,
+    RARE_TAG,
+    SLOT_OWNERS,
+    Dataset,
+    Schema,
+    load_sql,
+    parse_size,
+    size_label,
+)
+from bench.servers import Database, seeded_postgres
+from bench.wrk import SCRIPTS
+from tests.bench.conftest import SMALL
+from tests.conftest import migrate
+from tools.localpg import throwaway_postgres
+
+
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [("100k", 100_000), ("10m", 10_000_000), ("10M", 10_000_000), ("250000", 250_000),
+     ("1_000k", 1_000_000)],
+)  # fmt: skip
+def test_sizes_are_counts_with_k_or_m(text: str, rows: int) -> None:
+    assert parse_size(text) == rows
+    assert parse_size(size_label(rows)) == rows
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [("ten", "not a data size"), ("10g", "not a data size"), ("", "not a data size"),
+     ("-5k", "not a data size"), ("1k", "at least 2,000"), ("100100", "multiple of 200")],
+)  # fmt: skip
+def test_a_bad_size_says_what_a_size_is(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        parse_size(text)
+
+
+def test_the_shape_scales_with_the_items() -> None:
+    big = Dataset(10_000_000)
+    assert (big.tags, big.links, big.bench_items) == (100_000, 30_000_000, 5_000_000)
+    assert Dataset(100_000).tags == 1_000
+
+
+def rows(db: Database, sql: str, **params: Any) -> list[Any]:
+    with psycopg.connect(db.url) as conn:
+        return conn.execute(sql, params or None).fetchall()
+
+
+def test_counts(seeded: Database) -> None:
+    d = seeded.dataset
+    assert d.items == SMALL
+    assert rows(seeded, "SELECT count(*) FROM items WHERE id <= %(n)s", n=d.items) == [(d.items,)]
+    assert rows(seeded, "SELECT count(*) FROM tags WHERE id <= %(n)s", n=d.tags) == [(d.tags,)]
+    linked = "SELECT count(*) FROM item_tags WHERE item_id <= %(n)s"
+    assert rows(seeded, linked, n=d.items) == [(d.links,)]
+
+
+def test_every_seeded_item_has_three_distinct_tags(seeded: Database) -> None:
+    counts = rows(
+        seeded,
+        """SELECT count(*), count(DISTINCT tag_id) FROM item_tags WHERE item_id <= %(n)s
+           GROUP BY item_id""",
+        n=seeded.dataset.items,
+    )
+    assert len(counts) == seeded.dataset.items and set(counts) == {(3, 3)}
+
+
+def test_popular_is_on_a_tenth_of_the_bench_owners_items_and_rare_on_ten(
+    seeded: Database,
+) -> None:
+    d = seeded.dataset
+    tagged = """SELECT array_agg(item_id ORDER BY item_id) FROM item_tags
+                JOIN tags ON tags.id = tag_id WHERE tags.name = %(tag)s AND item_id <= %(n)s"""
+    [(popular,)] = rows(seeded, tagged, tag=POPULAR_TAG, n=d.items)
+    assert popular == list(range(1, d.items + 1, 20))
+    assert len(popular) == d.bench_items // 10
+    [(rare,)] = rows(seeded, tagged, tag=RARE_TAG, n=d.items)
+    assert len(rare) == RARE_ITEMS
+    assert all(bench_owned(item_id) for item_id in popular + rare)
+    # Spread over the ids: one in each tenth of the table.
+    assert [item_id * 10 // d.items for item_id in rare] == list(range(10))
+
+
+def bench_owned(row_id: int) -> bool:
+    return SLOT_OWNERS[(row_id - 1) % 10] == BENCH_OWNER
+
+
+def test_items_link_only_to_tags_of_their_own_owner(seeded: Database) -> None:
+    mismatched = """SELECT count(*) FROM item_tags
+                    WHERE item_id <= %(n)s AND (item_id - 1) %% 10 <> (tag_id - 1) %% 10"""
+    assert rows(seeded, mismatched, n=seeded.dataset.items) == [(0,)]
+
+
+def test_tag_use_is_skewed_like_real_tags(seeded: Database) -> None:
+    """Besides the named two, the most used tag holds many times the median's items, as
+    the links of 200k items would be (generated, not stored: a small table has too few
+    tags to show a skew)."""
+    links_sql, params = load_sql(Dataset(200_000), owner_columns=set())[2]
+    generated = links_sql[links_sql.index("SELECT") :]
+    [(top, median)] = rows(
+        seeded,
+        f"""SELECT max(n), percentile_disc(0.5) WITHIN GROUP (ORDER BY n) FROM (
+                SELECT count(*) AS n FROM ({generated}) AS links (item_id, tag_id)
+                WHERE tag_id > 10 GROUP BY tag_id) AS uses""",
+        **params,
+    )
+    assert top >= 5 * median
+
+
+def test_the_scripts_pick_only_the_bench_owners_rows(seeded: Database) -> None:
+    """bench/wrk/common.lua's formulas (bench_item_id, bench_tag_name), over their range."""
+    d = seeded.dataset
+    ids = [10 * (k // 5) + k % 5 + 1 for k in range(d.bench_items)]
+    assert len(set(ids)) == d.bench_items and max(ids) <= d.items
+    assert all(bench_owned(i) for i in ids)
+    names = [f"tag-{10 * q + s + 1}" for q in range(1, d.tags // 10) for s in range(5)]
+    [(found,)] = rows(seeded, "SELECT count(*) FROM tags WHERE name = ANY(%(n)s)", n=names)
+    assert found == len(names)
+    assert all(bench_owned(int(name.removeprefix("tag-"))) for name in names)
+    script = (SCRIPTS / "common.lua").read_text()
+    assert "10 * math.floor(k / 5) + k % 5 + 1" in script
+    assert re.search(r'"tag-" \.\. \(10 \* q \+ math.random\(0, 4\) \+ 1\)', script)
+
+
+@pytest.fixture(scope="module")
+def freshly_migrated() -> Iterator[Schema]:
+    """The indexes and constraints the migrations make, on a database of their own."""
+    with throwaway_postgres() as server, psycopg.connect(server.url()) as conn:
+        migrate(server.url())
+        yield Schema.read(conn)
+
+
+def test_the_schema_is_rebuilt_exactly_as_migrated(
+    seeded: Database, freshly_migrated: Schema
+) -> None:
+    with psycopg.connect(seeded.url) as conn:
+        after = Schema.read(conn)
+        assert after == freshly_migrated
+        assert freshly_migrated.constraints and freshly_migrated.indexes
+        invalid = "SELECT count(*) FROM pg_constraint WHERE NOT convalidated"
+        assert conn.execute(invalid).fetchall() == [(0,)]
+        assert conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchall() == [
+            (0,)
+        ]
+
+
+def test_the_server_runs_with_its_normal_settings_again(seeded: Database) -> None:
+    with psycopg.connect(seeded.admin_url) as conn:
+        settings = dict(
+            conn.execute(
+                """SELECT name, setting FROM pg_settings
+                   WHERE name IN ('wal_level', 'autovacuum', 'max_wal_senders')"""
+            ).fetchall()
+        )
+        assert settings == {"wal_level": "replica", "autovacuum": "on", "max_wal_senders": "10"}
+
+
+def test_new_rows_get_ids_after_the_seeded_ones(seeded: Database) -> None:
+    with psycopg.connect(seeded.url) as conn:
+        [(item_id,)] = conn.execute(
+            "INSERT INTO items (name) VALUES ('after-the-seed') RETURNING id"
+        ).fetchall()
+        [(tag_id,)] = conn.execute(
+            "INSERT INTO tags (name) VALUES ('after-the-seed') RETURNING id"
+        ).fetchall()
+        conn.rollback()
+    assert item_id > seeded.dataset.items and tag_id > seeded.dataset.tags
+
+
+def test_an_owner_column_is_filled_with_each_rows_owner() -> None:
+    """Once a table has an `owner` column (issue 25), seeding fills it, nothing else."""
+
+    def add_owner_columns(url: str) -> None:
+        with psycopg.connect(url) as conn:
+            for table in ("items", "tags", "item_tags"):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN owner text NOT NULL")
+
+    with seeded_postgres(2000, report=lambda line: None, before_seeding=add_owner_columns) as db:
+        expected = {f"{s}": owner for s, owner in enumerate(SLOT_OWNERS)}
+        for table, key in (("items", "id"), ("tags", "id"), ("item_tags", "item_id")):
+            by_slot = dict(
+                rows(db, f"SELECT DISTINCT (({key} - 1) % 10)::text, owner FROM {table}")
+            )
+            assert by_slot == expected, table
+        mixed = """SELECT count(*) FROM item_tags
+                   JOIN items ON items.id = item_id JOIN tags ON tags.id = tag_id
+                   WHERE items.owner <> tags.owner OR item_tags.owner <> items.owner"""
+        assert rows(db, mixed) == [(0,)]
+        shares = dict(rows(db, "SELECT owner, count(*) FROM items GROUP BY owner"))
+        assert shares[BENCH_OWNER] == db.dataset.items // 2
