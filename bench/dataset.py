@@ -238,11 +238,13 @@ def seed(
     restart: Callable[[], None],
     dataset: Dataset,
     report: Callable[[str], None] = print,
+    server_settings: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Fill the migrated, empty database at `app_url` with `dataset`; seconds per step.
 
     `admin_url` is a superuser's (ALTER SYSTEM); `restart` restarts the server, which
-    applies the loading settings and, at the end, the normal ones again.
+    applies the loading settings and, at the end, the normal ones again, with
+    `server_settings` (e.g. shared_buffers) for what is measured next.
     """
     timings: dict[str, float] = {}
 
@@ -276,7 +278,7 @@ def seed(
             # Hint bits and the visibility map (index-only scans), and the statistics.
             conn.execute("VACUUM (ANALYZE) " + ", ".join(TABLES))
     with step("normal settings"):
-        _alter_system(admin_url, dict.fromkeys(LOAD_SETTINGS))
+        _alter_system(admin_url, dict.fromkeys(LOAD_SETTINGS) | (server_settings or {}))
         restart()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")

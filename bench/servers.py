@@ -57,10 +57,12 @@ def seeded_postgres(
     durable: bool = False,
     report: Callable[[str], None] = print,
     before_seeding: Callable[[str], None] | None = None,
+    server_settings: dict[str, str] | None = None,
 ) -> Iterator[Database]:
     """A throwaway server (as the tests start it), migrated, seeded with `rows` items and
-    their tags and links (bench/dataset.py). `before_seeding` gets the migrated database's
-    URL first (tests add a column there)."""
+    their tags and links (bench/dataset.py), then running with `server_settings` (e.g.
+    shared_buffers). `before_seeding` gets the migrated database's URL first (tests add a
+    column there)."""
     dataset = Dataset(rows)
     with throwaway_postgres(durable=durable) as server:
         url = server.url()
@@ -81,9 +83,10 @@ def seeded_postgres(
         if before_seeding is not None:
             before_seeding(url)
         started = time.monotonic()
-        steps = seed(url, server.admin_url, restart, dataset, report)
+        steps = seed(url, server.admin_url, restart, dataset, report, server_settings)
         with psycopg.connect(url, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
+            shared_buffers = conn.execute("SHOW shared_buffers").fetchone()
         postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
         yield Database(
             url,
@@ -93,6 +96,7 @@ def seeded_postgres(
             seeding_s=round(time.monotonic() - started, 1),
             seeding_steps=steps,
             admin_url=server.admin_url,
+            shared_buffers=shared_buffers[0] if shared_buffers else "unknown",
         )
 
 
@@ -105,6 +109,7 @@ class Database:
     seeding_s: float = 0.0
     seeding_steps: dict[str, float] = field(default_factory=dict)
     admin_url: str = ""
+    shared_buffers: str = ""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except WrkMissingError as exc:
         print(f"bench.sizes: {exc}", file=sys.stderr)
         return 2
+    settings = {}
+    if args.shared_buffers:
+        if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", args.shared_buffers):
+            parser.error(
+                f"--shared-buffers {args.shared_buffers!r}: give a size, e.g. 128MB or 2GB"
+            )
+        settings["shared_buffers"] = args.shared_buffers
     rounds = args.rounds or (2 if args.quick else 7)
     run_s = args.duration or (2 if args.quick else 4)
     warmup_s = 2 if args.quick else 5
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         databases: list[Database] = []
         for rows in sizes:
             print(f"seeding {size_label(rows)}: {_describe(Dataset(rows))}", flush=True)
-            database = stack.enter_context(seeded_postgres(rows))
+            database = stack.enter_context(seeded_postgres(rows, server_settings=settings))
             print(f"  seeded in {database.seeding_s:.0f} s", flush=True)
             databases.append(database)
         servers = [
@@ -85,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
         "postgresql": databases[0].version,
+        "shared_buffers": databases[0].shared_buffers,
         "load": {
             "connections": wrk.connections,
             "wrk_threads": wrk.threads,
@@ -179,22 +188,28 @@ def print_report(report: dict[str, Any]) -> list[str]:
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in size["seeding_steps_s"].items())
         print(f"{label}: {size['items']:,} items, {size['tags']:,} tags, {size['links']:,} links;"
               f" seeded in {size['seeding_s']:.0f} s ({steps})")  # fmt: skip
-    header = f"\n{'scenario':<18}" + "".join(f"{'req/s @' + lb:>14}" for lb in labels)
-    header += "".join(f"{'CPU us @' + lb:>16}" for lb in labels)
-    header += "".join(f"{lb + '/' + base:>11}" for lb in labels[1:]) + "  ratio per round"
+    cpu_width = 16
+    header = f"\n{'scenario':<18}" + "".join(f"{'req/s @' + lb:>13}" for lb in labels)
+    header += "".join(f"{'CPU us @' + lb:>{cpu_width}}" for lb in labels)
+    header += "".join(f"{lb + '/' + base:>12}" for lb in labels[1:]) + "       per round"
     print(header)
     for scenario, row in report["scenarios"].items():
-        line = f"{scenario:<18}" + "".join(f"{row[lb]['rps']:>14.0f}" for lb in labels)
-        line += "".join(f"{row[lb]['server_us']:>9} + {row[lb]['database_us']:>4}" for lb in labels)
+        line = f"{scenario:<18}" + "".join(f"{row[lb]['rps']:>13.0f}" for lb in labels)
+        for lb in labels:
+            used = f"{row[lb]['server_us']} + {row[lb]['database_us']}"
+            line += f"{used:>{cpu_width}}"
+        rounds = []
         for lb in labels[1:]:
             ratio = row[f"ratio {lb}"]
             verdict = "ok" if ratio["met"] else "MISSED"
-            line += f"{ratio['median']:>6.2f} {verdict:<4}"
-        rounds = "; ".join(
-            f"{lb}: {min(row[f'ratio {lb}']['rounds']):.2f}-{max(row[f'ratio {lb}']['rounds']):.2f}"
-            for lb in labels[1:]
-        )
-        print(f"{line}  {rounds}")
+            line += f"{ratio['median']:>6.2f} {verdict:<6}"
+            rounds.append(f"{min(ratio['rounds']):.2f}-{max(ratio['rounds']):.2f}")
+        print(f"{line}  {', '.join(rounds)}")
+    machine = report.get("machine", {})
+    if machine:
+        print(f"PostgreSQL {machine['postgresql']}, shared_buffers {machine['shared_buffers']}; "
+              f"load average {machine['load_average_before']} before, "
+              f"{machine['load_average_after']} after; {machine['total_s']} s in all")  # fmt: skip
     print(f"target: every scenario at each size >= {SIZE_TARGET:.2f} of its {base} throughput "
           "(median of the rounds' ratios; CPU us = server + database per request)")  # fmt: skip
     return [f"{key}: {count} failed requests" for key, count in report["errors"].items() if count]
@@ -213,6 +228,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, help="interleaved rounds")
     p.add_argument("--connections", type=int, default=16, help="concurrent connections")
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (client CPU)")
+    p.add_argument(
+        "--shared-buffers",
+        help="PostgreSQL's shared_buffers for every size (default: the server's, 128MB)",
+    )
     p.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     return p
 

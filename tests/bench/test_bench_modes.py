@@ -36,6 +36,7 @@ def test_bench_sizes_switches_make_bench_to_the_data_size_mode() -> None:
         (["--sizes", "100k,ten"], "'ten' is not a data size"),
         (["--sizes", "100k,100100"], "multiple of 200"),
         (["--scenarios", "get_item,nope"], "unknown ['nope']"),
+        (["--shared-buffers", "lots"], "give a size, e.g. 128MB"),
     ],
 )
 def test_the_data_size_mode_names_a_bad_argument(
@@ -72,7 +73,8 @@ def test_the_data_size_mode_measures_each_size_side_by_side(tmp_path: Path) -> N
     require_tool("wrk", provided_by="apt-get install wrk", env_var="WRK")
     output = tmp_path / "sizes.json"
     argv = ["--sizes", "4k,2k", "--quick", "--duration", "1", "--rounds", "2",
-            "--scenarios", "get_item,list_by_rare_tag", "--output", str(output)]  # fmt: skip
+            "--scenarios", "get_item,list_by_rare_tag", "--shared-buffers", "64MB",
+            "--output", str(output)]  # fmt: skip
     assert sizes.main(argv) == 0
     report = json.loads(output.read_text())
     assert list(report["sizes"]) == ["2k", "4k"] and report["base"] == "2k"
@@ -84,3 +86,4 @@ def test_the_data_size_mode_measures_each_size_side_by_side(tmp_path: Path) -> N
         assert len(ratio["rounds"]) == 2 and ratio["target"] == 0.9
         assert ratio["met"] == (ratio["median"] >= 0.9)
     assert not any(report["errors"].values())
+    assert report["machine"]["shared_buffers"] == "64MB"
