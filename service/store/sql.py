@@ -32,7 +32,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
-    literal,
+    literal_column,
     select,
     true,
 )
@@ -242,7 +242,7 @@ class Resource(Generic[Row]):
         self._create = scoped(partial(self._insert, creates, returning or columns))
         by_id = key == bindparam("id")
         self._get = scoped(lambda owned: select(*columns).where(by_id, owned(table)))
-        self._exists = scoped(lambda owned: select(literal(1)).where(by_id, owned(table)))
+        self._exists = scoped(lambda owned: select(literal_column("1")).where(by_id, owned(table)))
         self._page = scoped(
             lambda owned: (
                 select(*columns)
