@@ -15,7 +15,7 @@ from pydantic import (
     WithJsonSchema,
     create_model,
 )
-from sqlalchemy import ARRAY, Column
+from sqlalchemy import ARRAY, Column, String, Table
 
 from service.store.owners import OWNER_MAX
 from service.store.sql import Shape
@@ -125,6 +125,24 @@ def page_of(row: type[BaseModel], key: str) -> type[BaseModel]:
         next_cursor=(str | None, Field(description="Opaque; null on the last page.")),
     )
     return page
+
+
+def body_schema(name: str, table: Table, doc: str, **columns: Any) -> type[Strict]:
+    """A request body (Strict) of some of `table`'s columns, each given as `column=Type`
+    (e.g. `body=MultiLine`): the column says the rest, its length (and, for text that
+    may not be null, at least one character), whether it may be null (then it is
+    optional) and its description (`doc`)."""
+    fields: dict[str, Any] = {}
+    for key, kind in columns.items():
+        column = table.c[key]
+        rules: dict[str, Any] = {"description": column.doc}
+        if isinstance(column.type, String) and column.type.length:
+            rules |= {"max_length": column.type.length, "min_length": 0 if column.nullable else 1}
+        fields[key] = (
+            (kind | None, Field(None, **rules)) if column.nullable else (kind, Field(**rules))
+        )
+    model: type[Strict] = create_model(name, __base__=Strict, __doc__=doc, **fields)
+    return model
 
 
 def row_schema(name: str, shape: Shape[Any], doc: str, **fields: Any) -> type[BaseModel]:

@@ -96,4 +96,4 @@ class Note(Owned, Base):
     __table_args__ = (Index("ix_notes_item_id_id", "item_id", "id"),)  # an item's pages
 
     item_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("items.id", ondelete="CASCADE"))
-    body: Mapped[str] = mapped_column(String(NOTE_MAX))
+    body: Mapped[str] = mapped_column(String(NOTE_MAX), doc="The text; it may span lines.")
