@@ -39,7 +39,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """Apply the pending migrations up to the revision this code needs (with `--contract`,
-    also the contract steps after it); safe to run concurrently.
+    also the contract steps after it, all or up to the one named); safe to run concurrently.
 
     A database already ahead of this code (a rollback to the previous image re-runs its
     migration Job) is left as it is: the schema is expand-first, so old code works on it.
@@ -56,7 +56,19 @@ def migrate(args: argparse.Namespace) -> int:
     url = settings.database_url
     config = alembic_config()
     chain = read_chain(config)
-    target = chain.latest if args.contract else chain.needed
+    target = chain.needed
+    if args.contract is not None:
+        # Up to a named contract step: leaving it set in a deployment is harmless, a later
+        # release's own contract steps come after it and still wait.
+        target = args.contract or chain.latest
+        if target not in chain.revisions:
+            steps = ", ".join(chain.revisions[: chain.contract_steps]) or "none"
+            raise ConfigError(
+                f"--contract {target}: this code has no such revision. Its contract steps: "
+                f"{steps}; give one of them, or no revision for all."
+            )
+        if chain.reached(chain.needed, target):  # an older revision: nothing to contract
+            target = chain.needed
 
     def upgrade() -> None:
         engine = create_engine(url, connect_args={"connect_timeout": 5})
@@ -185,8 +197,9 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="apply database migrations and exit")
     m.add_argument("--timeout", type=float, default=DEFAULT_DB_WAIT_SECONDS,
                    help="seconds to keep retrying while the database is unreachable")  # fmt: skip
-    m.add_argument("--contract", action="store_true",
-                   help="also the contract steps: once the previous release is gone")  # fmt: skip
+    m.add_argument("--contract", nargs="?", const="", metavar="REVISION",
+                   help="also the contract steps (up to REVISION): once the previous "
+                   "release is gone")  # fmt: skip
     w = sub.add_parser("wait-for-schema", help="wait until the schema is at or ahead of the code")
     w.add_argument("--timeout", type=float, default=300, help="seconds before giving up")
     sub.add_parser("dev", help="Flask development server with reloader (APP_ENV=dev only)")

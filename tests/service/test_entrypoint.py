@@ -79,6 +79,21 @@ def test_migrate_applies_what_the_code_needs_and_contract_steps_only_when_asked(
     assert run("wait-for-schema", "--timeout", "5", DATABASE_URL=empty_database).returncode == 0
 
 
+def test_migrate_contracts_up_to_a_named_step_and_refuses_an_unknown_one(
+    empty_database: str,
+) -> None:
+    """What the chart's `migration.contractThrough` passes: once applied, leaving it set
+    is harmless (a later release's contract steps come after it)."""
+    unknown = run("migrate", "--contract", "9999", DATABASE_URL=empty_database)
+    assert unknown.returncode == 2
+    assert only_line(unknown)["message"].startswith("--contract 9999: this code has no such")
+    older = run("migrate", "--contract", "0001", DATABASE_URL=empty_database)
+    assert f"database is at {code_head()}" in older.stdout  # an older one: no contract step
+    named = run("migrate", "--contract", latest_revision(), DATABASE_URL=empty_database)
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert f"database is at {latest_revision()}" in named.stdout
+
+
 def test_migrate_needs_no_metrics_directory(empty_database: str, tmp_path: Path) -> None:
     # The image sets PROMETHEUS_MULTIPROC_DIR for the server; the migration Job runs the same
     # image on a read-only root filesystem with no metrics volume.
