@@ -4,12 +4,12 @@ The same shape at every size (`make bench` seeds 100k, the data-size mode 100k a
 so a scenario does the same work per request at each size and only the tables grow:
 
 - **Owners.** Every row has one, from its id: slots 0-4 of each ten ids belong to the
-  bench token's subject (`BENCH_OWNER`, 50% of the rows), 5-6 to `owner-1` (20%), 7, 8
-  and 9 to `owner-2`, `owner-3`, `owner-4` (10% each), interleaved as rows arrive. An
-  item links only to tags of its own owner (same slot). The tables have no owner column
-  yet (issue 25 adds it): when a table has one, `seed` fills it, nothing else changes.
-  The scenarios read and write only the bench owner's rows (`bench_item_id` in
-  bench/wrk/common.lua).
+  bench token's subject (`BENCH_OWNER`, 50% of the rows), 5-6 to `owner-1` (20%), 7 and
+  8 to `owner-2` and `owner-3`, 9 to `unowned` (10% each), interleaved as rows arrive. An
+  item links only to tags of its own owner (same slot). `seed` fills `owner` in each
+  table that has the column (issue 25 added it; the previous release's schema has none).
+  The scenarios read and write only the bench owner's rows (`random_id` in
+  bench/wrk/callers.lua), the auth-off twin only the unowned ones.
 - **Tags.** Tag 1 is `popular`, on 10% of the bench owner's items (ids 1, 21, 41...);
   tag 2 is `rare`, on exactly 10 of them, spread over the ids; the others are
   `tag-<id>`. Every item has three tags: each other item's first tag is skewed towards
@@ -32,11 +32,14 @@ from typing import Any
 import psycopg
 
 BENCH_OWNER = "bench"
+# Slot 9's rows are `unowned` (service/store/owners.py: from before owners existed), what a
+# request reaches with access control off (the bench's auth-off twin).
+UNOWNED_SLOT = 9
 # Owner of each slot, a row's id modulo 10 (ids start at 1: slot = (id - 1) % 10).
-SLOT_OWNERS = (BENCH_OWNER,) * 5 + ("owner-1",) * 2 + ("owner-2", "owner-3", "owner-4")
+SLOT_OWNERS = (BENCH_OWNER,) * 5 + ("owner-1",) * 2 + ("owner-2", "owner-3", "unowned")
 POPULAR_TAG, RARE_TAG = "popular", "rare"
 RARE_ITEMS = 10
-TABLES = ("items", "tags", "item_tags")
+TABLES = ("items", "tags", "item_tags", "notes")  # notes: empty, but its key refers to items
 # Settings while loading (ALTER SYSTEM, then a restart); reset before measuring.
 LOAD_SETTINGS = {
     "wal_level": "minimal",

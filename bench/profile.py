@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,13 @@ from werkzeug.test import EnvironBuilder
 
 from bench.dataset import POPULAR_TAG, RARE_TAG, Dataset, parse_size
 from bench.measure import ALL_SCENARIOS, SEED_ROWS
-from bench.servers import bench_auth_env, bench_token, seeded_postgres
+from bench.servers import (
+    BENCH_CALLERS,
+    WITHOUT_TOKENS,
+    BenchCaller,
+    bench_auth_env,
+    seeded_postgres,
+)
 
 Environ = dict[str, Any]
 PROFILED = ("livez", *(s for s in ALL_SCENARIOS if s not in ("livez", "mixed")))
@@ -51,18 +57,20 @@ PROFILED = ("livez", *(s for s in ALL_SCENARIOS if s not in ("livez", "mixed")))
 _NAMES = (f"profile-{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count())
 
 
-def environs(scenario: str, headers: dict[str, str], dataset: Dataset) -> Iterator[Environ]:
-    """Request environments, as bench/wrk/<scenario>.lua builds them; `headers` (the bearer
-    token) go on every API request."""
+def environs(scenario: str, callers: Sequence[BenchCaller], dataset: Dataset) -> Iterator[Environ]:
+    """Request environments, as bench/wrk/<scenario>.lua builds them, taking turns among
+    `callers` (their tokens and their rows, as bench/wrk/callers.lua does)."""
     rows = dataset.items
-    while True:
+    for turn in itertools.count():
+        caller = callers[turn % len(callers)]
+        headers = {"Authorization": f"Bearer {caller.token()}"} if caller.with_token else {}
         if scenario == "livez":
             builder = EnvironBuilder(path="/livez")
         elif scenario == "get_item":
-            path = f"/api/v1/items/{_bench_item_id(dataset)}"
+            path = f"/api/v1/items/{random_id(caller, dataset)}"
             builder = EnvironBuilder(path=path, headers=headers)
         elif scenario == "list_page":
-            cursor = random.randint(0, rows - 20)
+            cursor = random.randint(0, rows - 40)
             builder = EnvironBuilder(
                 path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
             )
@@ -76,7 +84,7 @@ def environs(scenario: str, headers: dict[str, str], dataset: Dataset) -> Iterat
         elif scenario in ("post_item", "post_item_tags"):
             body: dict[str, Any] = {"name": next(_NAMES), "description": "profiled"}
             if scenario == "post_item_tags":
-                body["tags"] = sorted(_bench_tag_names(dataset, 5))
+                body["tags"] = sorted(_tag_names(caller, dataset, 5))
             builder = EnvironBuilder(
                 path="/api/v1/items", method="POST", data=json.dumps(body),
                 content_type="application/json", headers=headers,
@@ -86,18 +94,19 @@ def environs(scenario: str, headers: dict[str, str], dataset: Dataset) -> Iterat
         yield builder.get_environ()
 
 
-def _bench_item_id(dataset: Dataset) -> int:
-    """One of the bench owner's items (bench_item_id in bench/wrk/common.lua)."""
-    k = random.randrange(dataset.bench_items)
-    return 10 * (k // 5) + k % 5 + 1
+def random_id(caller: BenchCaller, dataset: Dataset) -> int:
+    """One of the caller's items (random_id in bench/wrk/callers.lua)."""
+    slots = [int(slot) for slot in caller.slots]
+    k = random.randrange(dataset.items // 10 * len(slots))
+    return 10 * (k // len(slots)) + slots[k % len(slots)] + 1
 
 
-def _bench_tag_names(dataset: Dataset, count: int) -> set[str]:
-    """Distinct tags of the bench owner's (bench_tag_name in bench/wrk/common.lua)."""
+def _tag_names(caller: BenchCaller, dataset: Dataset, count: int) -> set[str]:
+    """Distinct tags of the caller's (random_tag_name in bench/wrk/callers.lua)."""
     names: set[str] = set()
     while len(names) < count:
         q = random.randint(1, dataset.tags // 10 - 1)
-        names.add(f"tag-{10 * q + random.randint(0, 4) + 1}")
+        names.add(f"tag-{10 * q + int(random.choice(caller.slots)) + 1}")
     return names
 
 
@@ -115,7 +124,7 @@ def drive(
     count: int,
     access: Callable[..., None],
     prepared: int = 0,
-    headers: dict[str, str] | None = None,
+    callers: Sequence[BenchCaller] = WITHOUT_TOKENS,
     dataset: Dataset | None = None,
 ) -> tuple[float, float, int]:
     """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
@@ -129,7 +138,7 @@ def drive(
         response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    made = environs(scenario, headers or {}, dataset or Dataset(SEED_ROWS))
+    made = environs(scenario, callers, dataset or Dataset(SEED_ROWS))
     requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
@@ -208,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             DATABASE_URL=url, APP_ENV="prod", LOG_LEVEL="INFO", METRICS_ENABLED=args.metrics,
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )  # fmt: skip
-        headers: dict[str, str] = {}
+        callers = WITHOUT_TOKENS
         if args.auth == "true":
             os.environ.update(bench_auth_env(Path(metrics_dir)))
-            headers = {"Authorization": f"Bearer {bench_token()}"}
+            callers = BENCH_CALLERS
         else:
             os.environ["AUTH_DISABLED"] = "true"
         from service import create_app
@@ -223,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.config.dictConfig(logconfig_dict)
             access = JsonAccessLogger(Config()).access  # requests at INFO, as configured
             app = create_app()
-            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, headers, dataset)
+            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, callers, dataset)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
@@ -231,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
             wall, cpu, failed = drive(
-                app, args.scenario, args.requests, access, args.prepared, headers, dataset
+                app, args.scenario, args.requests, access, args.prepared, callers, dataset
             )
             if profiler is not None:
                 profiler.stop()

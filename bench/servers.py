@@ -8,6 +8,7 @@ gunicorn with the same process model (bench/reference_gunicorn_conf.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.dataset import BENCH_OWNER, Dataset, seed
+from bench.dataset import BENCH_OWNER, UNOWNED_SLOT, Dataset, seed
 from tools.devtoken import SigningKey, jwks
 from tools.localpg import free_port, throwaway_postgres
 from tools.service_process import ROOT, stop_process
@@ -48,6 +49,42 @@ OWNED_VARIABLES = (
 BENCH_ISSUER = "https://bench.invalid"
 BENCH_AUDIENCE = "items-api"
 BENCH_KEY = SigningKey.generate("bench")
+
+
+@dataclass(frozen=True)
+class BenchCaller:
+    """Who a benchmark request acts for, and so which seeded rows it asks for: those whose
+    slot, (id - 1) % 10, is in `slots` (bench/dataset.py gives each slot an owner)."""
+
+    owner: str  # the token's sub
+    slots: str  # digits
+    with_token: bool = True
+
+    def token(self) -> str:
+        """Its bearer token, the same for the whole run (the client reuses it)."""
+        return _token(self.owner)
+
+    def wrk_spec(self) -> str:
+        """How bench/wrk/callers.lua reads it: slots:token."""
+        return f"{self.slots}:{self.token() if self.with_token else '-'}"
+
+
+@functools.cache
+def _token(owner: str) -> str:
+    """Both scopes, valid for longer than any run."""
+    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=owner,
+                          scope="items:read items:write", lifetime=12 * 3600)  # fmt: skip
+
+
+# The token of the bench owner (half the rows, the scenarios' shapes: bench/dataset.py),
+# reused for the whole run (the case the verified-token cache serves). With access control
+# off, every request is `anonymous`, which reaches the rows from before owners: slot 9.
+BENCH_CALLERS = (BenchCaller(BENCH_OWNER, "01234"),)
+WITHOUT_TOKENS = (BenchCaller("anonymous", str(UNOWNED_SLOT), with_token=False),)
+CALLERS_DESCRIPTION = (
+    f"the token of {BENCH_OWNER} (half the rows; the others belong to four other owners "
+    "and `unowned`); with auth off, anonymous (the unowned tenth)"
+)
 
 
 @contextlib.contextmanager
@@ -122,6 +159,12 @@ class Server:
     log_path: Path
     is_reference: bool = False
     database: Database | None = None  # the one it serves, when a run has several
+    auth_disabled: bool = False
+
+    @property
+    def callers(self) -> tuple[BenchCaller, ...]:
+        """Who the requests to this server act for."""
+        return WITHOUT_TOKENS if self.auth_disabled else BENCH_CALLERS
 
     @property
     def base_url(self) -> str:
@@ -200,7 +243,11 @@ def start_server(
             stderr=subprocess.STDOUT,
             text=True,
         )
-    server = Server(name, popen, port, log_path, is_reference=reference, database=database)
+    auth_off = env.get("AUTH_DISABLED", "").lower() == "true"
+    server = Server(
+        name, popen, port, log_path, is_reference=reference, database=database,
+        auth_disabled=auth_off,
+    )  # fmt: skip
     try:
         server.wait_until_answering("/" if reference else "/livez")
         yield server
@@ -231,7 +278,7 @@ def server_env(
 
 
 def bench_auth_env(workdir: Path) -> dict[str, str]:
-    """AUTH_* for a service that accepts bench_token() (its public key in a JWKS file)."""
+    """AUTH_* for a service that accepts the callers' tokens (its public key in a JWKS file)."""
     path = workdir / "bench-jwks.json"
     path.write_text(json.dumps(jwks(BENCH_KEY)))
     return {
@@ -239,12 +286,6 @@ def bench_auth_env(workdir: Path) -> dict[str, str]:
         "AUTH_AUDIENCE": BENCH_AUDIENCE,
         "AUTH_JWKS_FILE": str(path),
     }
-
-
-def bench_token(lifetime_s: int = 12 * 3600) -> str:
-    """A bearer token with both scopes, valid for longer than any run."""
-    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=BENCH_OWNER,
-                          lifetime=lifetime_s)  # fmt: skip
 
 
 def _service_argv() -> list[str]:

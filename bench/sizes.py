@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.dataset import Dataset, parse_size, size_label
 from bench.measure import Bench, parse_scenarios, write_results
-from bench.servers import Database, Server, bench_token, seeded_postgres, server_env, start_server
+from bench.servers import Database, Server, seeded_postgres, server_env, start_server
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 
 # The data shapes of issue 26: GET by id, a page anywhere in the keyset (most of them
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (2 if args.quick else 7)
     run_s = args.duration or (2 if args.quick else 4)
     warmup_s = 2 if args.quick else 5
-    wrk = Wrk(connections=args.connections, threads=args.wrk_threads, token=bench_token())
+    wrk = Wrk(connections=args.connections, threads=args.wrk_threads)
     load_before = os.getloadavg()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-sizes-") as tmp, contextlib.ExitStack() as stack:

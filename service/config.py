@@ -40,6 +40,7 @@ class AuthSettings:
     jwks_url: str = ""
     jwks_file: str = ""
     disabled: bool = False
+    owner_claim: str = "sub"  # the claim naming who owns what a token creates
 
     @property
     def enabled(self) -> bool:
@@ -178,6 +179,12 @@ def auth_settings_from_env(environ: Mapping[str, str]) -> AuthSettings:
     audience = environ.get("AUTH_AUDIENCE", "").strip()
     jwks_url = _issuer_url(environ, "AUTH_JWKS_URL")
     jwks_file = environ.get("AUTH_JWKS_FILE", "").strip()
+    owner_claim = environ.get("AUTH_OWNER_CLAIM", "").strip() or "sub"
+    if not owner_claim.isprintable() or " " in owner_claim or len(owner_claim) > 256:
+        raise ConfigError(
+            f"AUTH_OWNER_CLAIM={owner_claim!r} is invalid: expected the name of a token claim "
+            "(e.g. `sub`, the default, or `tenant_id`), without spaces."
+        )
     if disabled:
         return AuthSettings(disabled=True)
     if not issuer:
@@ -193,7 +200,7 @@ def auth_settings_from_env(environ: Mapping[str, str]) -> AuthSettings:
             f"AUTH_JWKS_FILE={jwks_file} cannot be read: point it at the mounted JWKS file "
             "(JSON with a `keys` list), or unset it to fetch keys from the issuer."
         )
-    return AuthSettings(issuer, audience, jwks_url, jwks_file)
+    return AuthSettings(issuer, audience, jwks_url, jwks_file, owner_claim=owner_claim)
 
 
 def _issuer_url(environ: Mapping[str, str], name: str) -> str:

@@ -21,15 +21,9 @@ function init(args)
    end
    math.randomseed(seed + (thread_id or 1) * 7919)
    sequence = 0
-   json_headers = { ["Content-Type"] = "application/json" }
-   -- The service runs with access control on: every API request carries a bearer token
-   -- (bench/run.py mints it from the bench key and passes it in BENCH_TOKEN).
-   get_headers = {}
-   local token = os.getenv("BENCH_TOKEN")
-   if token and token ~= "" then
-      get_headers["Authorization"] = "Bearer " .. token
-      json_headers["Authorization"] = "Bearer " .. token
-   end
+   -- The service runs with access control on: every API request carries the bearer
+   -- token of the caller whose turn it is (callers.lua).
+   load_callers()
    if scenario_init then scenario_init() end
 end
 
@@ -42,32 +36,20 @@ end
 function post_item_request()
    local body = string.format('{"name":"%s","description":"created by the load benchmark"}',
                               unique_name())
-   return wrk.format("POST", "/api/v1/items", json_headers, body)
-end
-
--- The scenarios touch only the bench owner's rows (bench/dataset.py): ids whose slot,
--- (id - 1) % 10, is 0-4. The k-th of them (from 0) is 10 * (k // 5) + k % 5 + 1.
-function bench_item_id()
-   local k = math.random(0, math.floor(max_id / 2) - 1)
-   return 10 * math.floor(k / 5) + k % 5 + 1
-end
-
--- A tag of the bench owner's other than `popular` and `rare`: id 10q + s + 1, s in 0-4,
--- q in 1 .. tags/10 - 1.
-function bench_tag_name()
-   local q = math.random(1, math.floor(tag_count / 10) - 1)
-   return "tag-" .. (10 * q + math.random(0, 4) + 1)
+   return wrk.format("POST", "/api/v1/items", next_caller().json, body)
 end
 
 function get_item_request()
-   return wrk.format("GET", "/api/v1/items/" .. bench_item_id(), get_headers)
+   local caller = next_caller()
+   return wrk.format("GET", "/api/v1/items/" .. random_id(caller), caller.get)
 end
 
--- A new item with five distinct tags.
+-- A new item with five distinct tags of its caller's.
 function post_item_tags_request()
+   local caller = next_caller()
    local names, seen = {}, {}
    while #names < 5 do
-      local name = bench_tag_name()
+      local name = random_tag_name(caller)
       if not seen[name] then
          seen[name] = true
          names[#names + 1] = '"' .. name .. '"'
@@ -76,7 +58,7 @@ function post_item_tags_request()
    local body = string.format(
       '{"name":"%s","description":"created by the load benchmark","tags":[%s]}',
       unique_name(), table.concat(names, ","))
-   return wrk.format("POST", "/api/v1/items", json_headers, body)
+   return wrk.format("POST", "/api/v1/items", caller.json, body)
 end
 
 function done(summary, latency, requests)

@@ -48,6 +48,25 @@ BODY_ERRORS = {
 }
 
 
+# The rule of object-level authorization (OWASP API1), stated where clients read it.
+OWNERSHIP = (
+    "Every item, tag and note has an `owner`: the `sub` claim (or the claim AUTH_OWNER_CLAIM "
+    "names) of the token that created it, which never changes. A token reaches only its "
+    "owner's rows: lists and pages hold only them, names are unique per owner, and another "
+    "owner's row answers 404 exactly as a missing one does. A token with the `items:admin` "
+    "scope reaches every owner's rows, and its lists take `?owner=`. With access control "
+    "off, every request acts as the one owner `anonymous`: isolation needs tokens."
+)
+
+
+def _not_found(variables: list[str]) -> dict[str, Any]:
+    nouns = " or ".join(name.removesuffix("_id").replace("_", " ") for name in variables)
+    return _error(
+        f"No such {nouns}, or it is another owner's: both get this same answer, so a caller "
+        "never learns that another owner's row exists."
+    )
+
+
 def _path_parameter(name: str) -> dict[str, Any]:
     """Every path variable is a resource id (`<item_id>`), checked by requests.path_id."""
     schema = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
@@ -66,13 +85,17 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _operation(path: str, operation: Operation) -> dict[str, Any]:
+def _operation(path: str, variables: list[str], operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": operation.summary}
     if operation.response is not None:
         success["content"] = {JSON: {"schema": _ref(operation.response)}}
     responses = {str(operation.status): success}
+    if variables:  # an id in the path: the row, or the parent, may be missing or not yours
+        responses["404"] = _not_found(variables)
     responses |= {str(status): _error(when) for status, when in operation.errors.items()}
     result: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary}
+    if operation.unowned:
+        result["x-unowned"] = operation.unowned
     if operation.query is not None:
         result["parameters"] = _query_parameters(operation.query)
     if operation.body is not None:
@@ -100,7 +123,9 @@ def security_schemes() -> dict[str, Any]:
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": "An access token from the configured OIDC issuer (docs/auth.md). "
-            f"Its `scope` (space-separated) or `scp` (list) claim grants {scopes}.",
+            f"Its `scope` (space-separated) or `scp` (list) claim grants {scopes}. Its `sub` "
+            "(or the claim AUTH_OWNER_CLAIM names) is the owner of the rows it creates and "
+            "reaches; the reserved owners `anonymous` and `unowned` are refused with 401.",
         }
     }
 
@@ -142,10 +167,10 @@ def build_document(app: Flask) -> dict[str, Any]:
         item = paths.setdefault(path, {})
         if variables:
             item["parameters"] = [_path_parameter(name) for name in variables]
-        item[operation.method] = _operation(path, operation)
+        item[operation.method] = _operation(path, variables, operation)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Items service", "version": "1"},
+        "info": {"title": "Items service", "version": "1", "description": OWNERSHIP},
         "paths": paths,
         "components": {
             "schemas": _components([op for _, _, op in operations]),

@@ -3,7 +3,6 @@ schema left exactly as the migrations made it."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from bench.dataset import (
     parse_size,
     size_label,
 )
-from bench.servers import Database, seeded_postgres
+from bench.servers import BENCH_CALLERS, WITHOUT_TOKENS, BenchCaller, Database, seeded_postgres
 from bench.wrk import SCRIPTS
 from tests.bench.conftest import SMALL
 from tests.conftest import migrate
@@ -121,19 +120,23 @@ def test_tag_use_is_skewed_like_real_tags(seeded: Database) -> None:
     assert top >= 5 * median
 
 
-def test_the_scripts_pick_only_the_bench_owners_rows(seeded: Database) -> None:
-    """bench/wrk/common.lua's formulas (bench_item_id, bench_tag_name), over their range."""
-    d = seeded.dataset
-    ids = [10 * (k // 5) + k % 5 + 1 for k in range(d.bench_items)]
-    assert len(set(ids)) == d.bench_items and max(ids) <= d.items
-    assert all(bench_owned(i) for i in ids)
-    names = [f"tag-{10 * q + s + 1}" for q in range(1, d.tags // 10) for s in range(5)]
-    [(found,)] = rows(seeded, "SELECT count(*) FROM tags WHERE name = ANY(%(n)s)", n=names)
-    assert found == len(names)
-    assert all(bench_owned(int(name.removeprefix("tag-"))) for name in names)
-    script = (SCRIPTS / "common.lua").read_text()
-    assert "10 * math.floor(k / 5) + k % 5 + 1" in script
-    assert re.search(r'"tag-" \.\. \(10 \* q \+ math.random\(0, 4\) \+ 1\)', script)
+@pytest.mark.parametrize("caller", [*BENCH_CALLERS, *WITHOUT_TOKENS], ids=lambda c: c.owner)
+def test_the_scripts_pick_only_the_callers_rows(seeded: Database, caller: BenchCaller) -> None:
+    """bench/wrk/callers.lua's formulas (random_id, random_tag_name), over their range: each
+    caller asks only for rows its owner has (`unowned` for the auth-off twin's anonymous)."""
+    d, slots = seeded.dataset, [int(s) for s in caller.slots]
+    owner = caller.owner if caller.with_token else "unowned"
+    n = len(slots)
+    ids = [10 * (k // n) + slots[k % n] + 1 for k in range(d.items // 10 * n)]
+    assert len(set(ids)) == len(ids) and max(ids) <= d.items
+    assert all(SLOT_OWNERS[(i - 1) % 10] == owner for i in ids)
+    names = [f"tag-{10 * q + s + 1}" for q in range(1, d.tags // 10) for s in slots]
+    by_owner = "SELECT owner, count(*) FROM tags WHERE name = ANY(%(n)s) GROUP BY 1"
+    found = rows(seeded, by_owner, n=names)
+    assert found == [(owner, len(names))]
+    script = (SCRIPTS / "callers.lua").read_text()
+    assert "10 * math.floor(k / n) + caller.slots[k % n + 1] + 1" in script
+    assert '"tag-" .. (10 * q + caller.slots[math.random(1, #caller.slots)] + 1)' in script
 
 
 @pytest.fixture(scope="module")

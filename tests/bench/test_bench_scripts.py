@@ -14,7 +14,7 @@ import pytest
 from bench.comparisons import peer_server
 from bench.dataset import BENCH_OWNER, SLOT_OWNERS
 from bench.measure import ALL_SCENARIOS
-from bench.servers import Database, Server, bench_token, server_env, start_server
+from bench.servers import Database, Server, server_env, start_server
 from bench.wrk import Wrk, WrkResult
 from tools.prereq import require_tool
 
@@ -26,7 +26,7 @@ API_SCENARIOS = [s for s in ALL_SCENARIOS if s != "livez"]
 @pytest.fixture(scope="module")
 def wrk() -> Wrk:
     require_tool("wrk", provided_by="apt-get install wrk", env_var="WRK")
-    return Wrk(connections=2, token=bench_token())
+    return Wrk(connections=2)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,9 @@ def peer(seeded: Database, workdir: Path) -> Iterator[Server]:
 def load(wrk: Wrk, server: Server, scenario: str, nonce: str) -> WrkResult:
     assert server.database is not None
     dataset = server.database.dataset
-    result = wrk.run(server.base_url + "/", scenario, 1, nonce=nonce, dataset=dataset)
+    result = wrk.run(
+        server.base_url + "/", scenario, 1, nonce=nonce, dataset=dataset, callers=server.callers
+    )
     assert result.requests > 0
     assert result.errors == 0, result.error_kinds
     return result
