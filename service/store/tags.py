@@ -9,12 +9,17 @@ from sqlalchemy import ARRAY, BigInteger, String, Table, any_, bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from service.store.models import ItemTag, Tag
-from service.store.sql import Resource, compile_sql
+from service.store.sql import Resource, Shape, compile_sql
 
 tags = cast(Table, Tag.__table__)
 item_tags = cast(Table, ItemTag.__table__)
 
-TAGS = Resource(tags, creates=("name",))
+# What a tag is to clients: its columns but `deleted_at` (the API never shows a deleted tag).
+TAGS = Resource(
+    tags,
+    Shape(*(column for column in tags.columns if column.key != "deleted_at")),
+    creates=("name",),
+)
 
 
 class UnknownTagsError(LookupError):
