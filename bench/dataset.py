@@ -10,6 +10,8 @@ so a scenario does the same work per request at each size and only the tables gr
   table that has the column (issue 25 added it; the previous release's schema has none).
   The scenarios read and write only the bench owner's rows (`random_id` in
   bench/wrk/callers.lua), the auth-off twin only the unowned ones.
+- **Tag names.** Where `items.tag_names` exists (issue 26), each item's is written with
+  the item, from the same formulas as its links, sorted as the service sorts them.
 - **Tags.** Tag 1 is `popular`, on 10% of the bench owner's items (ids 1, 21, 41...);
   tag 2 is `rare`, on exactly 10 of them, spread over the ids; the others are
   `tag-<id>`. Every item has three tags: each other item's first tag is skewed towards
@@ -113,10 +115,11 @@ def _hash(row_id: str, multiplier: int) -> str:
 
 
 ITEMS_SQL = """
-INSERT INTO items (id, name, description{owner_column}) OVERRIDING SYSTEM VALUE
-SELECT i, 'seed-' || i, 'Seeded item ' || i || ', one of the rows the load benchmark reads.'
-       {owner_value}
-FROM generate_series(1, %(items)s) AS i
+INSERT INTO items (id, name, description{owner_column}{names_column}) OVERRIDING SYSTEM VALUE
+SELECT g.i, 'seed-' || g.i,
+       'Seeded item ' || g.i || ', one of the rows the load benchmark reads.'
+       {owner_value}{names_value}
+FROM ({tagged}) AS g
 """
 TAGS_SQL = """
 INSERT INTO tags (id, name{owner_column}) OVERRIDING SYSTEM VALUE
@@ -129,13 +132,8 @@ FROM generate_series(1, %(tags)s) AS t
 # - 1), distinct because 0 < d < m/2. The popular items (every 20th id, slot 0) and the
 # rare ones (slot 1, ten ids spread over the range) carry their named tag instead of the
 # third.
-LINKS_SQL = """
-INSERT INTO item_tags (item_id, tag_id{owner_column})
-SELECT g.i,
-       CASE WHEN k = 2 AND g.named > 0 THEN g.named
-            ELSE 10 * (1 + (g.q0 - 1 + k * g.d) %% %(ring)s) + (g.i - 1) %% 10 + 1 END
-       {owner_value}
-FROM (
+# Each item with what picks its tags (TAG_ID_SQL): its named tag, if any, q0 and d.
+TAGGED_SQL = """
     SELECT i,
            CASE WHEN (i - 1) %% 20 = 0 THEN 1
                 WHEN (i - 1) %% 10 = 1
@@ -144,12 +142,26 @@ FROM (
            floor(power(%(ring)s::float8, {skew}))::bigint AS q0,
            1 + floor({spread} * ((%(ring)s - 1) / 2))::bigint AS d
     FROM generate_series(1, %(items)s) AS i
-) AS g CROSS JOIN generate_series(0, 2) AS k
 """
+# The k-th (0-2) tag id of item g.
+TAG_ID_SQL = """CASE WHEN {k} = 2 AND g.named > 0 THEN g.named
+            ELSE 10 * (1 + (g.q0 - 1 + {k} * g.d) %% %(ring)s) + (g.i - 1) %% 10 + 1 END"""
+LINKS_SQL = """
+INSERT INTO item_tags (item_id, tag_id)
+SELECT g.i, {tag_id}
+FROM ({tagged}) AS g CROSS JOIN generate_series(0, 2) AS k
+"""
+# An item's `tag_names` (issue 26), sorted as the service sorts them: its three tags' names.
+TAG_NAMES_SQL = """ARRAY(
+           SELECT CASE t WHEN 1 THEN %(popular)s WHEN 2 THEN %(rare)s ELSE 'tag-' || t END
+           FROM unnest(ARRAY[{ids}]) AS t ORDER BY 1)"""
 
 
-def load_sql(dataset: Dataset, owner_columns: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The three INSERTs, filling `owner` in the tables of `owner_columns` that have one."""
+def load_sql(
+    dataset: Dataset, owner_columns: set[str], *, tag_names: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """The three INSERTs, filling `owner` in the tables of `owner_columns` that have one,
+    and `items.tag_names` if it exists (`tag_names`)."""
 
     def owner(table: str, row_id: str) -> dict[str, str]:
         if table not in owner_columns:
@@ -167,11 +179,14 @@ def load_sql(dataset: Dataset, owner_columns: set[str]) -> list[tuple[str, dict[
         "rare_every": dataset.items // 10 // RARE_ITEMS,
         "rare_offset": dataset.items // 10 // RARE_ITEMS // 2,
     }
-    links = LINKS_SQL.format(
-        skew=_hash("i", 2654435761), spread=_hash("i", 2246822519), **owner("item_tags", "g.i")
-    )
+    tagged = TAGGED_SQL.format(skew=_hash("i", 2654435761), spread=_hash("i", 2246822519))
+    links = LINKS_SQL.format(tagged=tagged, tag_id=TAG_ID_SQL.format(k="k"))
+    names = {"names_column": "", "names_value": ""}
+    if tag_names:
+        ids = ", ".join(TAG_ID_SQL.format(k=k) for k in range(3))
+        names = {"names_column": ", tag_names", "names_value": ", " + TAG_NAMES_SQL.format(ids=ids)}
     return [
-        (ITEMS_SQL.format(**owner("items", "i")), params),
+        (ITEMS_SQL.format(tagged=tagged, **owner("items", "g.i"), **names), params),
         (TAGS_SQL.format(**owner("tags", "t")), params),
         (links, params),
     ]
@@ -224,13 +239,13 @@ class Schema:
             conn.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
 
 
-def owner_columns(conn: psycopg.Connection[Any]) -> set[str]:
-    """The benchmark's tables that have an `owner` column."""
+def owner_columns(conn: psycopg.Connection[Any], column: str = "owner") -> set[str]:
+    """The benchmark's tables that have an `owner` column (or `column`)."""
     rows = conn.execute(
         """SELECT table_name::text FROM information_schema.columns
-           WHERE table_schema = current_schema() AND column_name = 'owner'
+           WHERE table_schema = current_schema() AND column_name = %(column)s
              AND table_name = ANY(%(tables)s)""",
-        {"tables": list(TABLES)},
+        {"tables": list(TABLES), "column": column},
     ).fetchall()
     return {table for (table,) in rows}
 
@@ -265,7 +280,8 @@ def seed(
             # are written without WAL (and fsync is off on the throwaway server).
             conn.execute("TRUNCATE " + ", ".join(TABLES))
             schema.drop(conn)
-            for sql, params in load_sql(dataset, owners):
+            named = "items" in owner_columns(conn, "tag_names")
+            for sql, params in load_sql(dataset, owners, tag_names=named):
                 conn.execute(sql, params)
         with step("keys, indexes and foreign keys"), conn.transaction():
             schema.create(conn)

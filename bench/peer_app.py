@@ -7,9 +7,11 @@ its tags sorted, a page with `next_cursor`, a POST with tags; tests/bench checks
 answers are equal), in the idiomatic way: ORM models, a session per request, the tags
 loaded with `selectinload`, `jsonify` of `to_dict()`.
 
+Rows have owners, as the service's do (issue 25): each request acts for the bearer
+token's `sub`, read without checking the signature, and reaches only that owner's rows.
 It does less than the service, which only makes the comparison harder for the service:
-no access control (the bearer token is ignored), no access log, no metrics, no request
-ids, a body validated by hand rather than by a schema.
+no access control (no signature, scope or expiry checked), no access log, no metrics, no
+request ids, a body validated by hand rather than by a schema.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 from datetime import datetime
 from typing import Any
 
+import jwt
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, String, Table, func, select
@@ -43,7 +46,8 @@ class Tag(db.Model):
     __tablename__ = "tags"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -51,7 +55,8 @@ class Item(db.Model):
     __tablename__ = "items"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -60,6 +65,7 @@ class Item(db.Model):
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "owner": self.owner,
             "name": self.name,
             "description": self.description,
             "created_at": self.created_at.isoformat(),
@@ -78,6 +84,14 @@ def create_app(database_url: str | None = None) -> Flask:
     return app
 
 
+def _owner() -> str:
+    """The token's `sub` (not verified: the peer checks no signature), else `anonymous`."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if not token:
+        return "anonymous"
+    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
 def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify(error={"code": str(status), "message": message, "details": []}), status
 
@@ -91,16 +105,22 @@ def _routes() -> Blueprint:
 
     @api.get("/api/v1/items/<int:item_id>")
     def get_item(item_id: int) -> Response:
-        item = db.get_or_404(Item, item_id, options=[selectinload(Item.tags)])
+        query = select(Item).options(selectinload(Item.tags))
+        item = db.first_or_404(query.where(Item.id == item_id, Item.owner == _owner()))
         return jsonify(item.to_dict())
 
     @api.get("/api/v1/items")
     def list_items() -> Response:
         limit = request.args.get("limit", 20, type=int)
         cursor = request.args.get("cursor", 0, type=int)
-        query = select(Item).options(selectinload(Item.tags)).where(Item.id > cursor)
+        owner = _owner()
+        query = (
+            select(Item)
+            .options(selectinload(Item.tags))
+            .where(Item.owner == owner, Item.id > cursor)
+        )
         if tag := request.args.get("tag"):
-            query = query.where(Item.tags.any(Tag.name == tag))
+            query = query.where(Item.tags.any((Tag.name == tag) & (Tag.owner == owner)))
         items = db.session.scalars(query.order_by(Item.id).limit(limit)).all()
         next_cursor = str(items[-1].id) if len(items) == limit else None
         return jsonify(items=[item.to_dict() for item in items], next_cursor=next_cursor)
@@ -110,11 +130,15 @@ def _routes() -> Blueprint:
         data = request.get_json()
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             return _error(422, "name is required")
+        owner = _owner()
         names = sorted(set(data.get("tags", [])))
-        tags = db.session.scalars(select(Tag).where(Tag.name.in_(names))).all() if names else []
+        named = select(Tag).where(Tag.owner == owner, Tag.name.in_(names))
+        tags = db.session.scalars(named).all() if names else []
         if len(tags) != len(names):
             return _error(422, "unknown tags")
-        item = Item(name=data["name"], description=data.get("description"), tags=list(tags))
+        item = Item(
+            owner=owner, name=data["name"], description=data.get("description"), tags=list(tags)
+        )
         db.session.add(item)
         try:
             db.session.commit()

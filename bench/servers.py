@@ -96,7 +96,8 @@ def seeded_postgres(
     before_seeding: Callable[[str], None] | None = None,
     server_settings: dict[str, str] | None = None,
 ) -> Iterator[Database]:
-    """A throwaway server (as the tests start it), migrated, seeded with `rows` items and
+    """A throwaway server (as the tests start it), migrated with the contract steps (a
+    release's steady state: no rollout triggers on the writes), seeded with `rows` items and
     their tags and links (bench/dataset.py), then running with `server_settings` (e.g.
     shared_buffers). `before_seeding` gets the migrated database's URL first (tests add a
     column there)."""
@@ -104,7 +105,7 @@ def seeded_postgres(
     with throwaway_postgres(durable=durable) as server:
         url = server.url()
         migrate = subprocess.run(
-            [sys.executable, "-m", "service", "migrate"],
+            [sys.executable, "-m", "service", "migrate", "--contract"],
             env={**os.environ, "DATABASE_URL": url, "APP_ENV": "prod", "LOG_LEVEL": "WARNING"},
             cwd=ROOT,
             capture_output=True,

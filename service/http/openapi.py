@@ -90,6 +90,7 @@ def _operation(path: str, variables: list[str], operation: Operation) -> dict[st
     if operation.response is not None:
         success["content"] = {JSON: {"schema": _ref(operation.response)}}
     responses = {str(operation.status): success}
+    responses |= {str(status): {"description": when} for status, when in operation.also.items()}
     if variables:  # an id in the path: the row, or the parent, may be missing or not yours
         responses["404"] = _not_found(variables)
     responses |= {str(status): _error(when) for status, when in operation.errors.items()}

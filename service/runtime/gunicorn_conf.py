@@ -196,6 +196,7 @@ def post_worker_init(worker: Any) -> None:
         get_db(worker.wsgi).warm_up()
     except Exception:  # logged; the worker serves, and connects on its first request
         worker.log.exception("could not open a database connection ahead of requests")
+    get_db(worker.wsgi).tag_sweeper.start()  # deleted tags' links, in the background
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -124,10 +124,10 @@ def test_a_callers_pages_run_on_the_owner_index(
     large: psycopg.Connection[Any], generic: bool
 ) -> None:
     params = {**ALICE.params, "after_id": 100_000, "limit": 20}
-    items_page = plan(large, ITEMS._page[ALICE], params, generic=generic)
+    items_page = plan(large, ITEMS._page.sql(ALICE, 20), params, generic=generic)
     assert assert_owner_index(large, items_page, "items") == ["ix_items_owner_id"]
     assert items_page["Node Type"] == "Limit"  # the index gives id order: no sort
-    tags_page = plan(large, TAGS._page[ALICE], {**params, "after_id": 0}, generic=generic)
+    tags_page = plan(large, TAGS._page.sql(ALICE, 20), {**params, "after_id": 0}, generic=generic)
     assert_owner_index(large, tags_page, "tags")
 
 
@@ -136,7 +136,7 @@ def test_a_callers_tag_filter_and_tag_names_run_on_the_owner_index(
     large: psycopg.Connection[Any], generic: bool
 ) -> None:
     params = {**ALICE.params, "tag": "tag-3", "after_id": 100_000, "limit": 20}
-    page = plan(large, _PAGE_WITH_TAG[ALICE], params, generic=generic)
+    page = plan(large, _PAGE_WITH_TAG.sql(ALICE, 20), params, generic=generic)
     assert "uq_tags_owner_name" in assert_owner_index(large, page, "tags")
     links = [s for s in scans(page, "item_tags") if "tag_id" in s.get("Index Cond", "")]
     assert [(s["Node Type"], s["Index Name"]) for s in links] == [
