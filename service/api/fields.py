@@ -92,8 +92,8 @@ class Strict(BaseModel):
 OwnerName = Annotated[
     OneLine,
     Field(min_length=1, max_length=OWNER_MAX,
-          description="Only this owner's rows, among those the token reaches (an "
-          "`items:admin` token reaches every owner's; any other, only its own)."),
+          description="Only this owner's rows. An `items:admin` token may name any "
+          "owner; any other caller only an owner it reaches (403 otherwise)."),
 ]  # fmt: skip
 
 

@@ -20,10 +20,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.fields import BIGINT_MAX, PageQuery
 from service.auth import CALLER_KEY, SCOPE_WHEN_AUTH_OFF
+from service.auth.scopes import ADMIN
 from service.http.errors import ApiError, validation_details
 from service.http.errors import not_found as not_found  # routes raise it: requests.not_found
 from service.store.database import Database, get_db
-from service.store.owners import Scope
+from service.store.owners import ANONYMOUS, Scope
 from service.store.sql import Resource
 
 M = TypeVar("M", bound=BaseModel)
@@ -158,6 +159,23 @@ def listed(key: str, model: type[Q], fetch: Callable[..., list[Any]], **raw_ids:
     (maybe empty)."""
     ids = {name: path_id(raw, name) for name, raw in raw_ids.items()}
     bounds = query(model)
-    rows = db().read(fetch, scope(), bounds, **ids)
+    reach = scope()
+    if bounds.owner is not None and reach.listing(bounds.owner) is None:
+        raise owner_out_of_reach(reach, bounds.owner)
+    rows = db().read(fetch, reach, bounds, **ids)
     next_cursor = str(rows[-1]["id"]) if len(rows) == bounds.limit else None
     return jsonify({key: rows, "next_cursor": next_cursor})
+
+
+def owner_out_of_reach(reach: Scope, owner: str) -> ApiError:
+    """403 for `?owner=` naming rows the caller does not reach: only `items:admin` lists
+    another owner's rows. Refused rather than answered with an empty page, so a client
+    that forgot the scope learns why its list is empty."""
+    if reach.owner == ANONYMOUS:
+        why = "with access control off, lists reach only the owners `anonymous` and `unowned`"
+    else:
+        why = f"only a token with the scope {ADMIN} lists another owner's rows"
+    return ApiError(
+        403, "insufficient_scope", f"The list cannot show the rows of `{owner}`: {why}.",
+        [{"field": "query.owner", "message": f"{why}; leave it out to list your own rows"}],
+    )  # fmt: skip

@@ -47,8 +47,9 @@ def test_the_owner_claim_reaches_the_service(helm4: str) -> None:
         {**data, "DATABASE_URL": "postgresql://a:b@db/app?sslmode=require"}
     )
     assert settings.auth.owner_claim == "tenant_id"
-    refused = run_helm(helm4, *template_args("prod", ["auth.ownerClaim=two words"]))
-    assert refused.returncode != 0 and "ownerClaim" in refused.stderr
+    for wrong in ("two words", "aud"):  # `aud`: every caller one owner (service/config.py)
+        refused = run_helm(helm4, *template_args("prod", [f"auth.ownerClaim={wrong}"]))
+        assert refused.returncode != 0 and "ownerClaim" in refused.stderr, wrong
 
 
 def test_dev_stays_anonymous(renders: dict[str, Render]) -> None:

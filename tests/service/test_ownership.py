@@ -166,13 +166,28 @@ def test_an_admin_reaches_every_owners_rows_and_lists_take_an_owner(call: Call) 
     assert_error(call("bob", "GET", f"{ITEMS}/{bobs['id']}"), 404, "not_found")
 
 
-def test_an_owner_filter_never_widens_a_plain_tokens_reach(call: Call) -> None:
+def test_an_owner_filter_without_items_admin_is_refused_naming_the_field(call: Call) -> None:
     mine = make(call, "alice", ITEMS, name="mine")
-    make(call, "bob", ITEMS, name="theirs")
+    make(call, "bob", TAGS, name="red")
+    make(call, "bob", ITEMS, name="theirs", tags=["red"])
     cursor = mine["id"] - 1
-    assert ids(call, "alice", f"{ITEMS}?owner=bob&cursor={cursor}") == []
+    for path in (f"{ITEMS}?owner=bob", f"{ITEMS}?tag=red&owner=bob", f"{TAGS}?owner=bob",
+                 f"{ITEMS}/{mine['id']}/notes?owner=bob"):  # fmt: skip
+        refused = call("alice", "GET", path)
+        assert_error(refused, 403, "insufficient_scope", "query.owner")
+        assert "items:admin" in refused.json["error"]["message"]
+        assert "`bob`" in refused.json["error"]["message"]
     assert ids(call, "alice", f"{ITEMS}?owner=alice&cursor={cursor}") == [mine["id"]]
-    assert ids(call, "alice", f"{TAGS}?owner=bob") == []
+
+
+def test_an_owner_filter_with_access_control_off_names_the_two_owners_it_reaches(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    refused = client.get(f"{ITEMS}?owner=alice")
+    assert_error(refused, 403, "insufficient_scope", "query.owner")
+    assert "`anonymous` and `unowned`" in refused.json["error"]["message"]
+    assert client.get(f"{ITEMS}?owner=unowned").status_code == 200
 
 
 @pytest.mark.parametrize(
