@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,9 @@ def peer_server(database: Database, workdir: Path) -> Iterator[Server]:
     config is the reference's process model)."""
     env = server_env(database.url, workdir, reference=True)
     with start_server("peer", env, workdir, app_config=PEER_CONFIG, database=database) as server:
-        yield server
+        # Its requests carry the bench owner's token, as the service's do (the peer reads
+        # the owner from it), not the auth-off twin's none.
+        yield dataclasses.replace(server, auth_disabled=False)
 
 
 def peer_figures(bench: Bench, per_round: dict[str, list[float]]) -> dict[str, Any]:

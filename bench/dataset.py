@@ -147,8 +147,8 @@ TAGGED_SQL = """
 TAG_ID_SQL = """CASE WHEN {k} = 2 AND g.named > 0 THEN g.named
             ELSE 10 * (1 + (g.q0 - 1 + {k} * g.d) %% %(ring)s) + (g.i - 1) %% 10 + 1 END"""
 LINKS_SQL = """
-INSERT INTO item_tags (item_id, tag_id)
-SELECT g.i, {tag_id}
+INSERT INTO item_tags (item_id, tag_id{owner_column})
+SELECT g.i, {tag_id}{owner_value}
 FROM ({tagged}) AS g CROSS JOIN generate_series(0, 2) AS k
 """
 # An item's `tag_names` (issue 26), sorted as the service sorts them: its three tags' names.
@@ -180,7 +180,9 @@ def load_sql(
         "rare_offset": dataset.items // 10 // RARE_ITEMS // 2,
     }
     tagged = TAGGED_SQL.format(skew=_hash("i", 2654435761), spread=_hash("i", 2246822519))
-    links = LINKS_SQL.format(tagged=tagged, tag_id=TAG_ID_SQL.format(k="k"))
+    links = LINKS_SQL.format(
+        tagged=tagged, tag_id=TAG_ID_SQL.format(k="k"), **owner("item_tags", "g.i")
+    )
     names = {"names_column": "", "names_value": ""}
     if tag_names:
         ids = ", ".join(TAG_ID_SQL.format(k=k) for k in range(3))
