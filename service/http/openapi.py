@@ -33,7 +33,11 @@ def _error(description: str) -> dict[str, Any]:
 
 COMMON_ERRORS = {
     "422": _error("Invalid parameters or body; `details` names each field."),
-    "503": _error("The database is unavailable; retry after the Retry-After seconds."),
+    "503": _error(
+        "The database is unavailable (`database_unavailable`), or did not confirm a write's "
+        "commit (`commit_unconfirmed`: it may or may not be applied; read it back before "
+        "sending it again); retry after the Retry-After seconds."
+    ),
     "500": _error("Unexpected error; the detail is logged with the request id."),
 }
 AUTH_ERRORS = {

@@ -11,6 +11,8 @@ discarded, and the next request takes a new one from the pool, when:
   connection on checkout (service/store/pool.py): after a database restart no request gets a
   dead connection;
 - it broke during a request, or a request left a transaction open;
+- its request waited on it past DB_DEADLINE_MS (service/store/deadline.py): it may be
+  half-way through a reply;
 - it was opened more than RECYCLE_SECONDS ago, the pool's recycle age;
 - a statement failed in a way that makes it stale (a column's type changed under its
   prepared statements, a failover made its server read-only: service/store/stale.py).
@@ -32,6 +34,7 @@ from psycopg.rows import tuple_row
 from sqlalchemy import Engine
 
 from service.store import pool
+from service.store.deadline import Watchdog
 
 
 class KeptConnection:
@@ -67,4 +70,10 @@ class KeptConnection:
 
 
 class ThreadState(threading.local):
+    """Per thread: the connection it keeps, and its entry in the deadline watchdog."""
+
     held: KeptConnection | None = None  # the connection this thread keeps, once it has taken one
+
+    def __init__(self, watchdog: Watchdog, deadline_seconds: float) -> None:
+        # threading.local runs this in each thread, on its first use of the object.
+        self.watch = watchdog.watch(deadline_seconds)
