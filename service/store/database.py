@@ -82,10 +82,9 @@ class Database:
         self._pool_engine: Engine | None = None
         self._engine: Engine | None = None
         self._probe_engine: Engine | None = None
-        self._deadline_seconds = wait_budget(settings.db_deadline_ms)
-        self.watchdog = Watchdog(
-            self._expired, self._unanswered, abort_grace(settings.db_deadline_ms)
-        )
+        deadline, timeout = settings.db_deadline_ms, settings.db_statement_timeout_ms
+        self._deadline_seconds = wait_budget(deadline, timeout)
+        self.watchdog = Watchdog(self._expired, self._unanswered, abort_grace(deadline, timeout))
         self.breaker = Breaker(self._probe, lambda side, open_: self.on_breaker(side, open_))
         # Hooks for metrics (service/telemetry/metrics.py): a write answered unconfirmed
         # (reason), a deadline expired (read or write), a breaker side opened or closed.

@@ -54,21 +54,28 @@ from psycopg import pq
 
 log = logging.getLogger(__name__)
 
-# Of DB_DEADLINE_MS, what is kept back from the wait (at most a quarter of it): the grace
-# for the server's reply to the cancel, then time to answer.
-MARGIN_SECONDS = 0.5
+# Of DB_DEADLINE_MS, what is kept back from the wait (half the time between the statement
+# timeout and the deadline, at most MARGIN_SECONDS): the grace for the server's reply to
+# the cancel, then time to answer, and to answer the requests queued behind.
+MARGIN_SECONDS = 1.0
+GRACE_SECONDS = 0.3
 POLL_SECONDS = 0.005  # how often the grace checks whether the statement has returned
 
 
-def wait_budget(deadline_ms: int) -> float:
+def wait_budget(deadline_ms: int, statement_timeout_ms: int) -> float:
     """Seconds a request may wait on the database, from its first database call."""
-    seconds = deadline_ms / 1000
-    return seconds - min(MARGIN_SECONDS, seconds / 4)
+    return (deadline_ms - margin_ms(deadline_ms, statement_timeout_ms)) / 1000
 
 
-def abort_grace(deadline_ms: int) -> float:
+def abort_grace(deadline_ms: int, statement_timeout_ms: int) -> float:
     """Seconds the server gets to reply to the cancel before the socket is shut down."""
-    return 0.6 * min(MARGIN_SECONDS, deadline_ms / 4000)
+    return min(GRACE_SECONDS, margin_ms(deadline_ms, statement_timeout_ms) / 2000)
+
+
+def margin_ms(deadline_ms: int, statement_timeout_ms: int) -> float:
+    # The wait still outlasts the statement timeout, which ends slow statements cheaper.
+    room = deadline_ms - statement_timeout_ms if statement_timeout_ms else deadline_ms / 2
+    return min(MARGIN_SECONDS * 1000, room / 2)
 
 
 class Watch:

@@ -98,9 +98,9 @@ def make_engine(
 def _connect_within(remaining: Callable[[], float], configured: int) -> Callable[..., None]:
     def do_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
         left = remaining()
-        if left > 0:  # whole seconds (libpq's unit), rounded up; psycopg waits 2 s at least
+        if left > 0:  # whole seconds (libpq's unit); psycopg waits 2 s at the least
             current = int(cparams.get("connect_timeout", configured))
-            cparams["connect_timeout"] = max(1, min(current, math.ceil(left)))
+            cparams["connect_timeout"] = max(1, min(current, math.floor(left)))
 
     return do_connect
 
