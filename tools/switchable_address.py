@@ -4,7 +4,9 @@ Kubernetes Service (CloudNativePG's `-rw`) is to a database's pods, for failover
 Pointed at a port, it forwards every new connection there; pointed at nothing, it resets
 new connections at once (as a Service without endpoints refuses them). Connections made
 before a switch keep their server, as conntrack keeps them in a cluster, until either
-side closes, or until `point_at(..., cut=True)` ends them.
+side closes, or until `point_at(..., cut=True)` ends them, or `abandon=True` stops
+forwarding them while keeping them open: the client's data is still ACKed, nothing
+answers (a node gone without a reset, seen through a proxy or a NAT that stays up).
 """
 
 from __future__ import annotations
@@ -26,14 +28,19 @@ class SwitchableAddress:
         self._listener = socket.create_server((host, 0))
         self.port: int = self._listener.getsockname()[1]
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self._abandoned: set[tuple[socket.socket, socket.socket]] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._acceptor = threading.Thread(target=self._accept, name="address", daemon=True)
         self._acceptor.start()
 
-    def point_at(self, target: int | None, *, cut: bool = False) -> None:
-        """New connections go to `target` (None: refused); `cut` also ends the open ones."""
+    def point_at(self, target: int | None, *, cut: bool = False, abandon: bool = False) -> None:
+        """New connections go to `target` (None: refused); `cut` also ends the open ones,
+        `abandon` leaves them open but forwards nothing more on them."""
         self.target = target
+        if abandon:
+            with self._lock:
+                self._abandoned |= self._pairs
         if cut:
             self.cut()
 
@@ -49,6 +56,7 @@ class SwitchableAddress:
 
     def close(self) -> None:
         self._closed.set()
+        self._abandoned.clear()
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
@@ -92,6 +100,9 @@ class SwitchableAddress:
             try:
                 while True:
                     for key, _ in selector.select():
+                        if pair in self._abandoned:
+                            self._closed.wait()  # open, ACKed by the kernel, never answered
+                            return
                         data = key.fileobj.recv(BUFFER)  # type: ignore[union-attr]
                         if not data:
                             return

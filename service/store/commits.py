@@ -21,6 +21,7 @@ from psycopg.errors import Diagnostic
 SYNC_STANDBY = "sync_standby"  # the reasons, as the metric's label has them
 CONNECTION_LOST = "connection_lost"
 DEADLINE = "deadline"
+REASONS = (SYNC_STANDBY, CONNECTION_LOST, DEADLINE)
 
 # The server ended the session while a statement ran: whether it had committed is unknown.
 SESSION_ENDED = frozenset({"57P01", "57P02"})  # admin_shutdown, crash_shutdown

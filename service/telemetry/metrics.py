@@ -35,6 +35,7 @@ from prometheus_client import (
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import Engine, event
 
+from service.store import commits
 from service.telemetry.metrics_buffer import RequestMetricsBuffer
 
 if TYPE_CHECKING:
@@ -136,7 +137,12 @@ def track_pool(engine: Engine, pool_size: int) -> None:
 
 def track_database(db: Database) -> None:
     """Count unconfirmed commits and deadlines, and keep the breaker gauge, from the
-    Database's hooks."""
+    Database's hooks. Every series starts at 0, so the first one a pod counts is an
+    increase Prometheus sees (a series born at 1 has none) and the alert fires."""
+    for reason in commits.REASONS:
+        COMMITS_UNCONFIRMED.labels(reason=reason)
+    for operation in ("read", "write"):
+        DEADLINES_EXPIRED.labels(operation=operation)
     db.on_unconfirmed = lambda reason: COMMITS_UNCONFIRMED.labels(reason=reason).inc()
     db.on_deadline = lambda operation: DEADLINES_EXPIRED.labels(operation=operation).inc()
     db.on_breaker = lambda side, open_: BREAKER_OPEN.labels(side=side).set(1 if open_ else 0)
