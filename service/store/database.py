@@ -246,10 +246,11 @@ class Database:
         if held is None:
             _ = self.engine  # created on first use
             assert self._pool_engine is not None
-            watch.connection = None  # nothing to abandon while connecting
+            watch.connection = None  # until connected (see _watch_new_connection)
             try:
                 held = self._threads.held = KeptConnection(self._pool_engine)
             except OperationalError as exc:
+                watch.connection = None  # the pool has closed it
                 if isinstance(exc.orig, psycopg.errors.ConnectionTimeout):
                     # Accepted, never answered (a frozen server): as bad as a deadline.
                     self.breaker.trip(writing=False)
@@ -347,8 +348,15 @@ class Database:
         engine = pool.make_engine(
             self.settings, pooled=pooled, connect_within=lambda: self._threads.watch.remaining()
         )
+        # First of all: the statements a new connection runs (SQLAlchemy's first look at
+        # the server, the session settings) are under the connecting thread's deadline.
+        for moment in ("first_connect", "connect"):
+            event.listen(engine, moment, self._watch_new_connection, insert=True)
         event.listen(engine, "connect", self._hear_notices)
         return engine
+
+    def _watch_new_connection(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
+        self._threads.watch.connection = dbapi_connection
 
     def _hear_notices(self, dbapi_connection: psycopg.Connection[Any], _record: Any) -> None:
         dbapi_connection.add_notice_handler(self._notice)
