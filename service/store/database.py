@@ -32,7 +32,6 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import psycopg
 from flask import Flask, g
-from psycopg.errors import Diagnostic
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import OperationalError
@@ -40,7 +39,7 @@ from sqlalchemy.exc import OperationalError
 from service.config import Settings
 from service.store import commits, pool, session_settings
 from service.store.breaker import READS, WRITES, Breaker
-from service.store.deadline import Watch, Watchdog, abort_grace, wait_budget
+from service.store.deadline import Watch, Watchdog, abort_grace, wait_budget, weakly
 from service.store.kept_connection import KeptConnection, ThreadState
 from service.store.stale import nothing_written, stale
 
@@ -84,8 +83,11 @@ class Database:
         self._probe_engine: Engine | None = None
         deadline, timeout = settings.db_deadline_ms, settings.db_statement_timeout_ms
         self._deadline_seconds = wait_budget(deadline, timeout)
-        self.watchdog = Watchdog(self._expired, self._unanswered, abort_grace(deadline, timeout))
-        self.breaker = Breaker(self._probe, lambda side, open_: self.on_breaker(side, open_))
+        # The watchdog's thread outlives requests: it holds this object only weakly.
+        self.watchdog = Watchdog(
+            weakly(self._expired), weakly(self._unanswered), abort_grace(deadline, timeout)
+        )
+        self.breaker = Breaker(weakly(self._probe), weakly(self._breaker_changed))
         # Hooks for metrics (service/telemetry/metrics.py): a write answered unconfirmed
         # (reason), a deadline expired (read or write), a breaker side opened or closed.
         self.on_unconfirmed: Callable[[str], None] = lambda reason: None
@@ -338,6 +340,9 @@ class Database:
         self.on_deadline("write" if writing else "read")
         self.breaker.trip(writing=writing)
 
+    def _breaker_changed(self, side: str, open_: bool) -> None:
+        self.on_breaker(side, open_)
+
     def _unanswered(self, watch: Watch) -> None:
         """The watchdog's: the server did not reply to the cancel either. A write was not
         just waiting for its standby: reads fail fast too."""
@@ -345,26 +350,18 @@ class Database:
             self.breaker.trip(writing=False)
 
     def _make_engine(self, *, pooled: bool) -> Engine:
+        # The listeners are the thread state's, not this object's: pooled connections (and
+        # with them the listeners) outlive a request, and must not keep a dropped app alive.
+        threads = self._threads
         engine = pool.make_engine(
-            self.settings, pooled=pooled, connect_within=lambda: self._threads.watch.remaining()
+            self.settings, pooled=pooled, connect_within=lambda: threads.watch.remaining()
         )
         # First of all: the statements a new connection runs (SQLAlchemy's first look at
         # the server, the session settings) are under the connecting thread's deadline.
         for moment in ("first_connect", "connect"):
-            event.listen(engine, moment, self._watch_new_connection, insert=True)
-        event.listen(engine, "connect", self._hear_notices)
+            event.listen(engine, moment, threads.watch_new_connection, insert=True)
+        event.listen(engine, "connect", threads.hear_notices)
         return engine
-
-    def _watch_new_connection(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
-        self._threads.watch.connection = dbapi_connection
-
-    def _hear_notices(self, dbapi_connection: psycopg.Connection[Any], _record: Any) -> None:
-        dbapi_connection.add_notice_handler(self._notice)
-
-    def _notice(self, diag: Diagnostic) -> None:
-        """Runs in the thread whose statement got the notice, during that statement."""
-        if commits.unconfirmed_by_standby(diag):
-            self._threads.watch.unconfirmed = True
 
     def _probe(self, writing: bool) -> None:
         """The breaker's probe (its own thread): return if the database answers, and

@@ -47,12 +47,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec
 
 import psycopg
 from psycopg import pq
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 # Of DB_DEADLINE_MS, what is kept back from the wait (half the time between the statement
 # timeout and the deadline, at most MARGIN_SECONDS): the grace for the server's reply to
@@ -123,8 +124,9 @@ class Watchdog:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle_seconds = 60.0
-        # A forked worker inherits the object but not the thread: it starts its own.
-        os.register_at_fork(after_in_child=self._forget_thread)
+        # A forked worker inherits the object but not the thread: it starts its own. Weakly:
+        # neither the hook nor the thread keeps a dropped watchdog (its app, in tests) alive.
+        os.register_at_fork(after_in_child=weakly(self._forget_thread))
 
     def watch(self, budget_seconds: float) -> Watch:
         """A new serving thread's watch (the thread keeps it; dropped when it ends)."""
@@ -142,29 +144,31 @@ class Watchdog:
         if self._thread is None:
             with self.lock:
                 if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="db-watchdog",
-                                                    daemon=True)  # fmt: skip
+                    self._thread = threading.Thread(
+                        target=_watch_over, args=(weakref.ref(self), self._wake),
+                        name="db-watchdog", daemon=True,
+                    )  # fmt: skip
                     self._thread.start()
 
     def _forget_thread(self) -> None:
         self._thread = None
         self.lock = threading.Lock()  # the parent's may have been held at fork
 
-    def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            wake_at = now + self._idle_seconds
-            with self.lock:
-                watches = list(self._watches)
-            for watch in watches:
-                deadline = watch.deadline
-                if not deadline:
-                    continue
-                if deadline > now:
-                    wake_at = min(wake_at, deadline)
-                elif watch.connection is not watch.aborted or not watch.expired:
-                    self._expire(watch, now)
-            self._wake.wait(max(POLL_SECONDS, wake_at - time.monotonic()))
+    def check(self) -> float:
+        """End the waits past their deadline; the seconds until the next deadline."""
+        now = time.monotonic()
+        wake_at = now + self._idle_seconds
+        with self.lock:
+            watches = list(self._watches)
+        for watch in watches:
+            deadline = watch.deadline
+            if not deadline:
+                continue
+            if deadline > now:
+                wake_at = min(wake_at, deadline)
+            elif watch.connection is not watch.aborted or not watch.expired:
+                self._expire(watch, now)
+        return max(POLL_SECONDS, wake_at - time.monotonic())
 
     def _expire(self, watch: Watch, now: float) -> None:
         with self.lock:
@@ -214,6 +218,25 @@ class Watchdog:
                     _shut_down(connection)
                     return
             time.sleep(POLL_SECONDS)
+
+
+def weakly(method: Callable[P, None]) -> Callable[P, None]:
+    """`method`, called only while its object lives: a callback that keeps nothing alive."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
+        if (bound := ref()) is not None:
+            bound(*args, **kwargs)
+
+    return call
+
+
+def _watch_over(watchdog: weakref.ref[Watchdog], wake: threading.Event) -> None:
+    """The watchdog thread: sleeps until the earliest deadline; ends with its watchdog."""
+    while (dog := watchdog()) is not None:
+        seconds = dog.check()
+        del dog
+        wake.wait(seconds)
 
 
 def _shut_down(connection: psycopg.Connection[Any]) -> None:

@@ -30,10 +30,11 @@ import weakref
 from typing import Any, cast
 
 import psycopg
+from psycopg.errors import Diagnostic
 from psycopg.rows import tuple_row
 from sqlalchemy import Engine
 
-from service.store import pool
+from service.store import commits, pool
 from service.store.deadline import Watchdog
 
 
@@ -77,3 +78,16 @@ class ThreadState(threading.local):
     def __init__(self, watchdog: Watchdog, deadline_seconds: float) -> None:
         # threading.local runs this in each thread, on its first use of the object.
         self.watch = watchdog.watch(deadline_seconds)
+
+    def watch_new_connection(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
+        """A pool listener: what this thread now waits on is the connection it opens."""
+        self.watch.connection = dbapi_connection
+
+    def hear_notices(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
+        """A pool listener: every new connection's notices go to `notice`."""
+        dbapi_connection.add_notice_handler(self.notice)
+
+    def notice(self, diag: Diagnostic) -> None:
+        """Runs in the thread whose statement got the notice, during that statement."""
+        if commits.unconfirmed_by_standby(diag):
+            self.watch.unconfirmed = True
