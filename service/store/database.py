@@ -279,20 +279,21 @@ class Database:
         def end_of_request(_exc: BaseException | None) -> None:
             cursor: psycopg.Cursor[Any] | None = g.pop("db_cursor", None)
             if cursor is None:
-                if self._bound is None:
-                    self._disarm()  # its connection failed, or it never used the database
+                # It never used the database (one attribute read, then), or its connection
+                # failed, its deadline still armed.
+                if self._threads.watch.deadline:
+                    self._disarm()
                 return
             connection = cursor.connection
-            if cursor is not self._bound:
-                watch = self._threads.watch
-                watch.deadline = 0.0  # first, then `expired`: see Watchdog._expire
-                if watch.expired:
-                    self._after_expiry(watch, self._discard_thread_connection)
-                    return
             if cursor is self._bound:
                 if connection.info.transaction_status == TransactionStatus.INERROR:
                     cursor.execute("ROLLBACK TO SAVEPOINT request")
                 cursor.execute("RELEASE SAVEPOINT request")
+                return
+            watch = self._threads.watch
+            watch.deadline = 0.0  # first, then `expired`: see Watchdog._expire
+            if watch.expired:
+                self._after_expiry(watch, self._discard_thread_connection)
                 return
             if pool.lost(connection):
                 self._discard_thread_connection()  # the server went away
@@ -318,10 +319,9 @@ class Database:
 
     def _disarm(self) -> None:
         watch = self._threads.watch
-        if watch.deadline:
-            watch.deadline = 0.0
-            if watch.expired:
-                self._after_expiry(watch, self._discard_thread_connection)
+        watch.deadline = 0.0
+        if watch.expired:
+            self._after_expiry(watch, self._discard_thread_connection)
 
     def _after_expiry(self, watch: Watch, discard: Callable[[], None]) -> None:
         """The watchdog abandoned this request's connection: wait until it is done with
