@@ -86,7 +86,8 @@ class Settings:
         env = _Env(os.environ if environ is None else environ)
         app_env = cast(AppEnv, env.choice("APP_ENV", APP_ENVS, "prod"))
         threads = env.integer("GUNICORN_THREADS", 1, 1, 64)
-        statement_timeout_ms = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000)
+        # At most, the deadline's at most less a second (it must stay above the timeout).
+        statement_timeout_ms = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_598_000)
         settings = cls(
             app_env=app_env,
             database_url=database_url_from_env(env.environ),
@@ -96,7 +97,7 @@ class Settings:
             port=env.integer("PORT", 8000, 1, 65535),
             gunicorn_workers=env.integer("GUNICORN_WORKERS", 2, 1, 64),
             gunicorn_threads=threads,
-            gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 1, 3600),
+            gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 2, 3600),
             gunicorn_graceful_timeout=env.integer("GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600),
             gunicorn_keepalive=env.integer("GUNICORN_KEEPALIVE", 5, 0, 3600),
             gunicorn_max_requests=env.integer("GUNICORN_MAX_REQUESTS", 100000, 0, 10**9),
@@ -112,8 +113,9 @@ class Settings:
             db_statement_timeout_ms=statement_timeout_ms,
             # By default one second past the statement timeout, which ends a slow statement
             # more cheaply (the connection stays): the deadline is for what it cannot end.
+            # At most 1 s less than GUNICORN_TIMEOUT's most (refuse_unbounded_requests).
             db_deadline_ms=env.integer(
-                "DB_DEADLINE_MS", (statement_timeout_ms or 5000) + 1000, 100, 3_600_000
+                "DB_DEADLINE_MS", (statement_timeout_ms or 5000) + 1000, 100, 3_599_000
             ),
             db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", True),
             db_allow_plaintext=env.boolean("DB_ALLOW_PLAINTEXT", False),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
@@ -350,17 +351,22 @@ class Database:
             self.breaker.trip(writing=False)
 
     def _make_engine(self, *, pooled: bool) -> Engine:
-        # The listeners are the thread state's, not this object's: pooled connections (and
-        # with them the listeners) outlive a request, and must not keep a dropped app alive.
-        threads = self._threads
-        engine = pool.make_engine(
-            self.settings, pooled=pooled, connect_within=lambda: threads.watch.remaining()
-        )
+        # The listeners hold the thread state weakly: a thread's kept connection (and its
+        # pool, and these listeners) hangs from the thread itself, and a strong reference
+        # back would keep the state, and that connection, alive for good once the app is
+        # dropped (tests build many).
+        threads = weakref.ref(self._threads)
+
+        def remaining() -> float:
+            state = threads()
+            return state.watch.remaining() if state is not None else 0.0
+
+        engine = pool.make_engine(self.settings, pooled=pooled, connect_within=remaining)
         # First of all: the statements a new connection runs (SQLAlchemy's first look at
         # the server, the session settings) are under the connecting thread's deadline.
         for moment in ("first_connect", "connect"):
-            event.listen(engine, moment, threads.watch_new_connection, insert=True)
-        event.listen(engine, "connect", threads.hear_notices)
+            event.listen(engine, moment, weakly(self._threads.watch_new_connection), insert=True)
+        event.listen(engine, "connect", weakly(self._threads.hear_notices))
         return engine
 
     def _probe(self, writing: bool) -> None:

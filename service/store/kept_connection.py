@@ -35,7 +35,7 @@ from psycopg.rows import tuple_row
 from sqlalchemy import Engine
 
 from service.store import commits, pool
-from service.store.deadline import Watchdog
+from service.store.deadline import Watchdog, weakly
 
 
 class KeptConnection:
@@ -84,8 +84,9 @@ class ThreadState(threading.local):
         self.watch.connection = dbapi_connection
 
     def hear_notices(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
-        """A pool listener: every new connection's notices go to `notice`."""
-        dbapi_connection.add_notice_handler(self.notice)
+        """A pool listener: every new connection's notices go to `notice` (held weakly:
+        the connection must not keep this state alive)."""
+        dbapi_connection.add_notice_handler(weakly(self.notice))
 
     def notice(self, diag: Diagnostic) -> None:
         """Runs in the thread whose statement got the notice, during that statement."""

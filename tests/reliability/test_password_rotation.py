@@ -80,9 +80,11 @@ def test_a_rewritten_url_file_is_used_by_new_connections_without_a_restart(
                               f"WHERE usename = '{old}'")  # fmt: skip
             after = [http.get(item, timeout=5).status_code for _ in range(20)]
             after.append(http.post(items, json={"name": "after"}, timeout=5).status_code)
+            # This service's sessions: apps of earlier tests may still hold theirs elsewhere.
             with psycopg.connect(postgres.admin_url) as admin:
                 users = {row[0] for row in admin.execute(
-                    "SELECT usename FROM pg_stat_activity WHERE application_name = 'service'"
+                    "SELECT usename FROM pg_stat_activity WHERE application_name = 'service' "
+                    "AND datname = %s", (urlsplit(empty_database).path.lstrip("/"),),
                 )}  # fmt: skip
             alive = service.process.poll() is None
     finally:
