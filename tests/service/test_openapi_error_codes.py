@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 
+from service.api.operations import ApiBlueprint
 from service.http.openapi import build_document
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
@@ -169,3 +171,16 @@ def test_503_names_the_database_and_the_identity_provider(app: Flask) -> None:
         if status == 503:
             assert set(codes) == {"database_unavailable", "auth_unavailable"}, operation
             assert "Retry-After" in response["description"]
+
+
+def test_a_route_declaring_a_status_without_a_code_fails_the_document(app: Flask) -> None:
+    teapots = ApiBlueprint("teapots", __name__, url_prefix="/api/v1/teapots")
+
+    @teapots.operation("GET", "", response=None, status=204, errors={418: "A teapot."})
+    def brew() -> str:
+        """Brew."""
+        return ""
+
+    app.register_blueprint(teapots)
+    with pytest.raises(LookupError, match="brew declares a 418 error, which has no error code"):
+        build_document(app)
