@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.chart.chartlib import helm_binary, run_helm, template_args
+from tests.chart.chartlib import CHART, env_args, helm_binary, run_helm, template_args
 
 pytestmark = pytest.mark.helm
 
@@ -160,14 +160,19 @@ CASES = [
 ]
 
 
-def helm_args(bad: BadValues) -> list[str]:
-    args = template_args(bad.env)
+def value_args(bad: BadValues) -> list[str]:
+    """The case's values: its environment's file and its --set / --set-json overrides."""
+    args = env_args(bad.env)
     for item in bad.sets:
         if item.startswith("json:"):
             args += ["--set-json", item.removeprefix("json:")]
         else:
             args += ["--set", item]
     return args
+
+
+def helm_args(bad: BadValues) -> list[str]:
+    return [*template_args(None), *value_args(bad)]
 
 
 def named_fields(message: str) -> str:
@@ -182,6 +187,17 @@ def test_bad_values_are_rejected_naming_the_field(bad: BadValues, major: int) ->
     assert result.returncode != 0, f"{bad.why}: rendered without error"
     message = named_fields(result.stderr)
     assert bad.field in message, f"{bad.why}: {bad.field!r} not named in:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("bad", CASES, ids=[c.why for c in CASES])
+def test_lint_names_the_field_without_a_parse_error(helm4: str, bad: BadValues) -> None:
+    """`helm lint` logs a template's `fail` and renders on: what follows must still parse.
+    (Helm 4 only: Helm 3 lints through the same template path, and test_chart_lint.py
+    checks it with the chart's defaults.)"""
+    result = run_helm(helm4, "lint", "--strict", str(CHART), *value_args(bad))
+    output = result.stdout + result.stderr
+    assert "unable to parse YAML" not in output, f"{bad.why}:\n{output}"
+    assert bad.field in named_fields(output), f"{bad.why}: {bad.field!r} not named in:\n{output}"
 
 
 @pytest.mark.parametrize("major", [4, 3])
