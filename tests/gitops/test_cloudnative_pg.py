@@ -320,6 +320,8 @@ def test_the_pooler_and_the_budget_fit_postgresql(prod: dict[str, Obj]) -> None:
     # (superuser_reserved_connections 3, two standbys, the exporter, the pooler's auth).
     needed = pooler["instances"] * int(parameters["default_pool_size"]) + 1 + 10
     assert needed <= max_connections, (needed, max_connections)
+    # `options` (the service's `-c timezone=UTC`) never gets through PgBouncer.
+    assert prod["Cluster/app-db"]["spec"]["postgresql"]["parameters"]["timezone"] == "UTC"
     # The chart checks the pods' peak against one PgBouncer's clients.
     assert OVERLAY["database"]["maxConnections"] == int(parameters["max_client_conn"])
 
