@@ -32,6 +32,14 @@ OK_DEFAULTS = (
     "auth.issuer=https://login.example.com,auth.audience=items-api"
 )
 
+# values/prod.yaml switched to the database by its parts (a basic-auth Secret).
+BY_PARTS = (
+    "existingSecret=",
+    "database.credentialsSecret=app-db-service",
+    "database.host=app-db-pooler-rw",
+    "database.name=app",
+)
+
 CASES = [
     case("wrong type", None, OK_DEFAULTS, "replicaCount=three", field="replicaCount"),
     case("negative replicas", None, OK_DEFAULTS, "replicaCount=-1", field="replicaCount"),
@@ -157,6 +165,59 @@ CASES = [
         "topologySpread.zone=Sometimes",
         field="topologySpread.zone",
     ),
+    # The database by its parts (values/cloudnative-pg.yaml's form).
+    case(
+        "a URL Secret and credentials both",
+        "prod",
+        *BY_PARTS[1:],
+        field="database.credentialsSecret",
+    ),
+    case("credentials without a host", "prod", *BY_PARTS, "database.host=", field="database.host"),
+    case(
+        "credentials without a database", "prod", *BY_PARTS, "database.name=", field="database.name"
+    ),
+    case(
+        "credentials and migrations through them",
+        "prod",
+        *BY_PARTS,
+        "migration.existingSecret=",
+        field="migration.existingSecret",
+    ),
+    case("host with a port", "prod", *BY_PARTS, "database.host=db:5432", field="database.host"),
+    case(
+        "unknown sslmode", "prod", "config.DATABASE_SSLMODE=strict", field="config.DATABASE_SSLMODE"
+    ),
+    case(
+        "grant role not a plain name",
+        "prod",
+        "config.MIGRATION_GRANT_ROLE=App-RW",
+        field="config.MIGRATION_GRANT_ROLE",
+    ),
+    case(
+        "database host as env var",
+        "prod",
+        'json:extraEnv=[{"name":"DATABASE_HOST","value":"db"}]',
+        field="database.host",
+    ),
+    case(
+        "database password as env var",
+        "prod",
+        'json:extraEnv=[{"name":"DATABASE_PASSWORD","value":"x"}]',
+        field="database.credentialsSecret",
+    ),
+    case(
+        "database at addresses and pods both",
+        "prod",
+        "networkPolicy.database.podLabels.cnpg\\.io/cluster=app-db",
+        field="networkPolicy.database.podLabels",
+    ),
+    case(
+        "a volume named like the credentials'",
+        "prod",
+        "extraVolumes[0].name=database-credentials",
+        "extraVolumes[0].emptyDir.medium=Memory",
+        field="extraVolumes[0].name",
+    ),
 ]
 
 
@@ -207,3 +268,6 @@ def test_the_good_version_of_each_case_renders(major: int) -> None:
         sets = ["--set", OK_DEFAULTS] if env is None else []
         result = run_helm(helm_binary(major), *template_args(env), *sets)
         assert result.returncode == 0, f"{env}: {result.stderr}"
+    by_parts = helm_args(case("by parts", "prod", *BY_PARTS, field=""))
+    result = run_helm(helm_binary(major), *by_parts)
+    assert result.returncode == 0, f"prod by its parts: {result.stderr}"

@@ -109,6 +109,13 @@ def test_verify_full_with_the_right_ca_connects_encrypted(
         "LOG_LEVEL": "WARNING",
         "AUTH_DISABLED": "true",
     }
+    encrypted = serves_over_tls(server, env)
+    print(f"service sessions over TLS: {encrypted}")
+
+
+def serves_over_tls(server: LocalPostgres, env: dict[str, str]) -> list[tuple[bool, str]]:
+    """Start the service with `env`: it is ready, it writes, and every session of its is
+    encrypted; the sessions' (ssl, TLS version)."""
     with running_service(env) as service:
         ready = requests.get(f"{service.base_url}/readyz", timeout=5)
         created = requests.post(f"{service.base_url}/api/v1/items", json={"name": "tls"}, timeout=5)
@@ -120,7 +127,7 @@ def test_verify_full_with_the_right_ca_connects_encrypted(
     assert ready.status_code == 200, ready.text
     assert created.status_code == 201, created.text
     assert encrypted and all(ssl for ssl, _version in encrypted), encrypted
-    print(f"service sessions over TLS: {encrypted}")
+    return encrypted
 
 
 def test_a_wrong_ca_is_refused_with_a_clear_error(
@@ -137,3 +144,34 @@ def test_a_wrong_ca_is_refused_with_a_clear_error(
     assert "certificate verify failed" in message, message
     assert server.password not in run.stdout + run.stderr
     print(f"wrong CA: exit {run.returncode}: {message}")
+
+
+def test_tls_settings_verify_a_url_without_them_and_the_database_by_its_parts(
+    tls_postgres: tuple[LocalPostgres, Path, Path], tmp_path: Path
+) -> None:
+    """The CloudNativePG wiring (docs/cloudnativepg.md): `migrate` gets a plain URL as
+    `<cluster>-app` holds it and the serving pods a basic-auth Secret's files; both get
+    DATABASE_SSLMODE=verify-full and DATABASE_SSLROOTCERT (the chart's database.caSecret)."""
+    server, ca, wrong = tls_postgres
+    tls = {"DATABASE_SSLMODE": "verify-full", "DATABASE_SSLROOTCERT": str(ca), "APP_ENV": "prod"}
+    plain_url = server.url(host="localhost")  # no sslmode, as CloudNativePG writes it
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+
+    def migrate(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "service", "migrate", "--timeout", "1"],
+                              env={**base, **env}, cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+
+    refused = migrate(DATABASE_URL=plain_url, **{**tls, "DATABASE_SSLROOTCERT": str(wrong)})
+    migrated = migrate(DATABASE_URL=plain_url, **tls)
+    assert refused.returncode != 0 and "certificate verify failed" in refused.stdout
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+
+    (tmp_path / "username").write_text("app")
+    (tmp_path / "password").write_text(server.password)
+    parts = {"DATABASE_HOST": "localhost", "DATABASE_PORT": str(server.port),
+             "DATABASE_NAME": "app", "DATABASE_USER_FILE": str(tmp_path / "username"),
+             "DATABASE_PASSWORD_FILE": str(tmp_path / "password")}  # fmt: skip
+    env = {**parts, **tls, "GUNICORN_WORKERS": "1", "LOG_LEVEL": "WARNING", "AUTH_DISABLED": "true"}
+    serves_over_tls(server, env)
+    assert server.password not in refused.stdout + refused.stderr
