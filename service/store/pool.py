@@ -88,8 +88,8 @@ def make_engine(
     timeout_ms = settings.db_statement_timeout_ms
     event.listen(engine, "connect", lambda dbapi_connection, _record: (
         session_settings.set_for_session(dbapi_connection, timeout_ms)))  # fmt: skip
-    if settings.database_url_file:
-        event.listen(engine, "do_connect", reread_on_connect(settings.database_url_file))
+    if settings.rereads_database_credentials:
+        event.listen(engine, "do_connect", reread_on_connect(settings))
     # After the URL is read (it may name its own connect_timeout): within the deadline.
     event.listen(engine, "do_connect", _connect_within(connect_within, settings.db_connect_timeout))
     return engine
