@@ -37,6 +37,15 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 @pytest.fixture
+def reachable_tmp() -> Iterator[Path]:
+    """tmp_path for what runs as the servers' account (PostgreSQL, PgBouncer): pytest
+    makes /tmp/pytest-of-<user> 0700 as each session starts, so another session started
+    meanwhile would lock them out of tmp_path mid-test."""
+    with scratch("reliability-") as root:
+        yield root
+
+
+@pytest.fixture
 def own_postgres() -> Iterator[LocalPostgres]:
     """A durable server (fsync on, as in production) that only this test uses."""
     with scratch("outage-pg-") as root:

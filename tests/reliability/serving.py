@@ -23,10 +23,11 @@ def url_through(port: int, server: LocalPostgres) -> str:
 
 
 @contextlib.contextmanager
-def serving(url: str, **extra: str) -> Iterator[tuple[ServiceProcess, list[int]]]:
-    """The service on `url`, with 20 items to read; `extra` settings override."""
+def serving(url: str | None, **extra: str) -> Iterator[tuple[ServiceProcess, list[int]]]:
+    """The service on `url` (None: by its parts in `extra`), with 20 items to read; `extra`
+    settings override."""
     env = {
-        "DATABASE_URL": url, "APP_ENV": "prod", "AUTH_DISABLED": "true",
+        **({"DATABASE_URL": url} if url else {}), "APP_ENV": "prod", "AUTH_DISABLED": "true",
         "GUNICORN_WORKERS": str(WORKERS), "LOG_LEVEL": "WARNING",
         "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS), "DB_DEADLINE_MS": str(DEADLINE_MS),
         **extra,

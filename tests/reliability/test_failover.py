@@ -196,7 +196,7 @@ def test_an_address_pointing_at_a_standby_gives_quick_503s_and_leaves_no_connect
 @pytest.mark.parametrize("via", ["direct", "pgbouncer"])
 @pytest.mark.parametrize("how", ["crash", "switchover"])
 def test_failover_loses_nothing_acknowledged_and_writes_come_back(
-    replicated: Replicated, how: str, via: str, request: pytest.FixtureRequest, tmp_path: Path
+    replicated: Replicated, how: str, via: str, request: pytest.FixtureRequest, reachable_tmp: Path
 ) -> None:
     """crash: the primary stops at once (`pg_ctl stop -m immediate`); switchover: a fast
     shutdown, whose sessions end with 57P01. Then the standby is promoted and the address
@@ -209,7 +209,12 @@ def test_failover_loses_nothing_acknowledged_and_writes_come_back(
         if via == "pgbouncer":
             binary = request.getfixturevalue("pgbouncer_binary")
             pooler = pgbouncer(
-                binary, tmp_path / "pgbouncer", address.port, APP_DB, APP_USER, primary.password
+                binary,
+                reachable_tmp / "pgbouncer",
+                address.port,
+                APP_DB,
+                APP_USER,
+                primary.password,
             )
             bouncer = stack.enter_context(pooler)
             url, extra = url_through(bouncer.port, primary), {"DB_PREPARED_STATEMENTS": "false"}

@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from tests.reliability.serving import DEADLINE, EXPIRED, serving, url_through
-from tools.localpg import APP_DB, APP_USER, LocalPostgres
+from tools.localpg import APP_DB, APP_USER, SUPERUSER, LocalPostgres
 from tools.localpg_replication import copy_data_dir
-from tools.localpgbouncer import pgbouncer
+from tools.localpgbouncer import LocalPgBouncer, pgbouncer
 from tools.service_process import ROOT
 
 pytestmark = pytest.mark.slow
@@ -31,9 +31,11 @@ TIMEOUT_MS = 1000  # below the tests' deadline, so the statement timeout is what
 
 
 @pytest.fixture
-def server_not_in_utc(migrated_template: LocalPostgres, tmp_path: Path) -> Iterator[LocalPostgres]:
+def server_not_in_utc(
+    migrated_template: LocalPostgres, reachable_tmp: Path
+) -> Iterator[LocalPostgres]:
     """A server whose own TimeZone is not UTC: sessions must set it themselves."""
-    server = copy_data_dir(migrated_template, tmp_path, "data")
+    server = copy_data_dir(migrated_template, reachable_tmp, "data")
     server.settings = {"timezone": "Asia/Kolkata"}
     server.start()
     try:
@@ -42,15 +44,49 @@ def server_not_in_utc(migrated_template: LocalPostgres, tmp_path: Path) -> Itera
         server.stop(mode="immediate")
 
 
+SERVING_ROLE = "app_service"  # CloudNativePG's serving role: rows only, owns nothing
+
+
+def as_serving_role(server: LocalPostgres) -> tuple[str, str]:
+    """A role like values/cloudnative-pg.yaml's app_service: login, DML only, no CREATEROLE,
+    not the database's owner. It may still set its own defaults in the database."""
+    with psycopg.connect(server.url(user=SUPERUSER), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {SERVING_ROLE} LOGIN PASSWORD '{server.password}'")
+        admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
+                      f"TO {SERVING_ROLE}")  # fmt: skip
+        admin.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {SERVING_ROLE}")
+    return SERVING_ROLE, server.password
+
+
+@pytest.mark.parametrize(
+    "form", ["owner by DATABASE_URL", "serving role by DATABASE_HOST (CloudNativePG's Pooler)"]
+)
 def test_statement_timeout_and_utc_hold_on_every_server_connection_of_the_pooler(
-    server_not_in_utc: LocalPostgres, pgbouncer_binary: str, tmp_path: Path
-) -> None:
+    server_not_in_utc: LocalPostgres, pgbouncer_binary: str, reachable_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch, form: str,
+) -> None:  # fmt: skip
     server = server_not_in_utc
+    by_parts = form.startswith("serving role")
+    user, password = as_serving_role(server) if by_parts else (APP_USER, server.password)
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # the suite's, if set
+    with pgbouncer(pgbouncer_binary, reachable_tmp / "pgbouncer", server.port, APP_DB, user,
+                   password) as bouncer:  # fmt: skip
+        password_file = reachable_tmp / "password"
+        password_file.write_text(password)
+        parts = {"DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": str(bouncer.port),
+                 "DATABASE_NAME": APP_DB, "DATABASE_USER": user,
+                 "DATABASE_PASSWORD_FILE": str(password_file)}  # fmt: skip
+        url, connection = (None, parts) if by_parts else (url_through(bouncer.port, server), {})
+        check_through(server, bouncer, user, password, url, connection)
+
+
+def check_through(
+    server: LocalPostgres, bouncer: LocalPgBouncer, user: str, password: str,
+    url: str | None, connection: dict[str, str],
+) -> None:  # fmt: skip
     with (
-        pgbouncer(pgbouncer_binary, tmp_path / "pgbouncer", server.port, APP_DB, APP_USER,
-                  server.password) as bouncer,
-        serving(url_through(bouncer.port, server), DB_PREPARED_STATEMENTS="false",
-                DB_STATEMENT_TIMEOUT_MS=str(TIMEOUT_MS)) as (service, ids),
+        serving(url, DB_PREPARED_STATEMENTS="false", DB_STATEMENT_TIMEOUT_MS=str(TIMEOUT_MS),
+                DB_ALLOW_PLAINTEXT="true", **connection) as (service, ids),
         requests.Session() as http,
     ):  # fmt: skip
         # Timestamps in UTC (the server's own zone is +05:30), on both workers' connections.
@@ -59,8 +95,7 @@ def test_statement_timeout_and_utc_hold_on_every_server_connection_of_the_pooler
         # has a server connection of its own, opened by the pooler: they run with the
         # serving role's defaults, which the service made its statement timeout.
         with contextlib.ExitStack() as stack:
-            clients = [stack.enter_context(psycopg.connect(bouncer.url(APP_USER, server.password,
-                                                                      APP_DB)))
+            clients = [stack.enter_context(psycopg.connect(bouncer.url(user, password, APP_DB)))
                        for _ in range(4)]  # fmt: skip
             seen = [c.execute("SELECT setting, pg_backend_pid() FROM pg_settings "
                               "WHERE name = 'statement_timeout'").fetchone()
@@ -88,11 +123,11 @@ def test_statement_timeout_and_utc_hold_on_every_server_connection_of_the_pooler
 
 
 def test_migrations_refuse_a_connection_pooler(
-    lone_server: LocalPostgres, pgbouncer_binary: str, tmp_path: Path
+    lone_server: LocalPostgres, pgbouncer_binary: str, reachable_tmp: Path
 ) -> None:
     """They hold a session-level advisory lock, which transaction pooling breaks."""
     server = lone_server
-    with pgbouncer(pgbouncer_binary, tmp_path / "pgbouncer", server.port, APP_DB, APP_USER,
+    with pgbouncer(pgbouncer_binary, reachable_tmp / "pgbouncer", server.port, APP_DB, APP_USER,
                    server.password) as bouncer:  # fmt: skip
         pooled = migrate(bouncer.url(APP_USER, server.password, APP_DB))
     assert pooled.returncode == 2, pooled.stdout
