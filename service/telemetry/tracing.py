@@ -1,0 +1,249 @@
+"""Traces over OTLP/HTTP, with the OpenTelemetry SDK configured by its standard variables.
+
+Off unless OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set (service/config.py
+checks every OTEL_* variable first): then nothing is installed, no wrapper sits on the
+request path and nothing is exported. On:
+- the maintained WSGI instrumentation makes one SERVER span per request, named
+  `{method} {route}` once Flask has matched the route; probes and /metrics are not traced
+  (the access log keeps them at DEBUG for the same reason: they are not traffic);
+- the maintained psycopg instrumentation makes a CLIENT span per statement. It hooks
+  `psycopg.connect`, which SQLAlchemy's pool calls, so the statements the API runs on a
+  worker thread's kept cursor (service/store/kept_connection.py) are covered too;
+- the few steps no instrumentation sees get spans from the same SDK: the COMMIT of a
+  `connection.transaction()` block (in autocommit, a single statement commits inside its
+  own span), the connection checkout, and the bearer token check;
+- the request's span goes to the logs (trace_id, span_id), the access line and, when
+  sampled, the latency histogram's exemplars (service/telemetry/metrics_buffer.py).
+
+The current HTTP and database semantic conventions are what the instrumentations emit
+with OTEL_SEMCONV_STABILITY_OPT_IN=http,database, the default here unless it is set.
+Each gunicorn worker starts its own exporter after the fork (`start_exporting`, from
+gunicorn's post_worker_init) and flushes it as it exits (`stop_exporting`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from flask import Flask
+from opentelemetry.instrumentation.utils import (
+    is_instrumentation_enabled,
+    suppress_instrumentation,
+)
+
+from service.config import TracingSettings
+from service.telemetry.logs import (
+    SAMPLED_TRACE_ID_ENVIRON_KEY,
+    SPAN_ID_ENVIRON_KEY,
+    TRACE_ID_ENVIRON_KEY,
+    span_id_var,
+    trace_id_var,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span
+
+log = logging.getLogger(__name__)
+
+UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+TRACER_NAME = "service"
+T = TypeVar("T")
+
+# Module state, per process: whether gunicorn starts the exporter in each worker, and the
+# provider this process exports with.
+_state: dict[str, Any] = {"start_in_workers": False, "provider": None}
+
+
+def start_in_workers() -> None:
+    """Called by gunicorn's config, in the master, before the app is imported: the app is
+    built there once (preloaded) and forked, and an exporter's thread and connection must
+    belong to the worker that uses them, so each worker starts its own (post_fork)."""
+    _state["start_in_workers"] = True
+
+
+def init_app(app: Flask, settings: TracingSettings) -> None:
+    """Install the instrumentations when tracing is on; do nothing at all when it is off."""
+    if not settings.enabled:
+        return
+    # Before any instrumentation reads it: the stable attribute names (http.request.method,
+    # url.path, db.system.name, db.query.text) rather than the pre-2023 ones.
+    os.environ.setdefault(SEMCONV_OPT_IN, "http,database")
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    PsycopgInstrumentor().instrument(skip_dep_check=True)
+    _trace_commits()
+    _trace_checkout(app)
+    _trace_token_check(app)
+    app.wsgi_app = TracedRequests(app.wsgi_app)  # type: ignore[method-assign]
+    log.info("tracing on: spans go to %s", settings.endpoint.split("?")[0])
+    if not _state["start_in_workers"]:
+        start_exporting()
+
+
+def start_exporting() -> None:
+    """The process's tracer provider: resource, sampler and batching from the OTEL_*
+    variables (the SDK reads them), spans to the OTLP/HTTP exporter."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from service.telemetry.span_drops import CountedExporter, CountingBatchSpanProcessor
+
+    if _state["provider"] is not None:
+        return
+    # shutdown_on_exit=False: the worker's exit is gunicorn's worker_exit hook, which ends
+    # the process with os._exit (no atexit); stop_exporting flushes there instead.
+    provider = TracerProvider(resource=Resource.create(), shutdown_on_exit=False)
+    provider.add_span_processor(CountingBatchSpanProcessor(CountedExporter(OTLPSpanExporter())))
+    trace.set_tracer_provider(provider)
+    _state["provider"] = provider
+
+
+def stop_exporting(timeout_seconds: float) -> bool:
+    """Export what is buffered and stop, waiting `timeout_seconds` at most (a collector that
+    is down must not hold a stopping worker past gunicorn's graceful timeout). Whether
+    everything was sent."""
+    provider: TracerProvider | None = _state["provider"]
+    if provider is None:
+        return True
+    _state["provider"] = None
+    stopping = threading.Thread(target=provider.shutdown, name="tracing-shutdown", daemon=True)
+    stopping.start()
+    stopping.join(timeout_seconds)
+    if stopping.is_alive():
+        log.warning("spans still buffered after %.0f s at exit were dropped", timeout_seconds)
+        return False
+    return True
+
+
+class TracedRequests:
+    """The WSGI instrumentation's middleware, around every request but the probes'.
+
+    It also resets what the request hook puts into the log context, whatever the path.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+        self.app = app
+        self.traced = OpenTelemetryMiddleware(
+            app, request_hook=_note_span, response_hook=_name_by_route
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in UNTRACED_PATHS:
+            # Nor their statements (/readyz's), which would be traces of their own.
+            with suppress_instrumentation():
+                return self.app(environ, start_response)
+        trace_token, span_token = trace_id_var.set(None), span_id_var.set(None)
+        try:
+            return self.traced(environ, start_response)  # type: ignore[no-any-return]
+        finally:
+            trace_id_var.reset(trace_token)
+            span_id_var.reset(span_token)
+
+
+def _note_span(span: Span, environ: WSGIEnvironment) -> None:
+    """The request's span ids, for its log records, its access line and (sampled) for the
+    latency histogram's exemplar. A caller's unsampled trace still has ids: its requests'
+    lines are found by trace id like any other."""
+    context = span.get_span_context()
+    trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
+    environ[TRACE_ID_ENVIRON_KEY], environ[SPAN_ID_ENVIRON_KEY] = trace_id, span_id
+    trace_id_var.set(trace_id)
+    span_id_var.set(span_id)
+    if context.trace_flags.sampled:
+        environ[SAMPLED_TRACE_ID_ENVIRON_KEY] = trace_id
+
+
+def _name_by_route(
+    span: Span, environ: WSGIEnvironment, status: str, headers: list[tuple[str, str]]
+) -> None:
+    """`{method} {route}` and http.route, from the rule Flask matched (still active when
+    the response starts); a request no route matched keeps the method alone."""
+    if not span.is_recording():
+        return
+    from opentelemetry.util.http import sanitize_method
+
+    from service.telemetry.middleware import route_template
+
+    method = sanitize_method(environ.get("REQUEST_METHOD", "").strip())
+    method = "HTTP" if method == "_OTHER" else method
+    route = route_template()
+    if route is None:
+        span.update_name(method)
+        return
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+
+
+def _tracer() -> Any:
+    from opentelemetry import trace
+
+    return trace.get_tracer(TRACER_NAME)
+
+
+def _timed(name: str, function: Callable[..., T]) -> Callable[..., T]:
+    """`function`, run inside an INTERNAL span `name`."""
+
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> T:
+        if not is_instrumentation_enabled():
+            return function(*args, **kwargs)
+        with _tracer().start_as_current_span(name):
+            return function(*args, **kwargs)
+
+    return timed
+
+
+def _trace_checkout(app: Flask) -> None:
+    """The request's first use of the database: its thread's kept connection checked (and
+    replaced when the server hung up), or taken from the pool."""
+    from service.store.database import get_db
+
+    db = get_db(app)
+    db._thread_connection = _timed("connection checkout", db._thread_connection)  # type: ignore[method-assign]
+
+
+def _trace_token_check(app: Flask) -> None:
+    """The bearer token's verification (a cache lookup for a token seen before)."""
+    verifier = app.extensions.get("auth")
+    if verifier is not None:
+        verifier.verify = _timed("token check", verifier.verify)
+
+
+def _trace_commits() -> None:
+    """A span for the end of each `connection.transaction()` block: the COMMIT (or
+    ROLLBACK) that psycopg sends itself, which the statement instrumentation never sees."""
+    import psycopg
+    import wrapt
+    from opentelemetry.trace import SpanKind
+
+    def end_of_transaction(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        failed = args[1] is not None if len(args) > 1 else False
+        if not instance.savepoint_name:  # the outermost block (nested ones are savepoints)
+            operation = "ROLLBACK" if failed else "COMMIT"
+        else:
+            operation = "ROLLBACK TO SAVEPOINT" if failed else "RELEASE SAVEPOINT"
+        attributes = {
+            "db.system.name": "postgresql",
+            "db.operation.name": operation,
+            "db.query.text": operation,
+        }
+        with _tracer().start_as_current_span(operation, kind=SpanKind.CLIENT,
+                                             attributes=attributes):  # fmt: skip
+            return wrapped(*args, **kwargs)
+
+    if not getattr(psycopg.Transaction.__exit__, "__wrapped__", None):
+        wrapt.wrap_function_wrapper(psycopg.Transaction, "__exit__", end_of_transaction)
