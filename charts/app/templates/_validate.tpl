@@ -45,6 +45,9 @@ field and says how to fix it. Included once, from deployment.yaml.
 
 {{- $chartOwned := dict "PORT" "containerPort" "PROMETHEUS_MULTIPROC_DIR" "the chart's /run/metrics mount" "DATABASE_URL_FILE" "existingSecret" "DATABASE_URL" "existingSecret (the URL is a mounted file, never an env var)" }}
 {{- $_ := merge $chartOwned (dict "AUTH_ISSUER" "auth.issuer" "AUTH_AUDIENCE" "auth.audience" "AUTH_JWKS_URL" "auth.jwksUrl" "AUTH_JWKS_FILE" "auth.jwks" "AUTH_DISABLED" "auth.disabled") }}
+{{- if $v.tracing.endpoint }}
+{{- $_ := merge $chartOwned (dict "OTEL_EXPORTER_OTLP_ENDPOINT" "tracing.endpoint" "OTEL_SERVICE_NAME" "tracing.serviceName" "OTEL_RESOURCE_ATTRIBUTES" "tracing.resourceAttributes" "OTEL_TRACES_SAMPLER" "tracing.sampler" "OTEL_TRACES_SAMPLER_ARG" "tracing.ratio") }}
+{{- end }}
 {{- $seen := dict }}
 {{- range $i, $e := $v.extraEnv }}
 {{- if hasKey $chartOwned $e.name }}
@@ -96,6 +99,10 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- if has $m.mountPath $chartMounts }}
 {{- fail (printf "extraVolumeMounts[%d].mountPath %q is mounted by the chart already (%s): choose another path" $i $m.mountPath (join ", " $chartMounts)) }}
 {{- end }}
+{{- end }}
+
+{{- if and (not (kindIs "invalid" $v.tracing.ratio)) (not (has (toString $v.tracing.sampler) (list "traceidratio" "parentbased_traceidratio"))) }}
+{{- fail (printf "tracing.ratio (%v) is only read by the traceidratio samplers, and tracing.sampler is %q: set tracing.sampler=parentbased_traceidratio, or unset tracing.ratio" $v.tracing.ratio (toString $v.tracing.sampler)) }}
 {{- end }}
 
 {{- if and $v.migration.argocdHook (not $v.migration.argocdSyncWaves) }}
