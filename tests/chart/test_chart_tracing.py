@@ -94,7 +94,7 @@ def test_values_become_the_standard_variables(helm4: str) -> None:
         (["tracing.endpoint=otel-collector:4318"], "tracing"),
         (["tracing.sampler=sometimes"], "tracing"),
         (["json:tracing.ratio=1.5"], "tracing"),
-        (["tracing.sampler=always_on", "json:tracing.ratio=0.5"], "tracing.ratio (0.5) is only read"),
+        (["tracing.sampler=always_on", "json:tracing.ratio=0.5"], "tracing.ratio (0.5) is only"),
         (["json:extraEnv=[{\"name\":\"OTEL_SERVICE_NAME\",\"value\":\"x\"}]"],
          "use tracing.serviceName"),
         (["networkPolicy.collector.port=0"], "collector"),
