@@ -86,7 +86,7 @@ def config(target: str, rule_file: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def running_prometheus(
-    binary: str, target: str, rule_file: Path, workdir: Path
+    binary: str, target: str, rule_file: Path, workdir: Path, *flags: str
 ) -> Iterator[Prometheus]:
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config(target, rule_file)))
@@ -95,7 +95,7 @@ def running_prometheus(
     with log.open("w") as out:
         process = subprocess.Popen(
             [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
+             f"--web.listen-address=127.0.0.1:{port}", *flags],
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     prometheus = Prometheus(process, port, log)
