@@ -42,6 +42,9 @@ from bench.servers import (
 )
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from service.telemetry.metrics_buffer import FLUSH_SECONDS
+from tools.localpg import free_port
+from tools.otlp_receiver import running_receiver
+from tools.service_process import stop_process
 
 # Minimum ratio to the reference (issue 7); mixed has none, it is reported for scale.
 RATIO_TARGETS = {
@@ -54,6 +57,14 @@ RSS_GROWTH_LIMIT = 0.05
 METRICS_COST_LIMIT = 0.10
 AUTH_COMPARED = ("get_item",)
 AUTH_COST_LIMIT = 0.10  # issue 16: auth may cost at most 10% of GET-by-id throughput
+# Issue 28: GET by id with tracing at 1% parent-based sampling and at 100%, beside the
+# service (tracing off), in the same rounds; spans go to a local OTLP receiver.
+TRACING_COMPARED = ("get_item",)
+TRACING_SAMPLES = {"1%": "0.01", "100%": "1"}
+# A collector that is down or answers 2 s late may cost GET's p99 at most 10%, open loop,
+# against tracing off at the same rate (1% sampling, as a production ratio would).
+COLLECTOR_P99_LIMIT = 0.10
+SLOW_COLLECTOR_S = 2.0
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -112,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str, Any]:
     print(f"seeding PostgreSQL with {SEED_ROWS:,} items ...", flush=True)
     with seeded_postgres(SEED_ROWS, durable=durable) as db, contextlib.ExitStack() as stack:
+        collector = stack.enter_context(running_receiver(decode=False))
+        slow_collector = stack.enter_context(running_receiver(SLOW_COLLECTOR_S, decode=False))
 
         def start(name: str, *, reference: bool = False, **env: str) -> Server:
             full_env = server_env(db.url, workdir, reference=reference, **env)
@@ -121,6 +134,11 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         service = start("service")
         no_metrics = start("service-no-metrics", METRICS_ENABLED="false")
         no_auth = start("service-no-auth", AUTH_DISABLED="true")
+        traced = {
+            share: start(f"service-tracing-{share.rstrip('%')}pct",
+                         **tracing_env(collector.endpoint, ratio))
+            for share, ratio in TRACING_SAMPLES.items()
+        }  # fmt: skip
         process_model = _process_model(service)
         print(f"gunicorn: {process_model}", flush=True)
         bench = Bench(wrk, db, run_s=plan.run_s, warmup_s=plan.warmup_s)
@@ -133,10 +151,16 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
             bench.run(no_metrics, scenario, f"{scenario} (metrics off)", warmup=True)
         for scenario in AUTH_COMPARED:
             bench.run(no_auth, scenario, f"{scenario} (auth off)", warmup=True)
+        for scenario in TRACING_COMPARED:
+            for share, server in traced.items():
+                bench.run(server, scenario, f"{scenario} (tracing {share})", warmup=True)
 
         ratios: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         metrics_costs: dict[str, list[float]] = {s: [] for s in METRICS_COMPARED}
         auth_costs: dict[str, list[float]] = {s: [] for s in AUTH_COMPARED}
+        tracing_costs: dict[str, list[float]] = {
+            f"{s} (tracing {share})": [] for s in TRACING_COMPARED for share in traced
+        }
         for round_number in range(1, plan.rounds + 1):
             print(f"round {round_number}/{plan.rounds}", flush=True)
             for scenario in SCENARIOS:
@@ -145,6 +169,9 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                     runs.append((f"{scenario} (metrics off)", no_metrics, scenario))
                 if scenario in AUTH_COMPARED:
                     runs.append((f"{scenario} (auth off)", no_auth, scenario))
+                if scenario in TRACING_COMPARED:
+                    runs += [(f"{scenario} (tracing {share})", server, scenario)
+                             for share, server in traced.items()]  # fmt: skip
                 rps = bench.in_turn(round_number, runs)
                 ratios[scenario].append(rps[scenario] / rps["reference"])
                 if scenario in METRICS_COMPARED:
@@ -152,9 +179,20 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                     metrics_costs[scenario].append(1 - rps[scenario] / off)
                 if scenario in AUTH_COMPARED:
                     auth_costs[scenario].append(1 - rps[scenario] / rps[f"{scenario} (auth off)"])
+                if scenario in TRACING_COMPARED:
+                    for key in (k for k in tracing_costs if k.startswith(f"{scenario} (")):
+                        tracing_costs[key].append(1 - rps[key] / rps[scenario])
 
         open_loop = _open_loop(service, bench, plan)
         server_non_2xx = _non_2xx_answers(service)
+        for server in traced.values():
+            server_non_2xx += _non_2xx_answers(server)
+        # Their CPU back for the collector runs and the RSS run.
+        for server in (no_metrics, no_auth, *traced.values()):
+            stop_process(server.process, timeout=30)
+        collector_p99 = _collector_failures(
+            start, bench, plan, service, open_loop["rate"], slow_collector.endpoint
+        )
         stack.close()  # free the CPU before the long RSS run
         with stack:
             no_recycling = start("service-no-recycling", GUNICORN_MAX_REQUESTS="0")
@@ -175,6 +213,8 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         "auth_cost": {
             s: _cost(bench, s, f"{s} (auth off)", c, AUTH_COST_LIMIT) for s, c in auth_costs.items()
         },
+        "tracing_cost": {key: _tracing_cost(bench, key, c) for key, c in tracing_costs.items()},
+        "tracing_collector_failures": collector_p99,
         "worker_rss": rss,
         "cpu_us_per_request": {
             key: {
@@ -188,6 +228,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         | {
             "open loop": open_loop["errors"],
             "open loop without recycling": open_loop_steady["errors"],
+            "open loops with the collector down or slow": collector_p99["errors"],
             "RSS run": rss["errors"],
             "non-2xx counted by the service itself": server_non_2xx,
         },
@@ -283,6 +324,67 @@ def _cost(
     }
 
 
+def tracing_env(endpoint: str, ratio: str) -> dict[str, str]:
+    """Tracing on, sampling `ratio` of the traces started here (the bench sends no
+    traceparent), as staging and prod configure it (values/*.yaml)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+        "OTEL_SERVICE_NAME": "bench",
+    }
+
+
+def _tracing_cost(bench: Bench, key: str, per_round: list[float]) -> dict[str, Any]:
+    """Throughput lost to tracing against the same service without it (no target: the
+    cost is reported; the production ratio is chosen from it, docs/performance.md)."""
+    scenario = key.split(" ")[0]
+    on, off = bench.runs[key], bench.runs[scenario]
+    cpu_on = on.median("server_us") + on.median("database_us")
+    cpu_off = off.median("server_us") + off.median("database_us")
+    return {
+        "rps": round(on.median("rps"), 1),
+        "off_rps": round(off.median("rps"), 1),
+        "cost": round(statistics.median(per_round), 3),
+        "rounds": [round(x, 3) for x in per_round],
+        "cost_from_cpu": round(1 - cpu_off / cpu_on, 3),
+        "server_us": round(on.median("server_us")),
+    }
+
+
+def _collector_failures(
+    start: Any, bench: Bench, plan: Plan, service: Server, rate: float, slow_endpoint: str
+) -> dict[str, Any]:
+    """GET by id, open loop at `rate`, with tracing off, then at 1% with a collector that
+    refuses connections, then with one that answers 2 s late: the p99 of each, one after
+    the other on the same host."""
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    variants = {
+        "tracing off": service,
+        "collector down": start("service-collector-down", **tracing_env(down, "0.01")),
+        "collector 2 s late": start("service-collector-slow", **tracing_env(slow_endpoint, "0.01")),
+    }
+    print(f"collector failures: GET by id, open loop at {rate:.0f} req/s", flush=True)
+    results: dict[str, Any] = {}
+    errors = 0
+    for label, server in variants.items():
+        result, failed = bench.open_loop(server, rate, plan.open_loop_s)
+        errors += failed + _non_2xx_answers(server)
+        results[label] = {"p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
+                          "max_ms": round(result.max_ms, 2), "errors": failed}  # fmt: skip
+        print(f"  {label:20} p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
+              f"errors {failed}", flush=True)  # fmt: skip
+    off = results["tracing off"]["p99_ms"]
+    worst = max(results[k]["p99_ms"] for k in ("collector down", "collector 2 s late"))
+    return {
+        "rate": round(rate, 1),
+        "variants": results,
+        "worst_p99_increase": round(worst / off - 1, 3),
+        "errors": errors,
+        "met": worst <= off * (1 + COLLECTOR_P99_LIMIT) and errors == 0,
+    }
+
+
 def _rss_growth(server: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
     """Worker RSS before and after a long mixed run, on a server with recycling off.
 
@@ -352,6 +454,9 @@ def _machine(
         "psycopg",
         "pydantic",
         "prometheus-client",
+        "opentelemetry-sdk",
+        "opentelemetry-instrumentation-wsgi",
+        "opentelemetry-instrumentation-psycopg",
     )
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -420,6 +525,19 @@ def _print_report(report: dict[str, Any]) -> list[str]:
             f"CPU per request, {a['cost']:.1%} less throughput (target < {AUTH_COST_LIMIT:.0%}: "
             f"{_verdict(a['met'])}); throughput cost per round {a['rounds']}"
         )
+    for key, t in report["tracing_cost"].items():
+        print(
+            f"tracing, {key}: {t['rps']:.0f} req/s against {t['off_rps']:.0f} with tracing off;"
+            f" {t['cost_from_cpu']:.1%} more CPU per request, {t['cost']:.1%} less throughput;"
+            f" throughput cost per round {t['rounds']}"
+        )
+    c = report["tracing_collector_failures"]
+    p99s = ", ".join(f"{label} {v['p99_ms']:.1f} ms" for label, v in c["variants"].items())
+    print(
+        f"GET by id p99, open loop at {c['rate']:.0f} req/s, tracing at 1%: {p99s} (worst "
+        f"{c['worst_p99_increase']:+.1%} against off, target <= +{COLLECTOR_P99_LIMIT:.0%}: "
+        f"{_verdict(c['met'])})"
+    )
     r = report["worker_rss"]
     print(
         f"worker RSS over {r['seconds']:.0f} s of mixed load: worst growth {r['worst_growth']:.1%}"

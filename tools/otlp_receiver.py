@@ -2,7 +2,8 @@
 
 It answers `POST /v1/traces` as a collector does (protobuf in, an empty
 ExportTraceServiceResponse out) and decodes every request with opentelemetry-proto into
-`ReceivedSpan`s. `delay` makes it answer that many seconds late (a slow collector).
+`ReceivedSpan`s (the benchmark only counts them: `decode=False`). `delay` makes it
+answer that many seconds late (a slow collector).
 
     python -m tools.otlp_receiver [--port N] [--delay S]   # prints spans as JSON lines
 """
@@ -53,6 +54,7 @@ class ReceivedSpan:
 class Receiver:
     port: int
     delay: float = 0.0
+    decode: bool = True
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
     content_types: set[str] = field(default_factory=set)
@@ -64,9 +66,11 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}"
 
     def received(self, body: bytes, content_type: str) -> None:
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        spans = list(decode(request))
+        spans = []
+        if self.decode:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            spans = list(decode(request))
         with self._lock:
             self.requests += 1
             self.content_types.add(content_type)
@@ -147,9 +151,11 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def running_receiver(delay: float = 0.0, port: int = 0) -> Iterator[Receiver]:
+def running_receiver(
+    delay: float = 0.0, port: int = 0, *, decode: bool = True
+) -> Iterator[Receiver]:
     """A receiver on 127.0.0.1 (a free port unless `port`), in threads of this process."""
-    receiver = Receiver(port=0, delay=delay)
+    receiver = Receiver(port=0, delay=delay, decode=decode)
     server = ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver))
     server.daemon_threads = True
     receiver.port = server.server_address[1]

@@ -31,10 +31,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
-from opentelemetry.instrumentation.utils import (
-    is_instrumentation_enabled,
-    suppress_instrumentation,
-)
 
 from service.config import TracingSettings
 from service.telemetry.logs import (
@@ -45,6 +41,8 @@ from service.telemetry.logs import (
     trace_id_var,
 )
 
+# Nothing of OpenTelemetry is imported at module level: with tracing off the process never
+# loads it (start-up time, memory of every worker).
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from opentelemetry.sdk.trace import TracerProvider
@@ -132,8 +130,10 @@ class TracedRequests:
     """
 
     def __init__(self, app: WSGIApplication) -> None:
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
+        self.suppressed = suppress_instrumentation
         self.app = app
         self.traced = OpenTelemetryMiddleware(
             app, request_hook=_note_span, response_hook=_name_by_route
@@ -142,7 +142,7 @@ class TracedRequests:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in UNTRACED_PATHS:
             # Nor their statements (/readyz's), which would be traces of their own.
-            with suppress_instrumentation():
+            with self.suppressed():
                 return self.app(environ, start_response)
         trace_token, span_token = trace_id_var.set(None), span_id_var.set(None)
         try:
@@ -194,6 +194,7 @@ def _tracer() -> Any:
 
 def _timed(name: str, function: Callable[..., T]) -> Callable[..., T]:
     """`function`, run inside an INTERNAL span `name`."""
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
     @functools.wraps(function)
     def timed(*args: Any, **kwargs: Any) -> T:
@@ -226,6 +227,7 @@ def _trace_commits() -> None:
     ROLLBACK) that psycopg sends itself, which the statement instrumentation never sees."""
     import psycopg
     import wrapt
+    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
     from opentelemetry.trace import SpanKind
 
     def end_of_transaction(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
