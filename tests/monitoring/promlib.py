@@ -47,7 +47,10 @@ class Prometheus:
             with urllib.request.urlopen(url, timeout=10) as response:
                 body: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as exc:
-            body = json.load(exc)
+            try:
+                body = json.load(exc)
+            except ValueError:  # not the API yet: "Service Unavailable" while it starts
+                body = {"status": "unavailable", "error": f"HTTP {exc.code}"}
         return body
 
     def query(self, expr: str) -> dict[str, Any]:
