@@ -206,6 +206,18 @@ def test_sampling_follows_the_caller_and_the_configured_sampler(
     assert "5" * 32 not in exposition and root_line["trace_id"] not in exposition
 
 
+def test_a_5xx_is_an_error_span(auth_env: dict[str, str], receiver: Receiver) -> None:
+    """The database is unreachable: 503, and only then is the server span's status ERROR."""
+    nowhere = f"postgresql://app:pw@127.0.0.1:{free_port()}/app"
+    env = {"DATABASE_URL": nowhere, "GUNICORN_WORKERS": "1", "DB_CONNECT_TIMEOUT": "1",
+           **auth_env, **FAST_EXPORT, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}  # fmt: skip
+    with running_service(env) as service:
+        status = call(service, "GET", "/api/v1/items/1", traceparent=SAMPLED_CALLER)[0]
+        span = server_span(receiver, CALLER_TRACE, "GET /api/v1/items/<item_id>")
+    assert status == 503
+    assert span.status == "ERROR" and span.attributes["http.response.status_code"] == 503
+
+
 @pytest.mark.parametrize("collector", ["down", "slow"])
 def test_a_collector_down_or_slow_costs_requests_nothing(
     database_url: str, auth_env: dict[str, str], collector: str
