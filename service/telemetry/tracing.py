@@ -192,13 +192,20 @@ def _tracer() -> Any:
     return trace.get_tracer(TRACER_NAME)
 
 
+def _recording() -> bool:
+    """Whether the request's span records: a step of an unsampled (or untraced) request
+    would only make a span that is never sent, at the cost of making it."""
+    from opentelemetry import trace
+
+    return trace.get_current_span().is_recording()
+
+
 def _timed(name: str, function: Callable[..., T]) -> Callable[..., T]:
-    """`function`, run inside an INTERNAL span `name`."""
-    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+    """`function`, run inside an INTERNAL span `name` when the request is sampled."""
 
     @functools.wraps(function)
     def timed(*args: Any, **kwargs: Any) -> T:
-        if not is_instrumentation_enabled():
+        if not _recording():
             return function(*args, **kwargs)
         with _tracer().start_as_current_span(name):
             return function(*args, **kwargs)
@@ -227,11 +234,10 @@ def _trace_commits() -> None:
     ROLLBACK) that psycopg sends itself, which the statement instrumentation never sees."""
     import psycopg
     import wrapt
-    from opentelemetry.instrumentation.utils import is_instrumentation_enabled
     from opentelemetry.trace import SpanKind
 
     def end_of_transaction(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if not is_instrumentation_enabled():
+        if not _recording():
             return wrapped(*args, **kwargs)
         failed = args[1] is not None if len(args) > 1 else False
         if not instance.savepoint_name:  # the outermost block (nested ones are savepoints)
