@@ -6,9 +6,9 @@ request path and nothing is exported. On:
 - the maintained WSGI instrumentation makes one SERVER span per request, named
   `{method} {route}` once Flask has matched the route; probes and /metrics are not traced
   (the access log keeps them at DEBUG for the same reason: they are not traffic);
-- the maintained psycopg instrumentation makes a CLIENT span per statement. It hooks
-  `psycopg.connect`, which SQLAlchemy's pool calls, so the statements the API runs on a
-  worker thread's kept cursor (service/store/kept_connection.py) are covered too;
+- the maintained psycopg instrumentation's cursor tracer makes a CLIENT span per
+  statement, on every connection of the service's pool: the statements the API runs on
+  a worker thread's kept cursor (service/store/kept_connection.py) and SQLAlchemy's;
 - the few steps no instrumentation sees get spans from the same SDK: the COMMIT of a
   `connection.transaction()` block (in autocommit, a single statement commits inside its
   own span), the connection checkout, and the bearer token check;
@@ -74,9 +74,7 @@ def init_app(app: Flask, settings: TracingSettings) -> None:
     # Before any instrumentation reads it: the stable attribute names (http.request.method,
     # url.path, db.system.name, db.query.text) rather than the pre-2023 ones.
     os.environ.setdefault(SEMCONV_OPT_IN, "http,database")
-    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-
-    PsycopgInstrumentor().instrument(skip_dep_check=True)
+    _trace_statements(app)
     _trace_commits()
     _trace_checkout(app)
     _trace_token_check(app)
@@ -211,6 +209,58 @@ def _timed(name: str, function: Callable[..., T]) -> Callable[..., T]:
             return function(*args, **kwargs)
 
     return timed
+
+
+# How the psycopg instrumentation reads a connection's attributes (server.address, ...).
+_CONNECTION_ATTRIBUTES = {
+    "database": "info.dbname",
+    "port": "info.port",
+    "host": "info.host",
+    "user": "info.user",
+}
+
+
+def _trace_statements(app: Flask) -> None:
+    """Each connection the pool opens gets a cursor class whose statements go through the
+    psycopg instrumentation's tracer: the same spans as `PsycopgInstrumentor`, which would
+    wrap `psycopg.connect` for the whole process instead.
+
+    A statement of a request that is not sampled skips the tracer: it would only make a
+    span that is never sent, and that costs more instructions than a GET's own statement
+    (docs/performance.md, "Tracing")."""
+    import psycopg
+    from opentelemetry.instrumentation.psycopg import CursorTracer, DatabaseApiIntegration
+    from opentelemetry.instrumentation.psycopg.version import __version__
+    from sqlalchemy import Engine, event
+
+    from service.store.database import get_db
+
+    integration = DatabaseApiIntegration(
+        "opentelemetry.instrumentation.psycopg", "postgresql",
+        connection_attributes=_CONNECTION_ATTRIBUTES, version=__version__,
+        connect_module=psycopg,  # type: ignore[arg-type] # what the instrumentation passes
+    )  # fmt: skip
+    tracer = CursorTracer(integration)
+
+    class TracedCursor(psycopg.Cursor[Any]):
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            if not _recording():
+                return super().execute(*args, **kwargs)
+            return tracer.traced_execution(self, super().execute, *args, **kwargs)
+
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            if not _recording():
+                return super().executemany(*args, **kwargs)
+            return tracer.traced_execution(self, super().executemany, *args, **kwargs)
+
+    def traced_cursors(connection: psycopg.Connection[Any], _record: Any) -> None:
+        integration.get_connection_attributes(connection)
+        connection.cursor_factory = TracedCursor
+
+    def on_engine(engine: Engine) -> None:
+        event.listen(engine, "connect", traced_cursors)
+
+    get_db(app).on_engine_created.append(on_engine)
 
 
 def _trace_checkout(app: Flask) -> None:
