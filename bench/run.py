@@ -371,7 +371,7 @@ def _collector_failures(
         "tracing off": service,
         "collector up": start("service-collector-up", **tracing_env(healthy, "0.01")),
         "collector down": start("service-collector-down", **tracing_env(down, "0.01")),
-        "collector 2 s late": start("service-collector-slow", **tracing_env(slow_endpoint, "0.01")),
+        "collector 2 s late": start("service-collector-slow", **tracing_env(slow, "0.01")),
     }
     print(f"collector failures: GET by id, open loop at {rate:.0f} req/s", flush=True)
     results: dict[str, Any] = {}
