@@ -63,7 +63,7 @@ _state: dict[str, Any] = {"start_in_workers": False, "provider": None}
 def start_in_workers() -> None:
     """Called by gunicorn's config, in the master, before the app is imported: the app is
     built there once (preloaded) and forked, and an exporter's thread and connection must
-    belong to the worker that uses them, so each worker starts its own (post_fork)."""
+    belong to the worker that uses them, so each worker starts its own (post_worker_init)."""
     _state["start_in_workers"] = True
 
 
