@@ -3,9 +3,10 @@
 Off unless OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set (service/config.py
 checks every OTEL_* variable first): then nothing is installed, no wrapper sits on the
 request path and nothing is exported. On:
-- the maintained WSGI instrumentation makes one SERVER span per request, named
-  `{method} {route}` once Flask has matched the route; probes and /metrics are not traced
-  (the access log keeps them at DEBUG for the same reason: they are not traffic);
+- one SERVER span per request (service/telemetry/request_spans.py: the SDK's span, the
+  WSGI instrumentation's attributes), named `{method} {route}` once Flask has matched the
+  route; probes and /metrics are not traced (the access log keeps them at DEBUG for the
+  same reason: they are not traffic);
 - the maintained psycopg instrumentation's cursor tracer makes a CLIENT span per
   statement, on every connection of the service's pool: the statements the API runs on
   a worker thread's kept cursor (service/store/kept_connection.py) and SQLAlchemy's;
@@ -27,32 +28,22 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 
 from service.config import TracingSettings
-from service.telemetry.logs import (
-    SAMPLED_TRACE_ID_ENVIRON_KEY,
-    SPAN_ID_ENVIRON_KEY,
-    TRACE_ID_ENVIRON_KEY,
-    span_id_var,
-    trace_id_var,
-)
+from service.telemetry.request_spans import TRACER_NAME, TracedRequests, recording_var
 
 # Nothing of OpenTelemetry is imported at module level: with tracing off the process never
 # loads it (start-up time, memory of every worker).
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
-UNTRACED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
-TRACER_NAME = "service"
 T = TypeVar("T")
 
 # Module state, per process: whether gunicorn starts the exporter in each worker, and the
@@ -121,70 +112,10 @@ def stop_exporting(timeout_seconds: float) -> bool:
     return True
 
 
-class TracedRequests:
-    """The WSGI instrumentation's middleware, around every request but the probes'.
-
-    It also resets what the request hook puts into the log context, whatever the path.
-    """
-
-    def __init__(self, app: WSGIApplication) -> None:
-        from opentelemetry.instrumentation.utils import suppress_instrumentation
-        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-
-        self.suppressed = suppress_instrumentation
-        self.app = app
-        self.traced = OpenTelemetryMiddleware(
-            app, request_hook=_note_span, response_hook=_name_by_route
-        )
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") in UNTRACED_PATHS:
-            # Nor their statements (/readyz's), which would be traces of their own.
-            with self.suppressed():
-                return self.app(environ, start_response)
-        trace_token, span_token = trace_id_var.set(None), span_id_var.set(None)
-        try:
-            return self.traced(environ, start_response)  # type: ignore[no-any-return]
-        finally:
-            trace_id_var.reset(trace_token)
-            span_id_var.reset(span_token)
-
-
-def _note_span(span: Span, environ: WSGIEnvironment) -> None:
-    """The request's span ids, for its log records, its access line and (sampled) for the
-    latency histogram's exemplar. A caller's unsampled trace still has ids: its requests'
-    lines are found by trace id like any other."""
-    context = span.get_span_context()
-    trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
-    environ[TRACE_ID_ENVIRON_KEY], environ[SPAN_ID_ENVIRON_KEY] = trace_id, span_id
-    trace_id_var.set(trace_id)
-    span_id_var.set(span_id)
-    if context.trace_flags.sampled:
-        environ[SAMPLED_TRACE_ID_ENVIRON_KEY] = trace_id
-
-
-def _name_by_route(
-    span: Span, environ: WSGIEnvironment, status: str, headers: list[tuple[str, str]]
-) -> None:
-    """`{method} {route}` and http.route, from the rule Flask matched (still active when
-    the response starts); a request no route matched keeps the method alone."""
-    if not span.is_recording():
-        return
-    from opentelemetry.util.http import sanitize_method
-
-    from service.telemetry.middleware import route_template
-
-    method = sanitize_method(environ.get("REQUEST_METHOD", "").strip())
-    method = "HTTP" if method == "_OTHER" else method
-    route = route_template()
-    if route is None:
-        span.update_name(method)
-        return
-    span.update_name(f"{method} {route}")
-    span.set_attribute("http.route", route)
-
-
+@functools.cache
 def _tracer() -> Any:
+    """The service's tracer, made once (the SDK makes a new one per call, at ~2k
+    instructions); first asked for under a recording span, so the provider is set."""
     from opentelemetry import trace
 
     return trace.get_tracer(TRACER_NAME)
@@ -193,9 +124,7 @@ def _tracer() -> Any:
 def _recording() -> bool:
     """Whether the request's span records: a step of an unsampled (or untraced) request
     would only make a span that is never sent, at the cost of making it."""
-    from opentelemetry import trace
-
-    return trace.get_current_span().is_recording()
+    return recording_var.get()
 
 
 def _timed(name: str, function: Callable[..., T]) -> Callable[..., T]:
