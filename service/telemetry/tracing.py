@@ -83,10 +83,12 @@ def start_exporting() -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
+    from service.telemetry.export_log import limit_exporter_logs
     from service.telemetry.span_drops import CountedExporter, CountingBatchSpanProcessor
 
     if _state["provider"] is not None:
         return
+    limit_exporter_logs()
     # shutdown_on_exit=False: the worker's exit is gunicorn's worker_exit hook, which ends
     # the process with os._exit (no atexit); stop_exporting flushes there instead.
     provider = TracerProvider(resource=Resource.create(), shutdown_on_exit=False)
