@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.config import Settings
-from tests.chart.chartlib import Render, helm_binary, render, run_helm, template_args
+from tests.chart.chartlib import Render, helm_binary, parse, render, run_helm, template_args
 
 pytestmark = pytest.mark.helm
 
@@ -88,12 +88,26 @@ def test_values_become_the_standard_variables(helm4: str) -> None:
 
 
 @pytest.mark.parametrize("major", [4, 3])
+@pytest.mark.parametrize("option", ["--set", "--set-json"])
+def test_the_ratio_from_the_command_line(major: int, option: str) -> None:
+    """`--set` passes 0.05 as a string, `--set-json` as a number: the same variable."""
+    args = [*template_args("prod"), option, "tracing.ratio=0.05"]
+    result = run_helm(helm_binary(major), *args)
+    assert result.returncode == 0, result.stderr
+    data = env_of(parse(result.stdout))
+    assert data["OTEL_TRACES_SAMPLER_ARG"] == "0.05"
+    assert starts_with(data).tracing.enabled
+
+
+@pytest.mark.parametrize("major", [4, 3])
 @pytest.mark.parametrize(
     ("sets", "named"),
     [
         (["tracing.endpoint=otel-collector:4318"], "tracing"),
         (["tracing.sampler=sometimes"], "tracing"),
         (["json:tracing.ratio=1.5"], "tracing"),
+        (["tracing.ratio=1.5"], 'tracing.ratio "1.5" is not a number from 0 to 1'),
+        (["tracing.ratio=5%"], 'tracing.ratio "5%" is not a number from 0 to 1'),
         (["tracing.sampler=always_on", "json:tracing.ratio=0.5"], "tracing.ratio (0.5) is only"),
         (["json:extraEnv=[{\"name\":\"OTEL_SERVICE_NAME\",\"value\":\"x\"}]"],
          "use tracing.serviceName"),

@@ -101,6 +101,14 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 {{- end }}
 
+{{- /* `--set tracing.ratio=0.05` gives the string "0.05" (Helm parses only integers on the
+command line), `--set-json` and values files a number: both are accepted, as the same
+decimal from 0 to 1; the schema bounds a number, this a string. */}}
+{{- if kindIs "string" $v.tracing.ratio }}
+{{- if or (not (regexMatch "^(0|1|0?\\.[0-9]+|[01]\\.[0-9]*)$" $v.tracing.ratio)) (gt (float64 $v.tracing.ratio) 1.0) }}
+{{- fail (printf "tracing.ratio %q is not a number from 0 to 1: give the share of new traces to sample as a decimal, e.g. --set tracing.ratio=0.05 (or null to leave it unset)" $v.tracing.ratio) }}
+{{- end }}
+{{- end }}
 {{- if and (not (kindIs "invalid" $v.tracing.ratio)) (not (has (toString $v.tracing.sampler) (list "traceidratio" "parentbased_traceidratio"))) }}
 {{- fail (printf "tracing.ratio (%v) is only read by the traceidratio samplers, and tracing.sampler is %q: set tracing.sampler=parentbased_traceidratio, or unset tracing.ratio" $v.tracing.ratio (toString $v.tracing.sampler)) }}
 {{- end }}
