@@ -39,6 +39,7 @@ from bench.servers import (
     seeded_postgres,
     server_env,
     start_server,
+    tracing_env,
 )
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from service.telemetry.metrics_buffer import FLUSH_SECONDS
@@ -322,17 +323,6 @@ def _cost(
         "cost_from_cpu": round(from_cpu, 3),
         "off": off.summary(),
         "met": from_cpu < limit,
-    }
-
-
-def tracing_env(endpoint: str, ratio: str) -> dict[str, str]:
-    """Tracing on, sampling `ratio` of the traces started here (the bench sends no
-    traceparent), as staging and prod configure it (values/*.yaml)."""
-    return {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": ratio,
-        "OTEL_SERVICE_NAME": "bench",
     }
 
 

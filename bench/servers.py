@@ -211,6 +211,17 @@ def bench_auth_env(workdir: Path) -> dict[str, str]:
     }
 
 
+def tracing_env(endpoint: str, ratio: str) -> dict[str, str]:
+    """Tracing on, sampling `ratio` of the traces started here (the bench sends no
+    traceparent), as staging and prod configure it (values/*.yaml)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+        "OTEL_SERVICE_NAME": "bench",
+    }
+
+
 def bench_token(lifetime_s: int = 12 * 3600) -> str:
     """A bearer token with both scopes, valid for longer than any run."""
     return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject="bench",
