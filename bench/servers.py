@@ -222,6 +222,23 @@ def tracing_env(endpoint: str, ratio: str) -> dict[str, str]:
     }
 
 
+def metrics_text(server: Server) -> str:
+    """The server's /metrics, as Prometheus scrapes it."""
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def non_2xx_answers(exposition: str) -> int:
+    """Every answer the service itself counted that was not 2xx (wrk counts only >= 400)."""
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines()
+            if line.startswith("http_requests_total{") and 'status="2' not in line
+        )
+    )
+
+
 def bench_token(lifetime_s: int = 12 * 3600) -> str:
     """A bearer token with both scopes, valid for longer than any run."""
     return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject="bench",
