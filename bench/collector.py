@@ -132,7 +132,11 @@ def open_loop_rate(bench: Bench, traced: Server, rounds: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.collector", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.collector",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every variant")
     parser.add_argument("--seconds", type=float, default=8, help="seconds of each open loop")
     args = parser.parse_args(argv)
