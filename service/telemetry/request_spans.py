@@ -72,8 +72,10 @@ class TracedRequests:
             with self.suppressed():
                 return self.app(environ, start_response)
         parent = self.extract(environ, getter=self.getter)
-        # Named by its method until the route is known (at start_response).
-        span = self.tracer.start_span(_method(environ), parent, kind=self.server)
+        # The name is the method as sent until the span records (the sampler is not told
+        # the route either way); sanitizing it reads the environment on every call.
+        method = environ.get("REQUEST_METHOD", "")
+        span = self.tracer.start_span(method, parent, kind=self.server)
         recording = span.is_recording()
         trace_token, span_token = _note_span(span, environ)
         recording_token = recording_var.set(recording)
@@ -101,6 +103,8 @@ class TracedRequests:
         from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
         from opentelemetry.trace import Status, StatusCode
 
+        # Named by its method until the route is known (at start_response).
+        span.update_name(_method(environ))
         attributes = collect_request_attributes(environ, self.semconv)
         span.set_attributes({k: v for k, v in attributes.items() if v is not None})
 
