@@ -76,7 +76,9 @@ def test_a_synced_py_file_is_served_without_restarting_the_container(
                     answer = response.json()
                     break
             except (requests.ConnectionError, requests.Timeout):
-                pass  # the reloader is restarting the server process (slowly on a busy host)
+                # The reloader is restarting the server process: refused while it is
+                # down, and slow to answer while the new one imports (a busy machine).
+                pass
             time.sleep(0.2)
         logs = dev.logs()
         details = inspect(docker, dev.id, "container")
