@@ -31,7 +31,6 @@ from typing import Any
 from bench.measure import SEED_ROWS, Bench
 from bench.servers import (
     Server,
-    bench_token,
     metrics_text,
     non_2xx_answers,
     seeded_postgres,
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except WrkMissingError as exc:
         print(f"bench.collector: {exc}", file=sys.stderr)
         return 2
-    wrk = Wrk(connections=16, threads=1, token=bench_token())
+    wrk = Wrk(connections=16, threads=1)
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         seeded_postgres(SEED_ROWS) as db,
