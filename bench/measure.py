@@ -108,9 +108,11 @@ class Bench:
         ordered = runs if round_number % 2 else runs[::-1]
         return {key: self.run(server, scenario, key).rps for key, server, scenario in ordered}
 
-    def open_loop(self, server: Server, rate: float, seconds: float) -> tuple[WrkResult, int]:
-        """GET by id at a fixed `rate` (open loop) after a warm-up at the same rate: the
-        measured run, and the failed requests of both."""
+    def open_loop(
+        self, server: Server, rate: float, seconds: float, *, warmup: bool = True
+    ) -> tuple[WrkResult, int]:
+        """GET by id at a fixed `rate` (open loop), after a warm-up at the same rate unless
+        `warmup` is False: the measured run, and the failed requests of both."""
 
         def once(duration: float) -> WrkResult:
             return self.wrk.open_loop(
@@ -118,9 +120,9 @@ class Bench:
                 max_id=SEED_ROWS, callers=server.callers,
             )  # fmt: skip
 
-        warm = once(self.warmup_s)
+        warm_errors = once(self.warmup_s).errors if warmup else 0
         result = once(seconds)
-        return result, warm.errors + result.errors
+        return result, warm_errors + result.errors
 
     def _database_cpu(self) -> float:
         return tree_cpu_seconds(self.database.postmaster_pid)

@@ -502,8 +502,8 @@ def test_network_policy_selects_every_app_image_pod(renders: dict[str, Render]) 
         assert not matches(pod_source["matchLabels"], pod_labels(rendered.deployment()))
         assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
         egress_ports = Counter(str(p["port"]) for rule in policy["egress"] for p in rule["ports"])
-        assert egress_ports == {"53": 2, "5432": 1, "443": 1, "http": 1}, (
-            "DNS, the database, the identity provider, the server"
+        assert egress_ports == {"53": 2, "5432": 1, "443": 1, "4318": 1, "http": 1}, (
+            "DNS, the database, the identity provider, the trace collector, the server"
         )
         server_rule = next(r for r in policy["egress"] if r["ports"][0]["port"] == "http")
         assert matches(

@@ -221,6 +221,31 @@ AUTH_JWKS_FILE: {{ printf "%s/%s" (include "app.authJwksDir" .) .Values.auth.jwk
 {{- end }}
 
 {{/*
+Tracing (service/telemetry/tracing.py), as the OpenTelemetry SDK's own variables; none
+at all without an endpoint, so the service neither traces nor exports.
+*/}}
+{{- define "app.tracingEnv" -}}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_SERVICE_NAME: {{ .serviceName | default (include "app.fullname" $) | quote }}
+{{- $attributes := dict "deployment.environment.name" (toString $.Values.config.APP_ENV) "k8s.namespace.name" $.Release.Namespace }}
+{{- with include "app.version" $ }}{{ $_ := set $attributes "service.version" . }}{{ end }}
+{{- range $key, $value := .resourceAttributes }}{{ $_ := set $attributes $key (toString $value) }}{{ end }}
+{{- $pairs := list }}
+{{- range $key := keys $attributes | sortAlpha }}{{ $pairs = append $pairs (printf "%s=%s" $key (get $attributes $key)) }}{{ end }}
+OTEL_RESOURCE_ATTRIBUTES: {{ join "," $pairs | quote }}
+{{- with .sampler }}
+OTEL_TRACES_SAMPLER: {{ . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" .ratio) }}
+OTEL_TRACES_SAMPLER_ARG: {{ toString .ratio | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Pod-level security context shared by every pod that runs the app image.
 */}}
 {{- define "app.podSecurityContext" -}}
