@@ -51,7 +51,8 @@ def traefik_ref(pins: Pins) -> str:
     return in_node_name("traefik", pins["traefik"].version)
 
 
-def postgres_ref(pins: Pins) -> str:
+def postgres_ref(pins: Pins | None = None) -> str:
+    pins = pins or load()
     return in_node_name("postgres", f"{pins.debian['postgresql-15'].rstrip('.')}-bookworm")
 
 
@@ -114,7 +115,8 @@ def cni_manifest(kube_router: str) -> str:
     )
 
 
-def traefik_manifest(pins: Pins) -> str:
+def traefik_manifest(pins: Pins | None = None) -> str:
+    pins = pins or load()
     return (
         (MANIFESTS_DIR / "traefik.yaml").read_text().replace("@TRAEFIK_IMAGE@", traefik_ref(pins))
     )

@@ -42,7 +42,6 @@ class GoComponent:
 @dataclass(frozen=True)
 class Pins:
     go: dict[str, GoComponent]
-    pause_version: str
     debian: dict[str, str]
 
     def __getitem__(self, name: str) -> GoComponent:
@@ -58,16 +57,13 @@ def load(path: Path = PINS_FILE) -> Pins:
         raise PinError(f"{path} is not valid TOML ({exc}); fix the line it names") from None
     go = {}
     for name, table in data.items():
-        if name in {"pause", "debian"}:
+        if name == "debian":
             continue
         go[name] = _component(name, table, path)
-    pause = data.get("pause", {}).get("version")
-    if not isinstance(pause, str) or not pause:
-        raise PinError(f"{path}: [pause] needs a version string")
     debian = data.get("debian", {})
     if not isinstance(debian, dict) or not all(isinstance(v, str) for v in debian.values()):
         raise PinError(f"{path}: [debian] must map package names to version strings")
-    return Pins(go=go, pause_version=pause, debian=dict(debian))
+    return Pins(go=go, debian=dict(debian))
 
 
 def _component(name: str, table: object, path: Path) -> GoComponent:
