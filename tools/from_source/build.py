@@ -17,6 +17,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tools.from_source import gobuild, images, nodeimage
 from tools.from_source.images import Image, ImageRecipe
@@ -25,6 +28,7 @@ from tools.prereq import find_tool
 
 Log = Callable[[str], None]
 MANIFESTS_DIR = ROOT / "local" / "from-source" / "manifests"
+DEV_VALUES = ROOT / "local" / "from-source" / "dev-values.yaml"
 BIN_DIR = ROOT / "bin"
 BASE_IMAGE_SCRIPT = ROOT / "scripts" / "ci" / "base-image.sh"
 
@@ -51,9 +55,18 @@ def traefik_ref(pins: Pins) -> str:
     return in_node_name("traefik", pins["traefik"].version)
 
 
-def postgres_ref(pins: Pins | None = None) -> str:
-    pins = pins or load()
-    return in_node_name("postgres", f"{pins.debian['postgresql-15'].rstrip('.')}-bookworm")
+def dev_values() -> dict[str, Any]:
+    """local/from-source/dev-values.yaml: what dev.yaml changes on a cluster built here."""
+    values = yaml.safe_load(DEV_VALUES.read_text(encoding="utf-8"))
+    if not isinstance(values, dict):
+        raise FromSourceError(f"{DEV_VALUES} must be a YAML mapping")
+    return values
+
+
+def postgres_ref() -> str:
+    """The dev database image's name in the node: the one the dev values name."""
+    image = dev_values()["devDatabase"]["image"]
+    return f"{image['repository']}:{image['tag']}"
 
 
 def base_image(log: Log = print) -> str:
@@ -212,9 +225,9 @@ def node_image(pins: Pins | None = None, *, log: Log = print) -> ClusterImages:
     preloaded[traefik_ref(pins)] = recipe(
         "traefik", pins["traefik"].version, built["traefik"].binary("traefik")
     )
-    preloaded[postgres_ref(pins)] = recipe(
+    preloaded[postgres_ref()] = recipe(
         "postgres",
-        postgres_ref(pins).rsplit(":", 1)[1],
+        postgres_ref().rsplit(":", 1)[1],
         build_args={"POSTGRESQL_VERSION": debian["postgresql-15"]},
     )
 
@@ -233,7 +246,7 @@ def node_image(pins: Pins | None = None, *, log: Log = print) -> ClusterImages:
         },
     )
     node = nodeimage.ensure(images.docker_cli(), parts, log=log)
-    return ClusterImages(node=node.tag, traefik=traefik_ref(pins), postgres=postgres_ref(pins))
+    return ClusterImages(node=node.tag, traefik=traefik_ref(pins), postgres=postgres_ref())
 
 
 def kube_module_dir(pins: Pins) -> Path:

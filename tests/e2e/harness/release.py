@@ -89,16 +89,15 @@ def flavour_values() -> dict[str, Any]:
 
     values/dev.yaml runs the official postgres image, which our CI machines cannot pull;
     their node image preloads a PostgreSQL built from the Debian base with the same
-    contract (local/from-source/images/postgres). Nothing on the official flavour.
+    contract (local/from-source/dev-values.yaml). Nothing on the official flavour.
     """
     from tools import localcluster
 
     if not localcluster.from_source():
         return {}
-    from tools.from_source.build import postgres_ref
+    from tools.from_source.build import dev_values
 
-    repository, tag = postgres_ref().rsplit(":", 1)
-    return {"devDatabase": {"image": {"repository": repository, "tag": tag}}}
+    return dev_values()
 
 
 def image_values(repository: str, tag: str) -> dict[str, str]:
