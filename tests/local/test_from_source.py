@@ -24,7 +24,7 @@ from tools.from_source.pins import (
     load,
     required_version,
 )
-from tools.prereq import require_tool
+from tools.prereq import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX_RUNC = ROOT / "local" / "from-source" / "sandbox" / "sandbox-runc"
@@ -110,8 +110,10 @@ def test_image_tags_carry_version_and_recipe() -> None:
 def test_go_build_is_cached_by_version_and_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    go = require_tool("go", provided_by="Go 1.26 (/usr/local/go/bin on our machines)", env_var="GO")
-    monkeypatch.setenv("GO", go)
+    try:
+        monkeypatch.setenv("GO", gobuild.go_binary())
+    except gobuild.GoBuildError as exc:
+        missing(str(exc))
     monkeypatch.setenv("FROM_SOURCE_CACHE", str(tmp_path / "cache"))
     module = tmp_path / "modules" / "hello"
     module.mkdir(parents=True)
