@@ -54,7 +54,7 @@ DEFINITIONS: dict[str, Any] = {
             {
                 "image": str,
                 "context": str,
-                "docker": {"dockerfile": str, "target": str},
+                "docker": {"dockerfile": str, "target": str, "buildArgs": {str: str}},
                 "sync": {"manual": [{"src": str, "dest": str, "strip": str}]},
             }
         ],
@@ -95,9 +95,12 @@ def check(node: Any, schema: Any, where: str) -> list[str]:
     if isinstance(schema, dict):
         if not isinstance(node, dict):
             return [f"{where}: expected a mapping"]
-        if list(schema) == [str]:  # free-form string map (setValues)
+        if list(schema) == [str]:  # free-form string map (setValues, buildArgs)
+            # A buildArg without a value (null) is taken from the environment.
             return [
-                f"{where}.{k}: expected a string" for k, v in node.items() if not isinstance(v, str)
+                f"{where}.{k}: expected a string"
+                for k, v in node.items()
+                if not isinstance(v, str) and not (v is None and where.endswith(".buildArgs"))
             ]
         errors = [
             f"{where}.{key}: not a skaffold/v4beta14 field here"
