@@ -229,16 +229,25 @@ def overrides(
 
 
 def node_image_digest(docker: str, node: str, image: str) -> str:
-    """The digest the node's containerd gives a `kind load`ed image (what a pod references)."""
+    """The manifest digest of a `kind load`ed image in the node, also made resolvable by
+    digest (`<repository>@sha256:...`), as a registry pull would leave it: what a pod whose
+    image is pinned by digest, like staging's and prod's, refers to."""
     from tests.e2e.harness import commands
 
-    proc = commands.run(
-        [docker, "exec", node, "crictl", "inspecti", "-o", "json", image], timeout=60
-    )
-    import json
-
-    digests = json.loads(proc.stdout)["status"]["repoDigests"]
-    found = {d.split("@", 1)[1] for d in digests if "@sha256:" in d}
-    if len(found) != 1:
-        raise AssertionError(f"{image} in {node}: expected one repo digest, got {digests}")
-    return found.pop()
+    listing = commands.run(
+        [docker, "exec", node, "ctr", "--namespace=k8s.io", "images", "ls", f"name=={image}"],
+        timeout=60,
+    ).stdout.splitlines()
+    rows = [line.split() for line in listing[1:] if line.strip()]
+    if len(rows) != 1 or not rows[0][2].startswith("sha256:"):
+        raise AssertionError(
+            f"{image} in {node}: expected one image, `ctr images ls` says {listing}"
+        )
+    digest = rows[0][2]
+    repository = image.rsplit(":", 1)[0]
+    commands.run(
+        [docker, "exec", node, "ctr", "--namespace=k8s.io", "images", "tag", "--force", image,
+         f"{repository}@{digest}"],
+        timeout=60,
+    )  # fmt: skip
+    return digest
