@@ -23,7 +23,11 @@ from tools.kind_sandbox import KindSandboxError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.from_source", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.from_source",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("what", nargs="?", default="all", choices=("tools", "node-image", "all"))
     args = parser.parse_args(argv)
     started = time.monotonic()
