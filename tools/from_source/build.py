@@ -163,10 +163,16 @@ def node_image(pins: Pins | None = None, *, log: Log = print) -> ClusterImages:
     }
     k8s_version = pins["kubernetes"].version
 
-    def recipe(name: str, version: str, binary: Path | None = None, **kwargs: object) -> Image:
-        files = {f"bin/{binary.name}": binary} if binary else {}
+    def recipe(
+        name: str,
+        version: str,
+        binary: Path | None = None,
+        files: dict[str, Path] | None = None,
+        **kwargs: object,
+    ) -> Image:
+        context = {**(files or {}), **({f"bin/{binary.name}": binary} if binary else {})}
         return images.ensure(
-            ImageRecipe(name=name, version=version, files=files, **kwargs),  # type: ignore[arg-type]
+            ImageRecipe(name=name, version=version, files=context, **kwargs),  # type: ignore[arg-type]
             base_image=base,
             log=log,
         )
