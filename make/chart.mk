@@ -52,12 +52,14 @@ chart-docs: $(READMEGEN) ## Regenerate the values table in charts/app/README.md 
 	$(READMEGEN) --values $(CHART_DIR)/values.yaml --readme $(CHART_DIR)/README.md
 
 .PHONY: chart-checkov
-chart-checkov: $(CHART_HELM) $(CHECKOV) ## checkov's Kubernetes checks over the staging and prod renders
+chart-checkov: $(CHART_HELM) $(CHECKOV) ## checkov's Kubernetes checks over the staging and prod renders (prod also on CloudNativePG)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	for env in staging prod; do \
 		$(CHART_HELM) template app $(CHART_DIR) --namespace $(CHART_NAMESPACE) \
 			-f values/$$env.yaml --set image.digest=$(CHART_TEST_DIGEST) > "$$tmp/$$env.yaml"; \
 	done && \
+	$(CHART_HELM) template app $(CHART_DIR) --namespace $(CHART_NAMESPACE) -f values/prod.yaml \
+		-f values/cloudnative-pg.yaml --set image.digest=$(CHART_TEST_DIGEST) > "$$tmp/prod-cnpg.yaml" && \
 	$(CHECKOV) --directory "$$tmp" --framework kubernetes --skip-download --compact --quiet
 
 .PHONY: chart-test

@@ -9,6 +9,12 @@ Each revision also runs with a `lock_timeout` (MIGRATION_LOCK_TIMEOUT_MS): a DDL
 statement waiting for its lock behind a long transaction holds up every query on that
 table queued behind it, the API's included, so it gives up after a few seconds instead
 (`python -m service migrate` retries it with backoff).
+
+After the revisions, every run grants the serving group role (MIGRATION_GRANT_ROLE) rows
+only: SELECT, INSERT, UPDATE, DELETE on the tables, SELECT on alembic_version, and the
+same by default on every table a later revision creates. The grants converge on each run,
+so a role created after the first migration (CloudNativePG reconciles its managed roles
+once the primary is up) gets them at the next Job retry or release.
 """
 
 from __future__ import annotations
@@ -16,9 +22,14 @@ from __future__ import annotations
 import logging
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import Connection, create_engine, pool, text
 
-from service.config import database_url_from_env, migration_settings_from_env
+from service.config import (
+    ConfigError,
+    database_url_from_env,
+    migration_grant_role_from_env,
+    migration_settings_from_env,
+)
 from service.store.models import Base
 from service.telemetry.logs import configure_logging
 
@@ -39,6 +50,10 @@ def run_migrations_offline() -> None:
     )  # fmt: skip
     with context.begin_transaction():
         context.run_migrations()
+    if role := migration_grant_role_from_env():
+        with context.begin_transaction():
+            for statement in grant_statements(role):
+                context.execute(statement)
 
 
 def run_migrations_online() -> None:
@@ -66,10 +81,44 @@ def run_migrations_online() -> None:
             with context.begin_transaction():
                 context.run_migrations()
             connection.commit()
+            if settings.migration_grant_role:
+                grant_rows(connection, settings.migration_grant_role)
         finally:
             connection.rollback()
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.commit()
+
+
+def grant_statements(role: str) -> list[str]:
+    """Rows only, on what exists and on what later revisions create (as this role)."""
+    rows = "SELECT, INSERT, UPDATE, DELETE"
+    return [
+        f'GRANT USAGE ON SCHEMA public TO "{role}"',
+        f'GRANT {rows} ON ALL TABLES IN SCHEMA public TO "{role}"',
+        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
+        # The serving pods read the revision (readiness) and never write it.
+        f'REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM "{role}"',
+        f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {rows} ON TABLES TO "{role}"',
+        f'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO "{role}"',
+    ]
+
+
+def grant_rows(connection: Connection, role: str) -> None:
+    """MIGRATION_GRANT_ROLE's grants, in one transaction; a missing role is a clear error."""
+    exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :role"),
+                                {"role": role}).first()  # fmt: skip
+    connection.commit()
+    if exists is None:
+        raise ConfigError(
+            f"MIGRATION_GRANT_ROLE={role}: no such role, so the serving role could not read "
+            "or write rows. Create it first (CloudNativePG: spec.managed.roles of the Cluster, "
+            'gitops/database/; elsewhere docs/reliability.md, "Database roles"); the '
+            "revisions are applied, and the next `migrate` grants."
+        )
+    for statement in grant_statements(role):
+        connection.execute(text(statement))
+    connection.commit()
+    log.info("granted %s rows only (SELECT, INSERT, UPDATE, DELETE)", role)
 
 
 if context.is_offline_mode():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ APP_ENVS: tuple[AppEnv, ...] = ("dev", "staging", "prod")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 URL_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+PARTS_FORM = "DATABASE_HOST, DATABASE_NAME and DATABASE_USER (with DATABASE_PASSWORD)"
+# libpq's sslmode values, weakest first.
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # sslmodes that never send the password or the data in the clear (libpq's).
 ENCRYPTED_SSLMODES = ("require", "verify-ca", "verify-full")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -47,12 +51,64 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    """DATABASE_*: the database by its parts instead of one DATABASE_URL (a Kubernetes
+    basic-auth Secret holds a username and a password, never a URL), and the TLS settings
+    that apply to either form. The `*_file` credentials are read again by every new
+    connection (service/store/credentials.py), so a rotated password needs no restart."""
+
+    host: str = ""
+    port: int = 5432
+    name: str = ""
+    user: str = ""
+    user_file: str = ""
+    password: str = field(default="", repr=False)
+    password_file: str = ""
+    sslmode: str = ""
+    sslrootcert: str = ""
+
+    def url_from_parts(self) -> str:
+        """postgresql+psycopg://user:password@host:port/name, the credentials as they are now."""
+        from sqlalchemy.engine import URL  # only here: `serve` parses settings before gunicorn
+
+        user = _secret(self.user, self.user_file, "DATABASE_USER")
+        password = _secret(self.password, self.password_file, "DATABASE_PASSWORD")
+        url = URL.create("postgresql+psycopg", username=user, password=password or None,
+                         host=self.host, port=self.port, database=self.name)  # fmt: skip
+        return url.render_as_string(hide_password=False)
+
+    def with_tls(self, url: str) -> str:
+        """The URL with DATABASE_SSLMODE and DATABASE_SSLROOTCERT added: a URL written by
+        someone else (CloudNativePG's `<cluster>-app` Secret) names neither."""
+        if not self.sslmode and not self.sslrootcert:
+            return url
+        from sqlalchemy.engine import make_url
+
+        wanted = {"sslmode": ("DATABASE_SSLMODE", self.sslmode),
+                  "sslrootcert": ("DATABASE_SSLROOTCERT", self.sslrootcert)}  # fmt: skip
+        parsed = make_url(url)
+        query = dict(parsed.query)
+        for key, (name, value) in wanted.items():
+            given = query.get(key)
+            if value and given is not None and given != value:
+                raise ConfigError(
+                    f"DATABASE_URL has {key}={given} but {name}={value}: set it in one place."
+                )
+            if value:
+                query[key] = value
+        return parsed.update_query_dict(query).render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     app_env: AppEnv = "prod"
-    # repr=False keeps the password out of any log line or traceback that prints Settings.
+    # The connection URL, from DATABASE_URL or DATABASE_HOST and the rest (DatabaseSettings),
+    # with the TLS settings in it. repr=False keeps the password out of any log line or
+    # traceback that prints Settings.
     database_url: str = field(default="", repr=False)
     # Re-read by each new connection (service/store/credentials.py): password rotation.
     database_url_file: str | None = None
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     debug: bool = False
     log_level: str = "INFO"
     port: int = 8000
@@ -72,6 +128,7 @@ class Settings:
     db_allow_plaintext: bool = False
     migration_lock_timeout_ms: int = 3000
     migration_lock_attempts: int = 5
+    migration_grant_role: str = ""
     max_body_bytes: int = 65536
     trusted_proxies: int = 0
     metrics_enabled: bool = True
@@ -84,10 +141,12 @@ class Settings:
         env = _Env(os.environ if environ is None else environ)
         app_env = cast(AppEnv, env.choice("APP_ENV", APP_ENVS, "prod"))
         threads = env.integer("GUNICORN_THREADS", 1, 1, 64)
+        database = database_settings_from_env(env.environ)
         settings = cls(
             app_env=app_env,
-            database_url=database_url_from_env(env.environ),
+            database_url=build_database_url(read_secret(env.environ, "DATABASE_URL"), database),
             database_url_file=env.environ.get("DATABASE_URL_FILE") or None,
+            database=database,
             debug=env.boolean("DEBUG", False),
             log_level=env.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             port=env.integer("PORT", 8000, 1, 65535),
@@ -111,6 +170,7 @@ class Settings:
             db_allow_plaintext=env.boolean("DB_ALLOW_PLAINTEXT", False),
             migration_lock_timeout_ms=env.integer("MIGRATION_LOCK_TIMEOUT_MS", 3000, 100, 600_000),
             migration_lock_attempts=env.integer("MIGRATION_LOCK_ATTEMPTS", 5, 1, 100),
+            migration_grant_role=migration_grant_role_from_env(env.environ),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
             trusted_proxies=env.integer("TRUSTED_PROXIES", 0, 0, 10),
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
@@ -119,6 +179,12 @@ class Settings:
         )
         settings.refuse_unsafe()
         return settings
+
+    @property
+    def rereads_database_credentials(self) -> bool:
+        """Whether a new connection reads its credentials from files (a mounted Secret)."""
+        database = self.database
+        return bool(self.database_url_file or database.user_file or database.password_file)
 
     def refuse_anonymous_api(self) -> None:
         """Serving only (the migrator and the schema wait need no tokens): outside dev, /api
@@ -144,12 +210,14 @@ class Settings:
             )
         mode = sslmode(self.database_url, self.db_allow_plaintext)
         if self.app_env != "dev" and mode is not None:
+            given = "DATABASE_HOST" if self.database.host else "DATABASE_URL"
             raise ConfigError(
-                f"DATABASE_URL has sslmode={mode} with APP_ENV={self.app_env}: the password "
-                "and data could cross the network unencrypted. Add "
-                "?sslmode=verify-full&sslrootcert=/run/secrets/database-ca/ca.crt (the "
-                "chart's database.caSecret), or set DB_ALLOW_PLAINTEXT=true for a database "
-                "without TLS inside the cluster."
+                f"{given} has sslmode={mode} with APP_ENV={self.app_env}: the password "
+                "and data could cross the network unencrypted. Set DATABASE_SSLMODE="
+                "verify-full and DATABASE_SSLROOTCERT=/run/secrets/database-ca/ca.crt (or add "
+                "?sslmode=verify-full&sslrootcert=/run/secrets/database-ca/ca.crt to the URL; "
+                "the chart's database.caSecret mounts that file), or set "
+                "DB_ALLOW_PLAINTEXT=true for a database without TLS inside the cluster."
             )
 
 
@@ -215,6 +283,14 @@ def _issuer_url(environ: Mapping[str, str], name: str) -> str:
     )
 
 
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_loopback(host: str) -> bool:
     if host in LOOPBACK_HOSTS:
         return True
@@ -255,19 +331,105 @@ def migration_settings_from_env() -> Settings:
     return Settings.from_env(environ)
 
 
+def migration_grant_role_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """MIGRATION_GRANT_ROLE alone, for `alembic upgrade --sql`, which checks nothing else."""
+    return _Env(os.environ if environ is None else environ).identifier("MIGRATION_GRANT_ROLE")
+
+
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
-    """DATABASE_URL (or DATABASE_URL_FILE), checked and normalised to SQLAlchemy's psycopg form.
+    """The database URL from DATABASE_URL (or DATABASE_URL_FILE) or from DATABASE_HOST and
+    the rest, checked and normalised to SQLAlchemy's psycopg form.
 
     Shared by the app and the migrator so both read the database the same way.
     """
     env = os.environ if environ is None else environ
-    url = read_secret(env, "DATABASE_URL")
-    if url is None:
+    return build_database_url(read_secret(env, "DATABASE_URL"), database_settings_from_env(env))
+
+
+def current_database_url(settings: Settings) -> str:
+    """The database URL as its files say now (a rotated password), for a new connection."""
+    url = None
+    if settings.database_url_file:
+        url = read_secret({"DATABASE_URL_FILE": settings.database_url_file}, "DATABASE_URL")
+    return build_database_url(url, settings.database)
+
+
+def build_database_url(url: str | None, database: DatabaseSettings) -> str:
+    """One URL from either form, with the TLS settings in it."""
+    if url is not None and database.host:
+        raise ConfigError(
+            "DATABASE_URL and DATABASE_HOST are both set: give the database either as one "
+            f"URL or as {PARTS_FORM}."
+        )
+    if url is None and not database.host:
         raise ConfigError(
             f"DATABASE_URL is not set: set it to {URL_FORM} (or DATABASE_URL_FILE to a file "
-            "holding it). `make run` starts a local PostgreSQL for you."
+            f"holding it), or set {PARTS_FORM} (the credentials may be files: "
+            "DATABASE_USER_FILE, DATABASE_PASSWORD_FILE). `make run` starts a local "
+            "PostgreSQL for you."
         )
-    return normalise_database_url(url)
+    base = normalise_database_url(url) if url is not None else database.url_from_parts()
+    return database.with_tls(base)
+
+
+def database_settings_from_env(environ: Mapping[str, str]) -> DatabaseSettings:
+    """DATABASE_HOST and the rest, checked once here; the credential files are read again
+    for each new connection."""
+    env = _Env(environ)
+    host = environ.get("DATABASE_HOST", "").strip()
+    parts = [name for name in DATABASE_PARTS if environ.get(name, "").strip()]
+    if parts and not host:
+        raise ConfigError(
+            f"{parts[0]} is set without DATABASE_HOST: set DATABASE_HOST to the database "
+            "server's address, or give the whole connection as DATABASE_URL instead."
+        )
+    database = DatabaseSettings(
+        host=host,
+        port=env.integer("DATABASE_PORT", 5432, 1, 65535),
+        name=environ.get("DATABASE_NAME", "").strip(),
+        user=environ.get("DATABASE_USER", "").strip(),
+        user_file=environ.get("DATABASE_USER_FILE", "").strip(),
+        password=environ.get("DATABASE_PASSWORD", ""),
+        password_file=environ.get("DATABASE_PASSWORD_FILE", "").strip(),
+        sslmode=env.choice("DATABASE_SSLMODE", SSLMODES, ""),
+        sslrootcert=_readable_file(environ, "DATABASE_SSLROOTCERT"),
+    )
+    if host:
+        if not (HOST_NAME.fullmatch(host) or _is_ip_address(host)):
+            raise ConfigError(
+                f"DATABASE_HOST={host!r} is invalid: expected a host name or an IP address, "
+                "without a port (DATABASE_PORT) or a scheme."
+            )
+        if not database.name:
+            raise ConfigError("DATABASE_NAME is not set: name the database to connect to.")
+        database.url_from_parts()  # the credentials are there and readable
+    return database
+
+
+DATABASE_PARTS = ("DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_USER_FILE",
+                  "DATABASE_PASSWORD", "DATABASE_PASSWORD_FILE")  # fmt: skip
+# A DNS name (an IP address is checked apart); no port, path or credentials.
+HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _secret(value: str, path: str, name: str) -> str:
+    secret = read_secret({name: value, f"{name}_FILE": path}, name)
+    if secret is None and name == "DATABASE_USER":
+        raise ConfigError(
+            "DATABASE_USER is not set: with DATABASE_HOST, set DATABASE_USER (or "
+            "DATABASE_USER_FILE, e.g. a basic-auth Secret's `username` key mounted as a file)."
+        )
+    return secret or ""
+
+
+def _readable_file(environ: Mapping[str, str], name: str) -> str:
+    path = environ.get(name, "").strip()
+    if path and not os.access(path, os.R_OK):
+        raise ConfigError(
+            f"{name}={path} cannot be read: point it at the mounted file (the chart mounts "
+            "database.caSecret at /run/secrets/database-ca/ca.crt), or unset it."
+        )
+    return path
 
 
 def normalise_database_url(url: str) -> str:
@@ -337,6 +499,16 @@ class _Env:
                 "emptyDir there) or unset it to keep metrics per process."
             )
         return path or None
+
+    def identifier(self, name: str) -> str:
+        """A PostgreSQL role or object name as written unquoted (lower case), or ""."""
+
+        def parse(raw: str) -> str:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", raw):
+                raise ValueError
+            return raw
+
+        return self._get(name, "", parse, "a lower-case PostgreSQL name (a-z, 0-9, _)")
 
     def choice(self, name: str, choices: tuple[str, ...], default: str, upper: bool = False) -> str:
         def parse(raw: str) -> str:

@@ -27,25 +27,63 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {JSON: {"schema": _ref(Error)}}}
+# An error response's causes: (its `error.code`, when the service answers with it). The
+# document lists every code under the status that carries it, both in the description
+# and as an enum on `error.code`, so a client can branch on the code;
+# tests/service/test_openapi_error_codes.py ties them to the codes the service emits.
+Causes = list[tuple[str, str]]
 
-
-COMMON_ERRORS = {
-    "422": _error("Invalid parameters or body; `details` names each field."),
-    "503": _error("The database is unavailable; retry after the Retry-After seconds."),
-    "500": _error("Unexpected error; the detail is logged with the request id."),
+RETRY = "retry after the Retry-After seconds."
+CHALLENGE = "see the WWW-Authenticate header."
+COMMON_ERRORS: dict[int, Causes] = {
+    422: [("validation_error", "Invalid parameters or body; `details` names each field.")],
+    503: [("database_unavailable", f"The database is unavailable; {RETRY}")],
+    500: [("internal_error", "Unexpected error; the detail is logged with the request id.")],
 }
-AUTH_ERRORS = {
-    "401": _error("No valid bearer token; see the WWW-Authenticate header."),
-    "403": _error("The token lacks the operation's scope; see the WWW-Authenticate header."),
+AUTH_ERRORS: dict[int, Causes] = {
+    401: [
+        ("unauthorized", f"No bearer token; {CHALLENGE}"),
+        ("invalid_token", f"The token is malformed, expired or not for this API; {CHALLENGE}"),
+    ],
+    403: [("insufficient_scope", f"The token lacks the operation's scope; {CHALLENGE}")],
+    503: [("auth_unavailable", f"The issuer's signing keys cannot be loaded; {RETRY}")],
 }
+BODY_ERRORS: dict[int, Causes] = {
+    400: [("bad_request", "The body is not valid JSON, or nests too deeply.")],
+    413: [("payload_too_large", "The body is larger than MAX_BODY_BYTES.")],
+    415: [("unsupported_media_type", "The body is not sent as application/json.")],
+}
+# The code of each status a route may declare in its `errors` (service/api/operations.py).
+DECLARED_ERROR_CODES = {404: "not_found", 409: "conflict", 422: "validation_error"}
 SECURITY_SCHEME = "bearerAuth"
-BODY_ERRORS = {
-    "400": _error("The body is not valid JSON."),
-    "413": _error("The body is larger than MAX_BODY_BYTES."),
-    "415": _error("The body is not sent as application/json."),
-}
+
+
+def _declared_errors(operation: Operation) -> dict[int, Causes]:
+    causes = {}
+    for status, when in operation.errors.items():
+        if status not in DECLARED_ERROR_CODES:
+            raise LookupError(
+                f"{operation.operation_id} declares a {status} error, which has no error code: "
+                f"use one of {sorted(DECLARED_ERROR_CODES)} or add its code to DECLARED_ERROR_CODES"
+            )
+        causes[status] = [(DECLARED_ERROR_CODES[status], when)]
+    return causes
+
+
+def _error_responses(*sources: dict[int, Causes]) -> dict[str, Any]:
+    """One response per status, naming each of its codes with when it happens."""
+    merged: dict[int, Causes] = {}
+    for source in sources:
+        for status, causes in source.items():
+            merged.setdefault(status, []).extend(causes)
+    responses = {}
+    for status, causes in merged.items():
+        codes = list(dict.fromkeys(code for code, _ in causes))
+        description = " ".join(f"`{code}`: {when}" for code, when in causes)
+        narrowed = {"properties": {"error": {"properties": {"code": {"enum": codes}}}}}
+        schema = {"allOf": [_ref(Error), narrowed]}
+        responses[str(status)] = {"description": description, "content": {JSON: {"schema": schema}}}
+    return responses
 
 
 def _path_parameter(name: str) -> dict[str, Any]:
@@ -70,8 +108,7 @@ def _operation(path: str, operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": operation.summary}
     if operation.response is not None:
         success["content"] = {JSON: {"schema": _ref(operation.response)}}
-    responses = {str(operation.status): success}
-    responses |= {str(status): _error(when) for status, when in operation.errors.items()}
+    errors = [_declared_errors(operation)]
     result: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary}
     if operation.query is not None:
         result["parameters"] = _query_parameters(operation.query)
@@ -80,12 +117,13 @@ def _operation(path: str, operation: Operation) -> dict[str, Any]:
             "required": True,
             "content": {JSON: {"schema": _ref(operation.body)}},
         }
-        responses |= BODY_ERRORS
+        errors.append(BODY_ERRORS)
     # The scope the access-control guard enforces for this method and path (service/auth/).
     if (scope := required_scope(operation.method.upper(), path)) is not None:
         result["security"] = [{SECURITY_SCHEME: [scope]}]
-        responses |= AUTH_ERRORS
-    result["responses"] = responses | COMMON_ERRORS
+        errors.append(AUTH_ERRORS)
+    errors.append(COMMON_ERRORS)
+    result["responses"] = {str(operation.status): success} | _error_responses(*errors)
     return result
 
 

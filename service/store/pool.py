@@ -63,8 +63,8 @@ def make_engine(settings: Settings) -> Engine:
     # Registered first, so no other checkout listener (pool metrics) sees a dead connection.
     event.listen(engine, "checkout", replace_if_server_hung_up)
     event.listen(engine, "connect", _note_when_opened)
-    if settings.database_url_file:
-        event.listen(engine, "do_connect", reread_on_connect(settings.database_url_file))
+    if settings.rereads_database_credentials:
+        event.listen(engine, "do_connect", reread_on_connect(settings))
     return engine
 
 

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "app"
 VALUES_DIR = ROOT / "values"
 ENVIRONMENTS = ("dev", "staging", "prod")
+# The CloudNativePG overlay (docs/cloudnativepg.md), layered on an environment's file.
+CLOUDNATIVE_PG = VALUES_DIR / "cloudnative-pg.yaml"
 RELEASE = "app"
 NAMESPACE = "app"
 INSTALL_TOOLS = "bash scripts/ci/install-k8s-tools.sh"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.chart.chartlib import helm_binary, run_helm, template_args
+from tests.chart.chartlib import CHART, env_args, helm_binary, run_helm, template_args
 
 pytestmark = pytest.mark.helm
 
@@ -30,6 +30,14 @@ def case(why: str, env: str | None, *sets: str, field: str) -> BadValues:
 OK_DEFAULTS = (
     "existingSecret=app-database,image.tag=1.0.0,"
     "auth.issuer=https://login.example.com,auth.audience=items-api"
+)
+
+# values/prod.yaml switched to the database by its parts (a basic-auth Secret).
+BY_PARTS = (
+    "existingSecret=",
+    "database.credentialsSecret=app-db-service",
+    "database.host=app-db-pooler-rw",
+    "database.name=app",
 )
 
 CASES = [
@@ -157,17 +165,75 @@ CASES = [
         "topologySpread.zone=Sometimes",
         field="topologySpread.zone",
     ),
+    # The database by its parts (values/cloudnative-pg.yaml's form).
+    case(
+        "a URL Secret and credentials both",
+        "prod",
+        *BY_PARTS[1:],
+        field="database.credentialsSecret",
+    ),
+    case("credentials without a host", "prod", *BY_PARTS, "database.host=", field="database.host"),
+    case(
+        "credentials without a database", "prod", *BY_PARTS, "database.name=", field="database.name"
+    ),
+    case(
+        "credentials and migrations through them",
+        "prod",
+        *BY_PARTS,
+        "migration.existingSecret=",
+        field="migration.existingSecret",
+    ),
+    case("host with a port", "prod", *BY_PARTS, "database.host=db:5432", field="database.host"),
+    case(
+        "unknown sslmode", "prod", "config.DATABASE_SSLMODE=strict", field="config.DATABASE_SSLMODE"
+    ),
+    case(
+        "grant role not a plain name",
+        "prod",
+        "config.MIGRATION_GRANT_ROLE=App-RW",
+        field="config.MIGRATION_GRANT_ROLE",
+    ),
+    case(
+        "database host as env var",
+        "prod",
+        'json:extraEnv=[{"name":"DATABASE_HOST","value":"db"}]',
+        field="database.host",
+    ),
+    case(
+        "database password as env var",
+        "prod",
+        'json:extraEnv=[{"name":"DATABASE_PASSWORD","value":"x"}]',
+        field="database.credentialsSecret",
+    ),
+    case(
+        "database at addresses and pods both",
+        "prod",
+        "networkPolicy.database.podLabels.cnpg\\.io/cluster=app-db",
+        field="networkPolicy.database.podLabels",
+    ),
+    case(
+        "a volume named like the credentials'",
+        "prod",
+        "extraVolumes[0].name=database-credentials",
+        "extraVolumes[0].emptyDir.medium=Memory",
+        field="extraVolumes[0].name",
+    ),
 ]
 
 
-def helm_args(bad: BadValues) -> list[str]:
-    args = template_args(bad.env)
+def value_args(bad: BadValues) -> list[str]:
+    """The case's values: its environment's file and its --set / --set-json overrides."""
+    args = env_args(bad.env)
     for item in bad.sets:
         if item.startswith("json:"):
             args += ["--set-json", item.removeprefix("json:")]
         else:
             args += ["--set", item]
     return args
+
+
+def helm_args(bad: BadValues) -> list[str]:
+    return [*template_args(None), *value_args(bad)]
 
 
 def named_fields(message: str) -> str:
@@ -184,6 +250,17 @@ def test_bad_values_are_rejected_naming_the_field(bad: BadValues, major: int) ->
     assert bad.field in message, f"{bad.why}: {bad.field!r} not named in:\n{result.stderr}"
 
 
+@pytest.mark.parametrize("bad", CASES, ids=[c.why for c in CASES])
+def test_lint_names_the_field_without_a_parse_error(helm4: str, bad: BadValues) -> None:
+    """`helm lint` logs a template's `fail` and renders on: what follows must still parse.
+    (Helm 4 only: Helm 3 lints through the same template path, and test_chart_lint.py
+    checks it with the chart's defaults.)"""
+    result = run_helm(helm4, "lint", "--strict", str(CHART), *value_args(bad))
+    output = result.stdout + result.stderr
+    assert "unable to parse YAML" not in output, f"{bad.why}:\n{output}"
+    assert bad.field in named_fields(output), f"{bad.why}: {bad.field!r} not named in:\n{output}"
+
+
 @pytest.mark.parametrize("major", [4, 3])
 def test_the_good_version_of_each_case_renders(major: int) -> None:
     """Guards the table: the base each case starts from renders, so the failure is the value."""
@@ -191,3 +268,6 @@ def test_the_good_version_of_each_case_renders(major: int) -> None:
         sets = ["--set", OK_DEFAULTS] if env is None else []
         result = run_helm(helm_binary(major), *template_args(env), *sets)
         assert result.returncode == 0, f"{env}: {result.stderr}"
+    by_parts = helm_args(case("by parts", "prod", *BY_PARTS, field=""))
+    result = run_helm(helm_binary(major), *by_parts)
+    assert result.returncode == 0, f"prod by its parts: {result.stderr}"

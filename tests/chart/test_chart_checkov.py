@@ -1,4 +1,5 @@
-"""checkov's Kubernetes policies over the staging and prod renders: no failure allowed.
+"""checkov's Kubernetes policies over the staging and prod renders (and prod on
+CloudNativePG): no failure allowed.
 
 checkov runs from its own hash-locked venv (.tools/checkov-venv, tools/checkov.lock),
 installed by scripts/ci/install-k8s-tools.sh; this module installs it when absent.
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chartlib import INSTALL_TOOLS, ROOT, run_helm, template_args
+from tests.chart.chartlib import CLOUDNATIVE_PG, INSTALL_TOOLS, ROOT, run_helm, template_args
 from tools.prereq import missing
 
 pytestmark = pytest.mark.helm
@@ -48,8 +49,11 @@ def checkov() -> str:
     return str(CHECKOV)
 
 
-def scan(checkov: str, helm4: str, directory: Path, env: str, *sets: str) -> dict[str, Any]:
-    rendered = run_helm(helm4, *template_args(env, sets))
+def scan(
+    checkov: str, helm4: str, directory: Path, env: str, *sets: str, on_cnpg: bool = False
+) -> dict[str, Any]:
+    extra_values = [CLOUDNATIVE_PG] if on_cnpg else []
+    rendered = run_helm(helm4, *template_args(env, sets, extra_values))
     assert rendered.returncode == 0, rendered.stderr
     (directory / f"{env}.yaml").write_text(rendered.stdout)
     result = subprocess.run(
@@ -63,11 +67,11 @@ def scan(checkov: str, helm4: str, directory: Path, env: str, *sets: str) -> dic
     return report
 
 
-@pytest.mark.parametrize("env", ["staging", "prod"])
+@pytest.mark.parametrize(("env", "on_cnpg"), [("staging", False), ("prod", False), ("prod", True)])
 def test_render_passes_every_checkov_kubernetes_check(
-    checkov: str, helm4: str, tmp_path: Path, env: str
+    checkov: str, helm4: str, tmp_path: Path, env: str, on_cnpg: bool
 ) -> None:
-    report = scan(checkov, helm4, tmp_path, env)
+    report = scan(checkov, helm4, tmp_path, env, on_cnpg=on_cnpg)
     results = report["results"]
     failed = [
         f"{c['check_id']} {c['check_name']} on {c['resource']}" for c in results["failed_checks"]

@@ -59,8 +59,8 @@ MINORS = supported_minors()
 
 
 @pytest.fixture(scope="module")
-def schema_renders(renders: dict[str, Render], helm4: str) -> dict[str, Render]:
-    return {**renders, "prod+everything": render(helm4, "prod", EVERYTHING)}
+def schema_renders(deployments: dict[str, Render], helm4: str) -> dict[str, Render]:
+    return {**deployments, "prod+everything": render(helm4, "prod", EVERYTHING)}
 
 
 def is_custom_resource(obj: dict[str, object]) -> bool:

@@ -54,7 +54,9 @@ def architecture_settings() -> dict[str, str]:
         if len(cells) != 3 or not re.fullmatch(r"`[A-Z_]+`( / `[A-Z_]+`)?", cells[0]):
             continue
         names = re.findall(r"`([A-Z_]+)`", cells[0])
-        defaults = re.findall(r"`([^`]*)`", cells[1]) or [cells[1]] * len(names)
+        # "unset": the chart's value is "" (the service's own default applies).
+        unset = "" if cells[1] == "unset" else cells[1]
+        defaults = re.findall(r"`([^`]*)`", cells[1]) or [unset] * len(names)
         settings.update(
             zip(names, defaults * len(names) if len(defaults) == 1 else defaults, strict=True)
         )
@@ -169,9 +171,9 @@ def test_prod_runs_at_least_three_pods_spread_across_zones(renders: dict[str, Re
 # -- security ----------------------------------------------------------------------------
 
 
-def test_every_pod_is_restricted(rendered: Render) -> None:
+def test_every_pod_is_restricted(deployed: Render) -> None:
     """Pod Security Standards "restricted" for every pod of every environment."""
-    for where, _, spec in pod_specs(rendered):
+    for where, _, spec in pod_specs(deployed):
         pod_sc = spec.get("securityContext", {})
         assert spec.get("automountServiceAccountToken") is False, where
         for forbidden in ("hostNetwork", "hostPID", "hostIPC"):
@@ -192,10 +194,10 @@ def test_every_pod_is_restricted(rendered: Render) -> None:
             assert sc["readOnlyRootFilesystem"] is True, name
 
 
-def test_app_image_pods_run_as_10001_with_writable_emptydirs_only(rendered: Render) -> None:
-    deployment = rendered.deployment()
+def test_app_image_pods_run_as_10001_with_writable_emptydirs_only(deployed: Render) -> None:
+    deployment = deployed.deployment()
     checked = 0
-    for where, _, spec in pod_specs(rendered):
+    for where, _, spec in pod_specs(deployed):
         for container in containers(spec):
             if not uses_app_image(container, deployment):
                 continue
@@ -212,8 +214,8 @@ def test_app_image_pods_run_as_10001_with_writable_emptydirs_only(rendered: Rend
     assert checked == 4, "app, wait-for-schema, migrate and the helm test pod"
 
 
-def test_the_service_account_token_is_never_mounted(rendered: Render) -> None:
-    account = rendered.one("ServiceAccount", RELEASE)
+def test_the_service_account_token_is_never_mounted(deployed: Render) -> None:
+    account = deployed.one("ServiceAccount", RELEASE)
     assert account["automountServiceAccountToken"] is False
 
 
@@ -274,23 +276,35 @@ def test_no_env_name_is_set_twice(rendered: Render, helm4: str, env: str) -> Non
     assert {"name": "FEATURE_X", "value": "enabled"} in app_container(with_extras)["env"]
 
 
-def test_database_url_is_a_mounted_file_never_an_env_var(rendered: Render) -> None:
-    deployment = rendered.deployment()
-    for where, _, spec in pod_specs(rendered):
+def test_database_credentials_are_mounted_files_never_env_vars(deployed: Render) -> None:
+    """The URL (DATABASE_URL_FILE) or a basic-auth Secret's username and password
+    (DATABASE_USER_FILE, DATABASE_PASSWORD_FILE): each a read-only file, 0440."""
+    deployment = deployed.deployment()
+    checked = 0
+    for where, _, spec in pod_specs(deployed):
         for container in containers(spec):
             if not uses_app_image(container, deployment) or container["name"] == "readyz":
                 continue
             env = {e["name"]: e for e in container["env"]}
-            assert "DATABASE_URL" not in env, where
-            path = env["DATABASE_URL_FILE"]["value"]
-            mount = next(
-                m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")
+            assert not {"DATABASE_URL", "DATABASE_USER", "DATABASE_PASSWORD"} & set(env), where
+            files = [n for n in ("DATABASE_URL_FILE", "DATABASE_USER_FILE",
+                                 "DATABASE_PASSWORD_FILE") if n in env]  # fmt: skip
+            assert files in (
+                ["DATABASE_URL_FILE"],
+                ["DATABASE_USER_FILE", "DATABASE_PASSWORD_FILE"],
             )
-            assert mount["readOnly"] is True
-            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
-            item = volume["secret"]["items"][0]
-            assert path == f"{mount['mountPath']}/{item['path']}"
-            assert volume["secret"]["defaultMode"] == 0o440
+            for name in files:
+                path = env[name]["value"]
+                mount = next(
+                    m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")
+                )
+                assert mount["readOnly"] is True
+                volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+                paths = [item["path"] for item in volume["secret"]["items"]]
+                assert path.removeprefix(mount["mountPath"] + "/") in paths, f"{where}: {name}"
+                assert volume["secret"]["defaultMode"] == 0o440
+                checked += 1
+    assert checked >= 3, "wait-for-schema, app and migrate each read a credential file"
 
 
 def test_existing_secret_means_no_secret_is_rendered(renders: dict[str, Render]) -> None:
@@ -340,8 +354,8 @@ def test_dev_has_its_own_database_and_prod_does_not(renders: dict[str, Render]) 
         assert renders[env].config_map()["data"]["APP_ENV"] == env
 
 
-def test_resources_are_set_on_every_container(rendered: Render) -> None:
-    for where, _, spec in pod_specs(rendered):
+def test_resources_are_set_on_every_container(deployed: Render) -> None:
+    for where, _, spec in pod_specs(deployed):
         for container in containers(spec):
             resources = container["resources"]
             assert resources["requests"]["cpu"] and resources["requests"]["memory"], where

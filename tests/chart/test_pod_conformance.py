@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.chart.chartlib import ROOT, Obj, Render, helm_binary, render
@@ -73,10 +75,21 @@ def prod_render(image: str, port: int, *sets: str) -> Render:
 
 
 @pytest.fixture(scope="module")
-def database(postgres: PostgresServer) -> Iterator[str]:
+def grant_role(postgres: PostgresServer) -> Iterator[str]:
+    """values/prod.yaml's MIGRATION_GRANT_ROLE, under a name of this module's own."""
+    role = f"app_rw_{secrets.token_hex(3)}"
+    with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} NOLOGIN")  # type: ignore[call-overload]
+    yield role
+    with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE {role}")  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="module")
+def database(postgres: PostgresServer, grant_role: str) -> Iterator[str]:
     name = postgres.create_database()
     yield postgres.database_url(name)
-    postgres.drop_database(name)
+    postgres.drop_database(name)  # before the role: its grants live in this database
 
 
 def make_pod(
@@ -110,17 +123,23 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(
-    docker: str, image: str, port: int, database: str, tmp_path_factory: pytest.TempPathFactory
+    docker: str,
+    image: str,
+    port: int,
+    database: str,
+    grant_role: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Release]:
     tmp = tmp_path_factory.mktemp("pods")
-    rendered = prod_render(image, port)
+    role = f"config.MIGRATION_GRANT_ROLE={grant_role}"
+    rendered = prod_render(image, port, role)
     deployment_spec = rendered.deployment()["spec"]["template"]["spec"]
     job = rendered.migration_job()
     job_spec = job["spec"]["template"]["spec"]
     app_pod = make_pod(rendered, deployment_spec, "app-7d9f-x2x", database, docker, tmp)
     job_pod = make_pod(rendered, job_spec, job["metadata"]["name"], database, docker, tmp)
     # A new pod scheduled before the migration ran: its init container must give up clearly.
-    impatient = prod_render(image, port, "migration.waitForSchema.timeoutSeconds=2")
+    impatient = prod_render(image, port, role, "migration.waitForSchema.timeoutSeconds=2")
     impatient_spec = impatient.deployment()["spec"]["template"]["spec"]
     early_pod = make_pod(impatient, impatient_spec, "app-early", database, docker, tmp)
     try:

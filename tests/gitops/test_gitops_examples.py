@@ -1,6 +1,7 @@
 """The GitOps examples in gitops/ (Argo CD ApplicationSet, Flux HelmRepository +
 HelmRelease) name a chart, values files and values paths that exist, and what they
-would install renders with Helm 4 and Helm 3."""
+would install renders with Helm 4 and Helm 3, on CloudNativePG (the database's
+examples: test_cloudnative_pg.py)."""
 
 from __future__ import annotations
 
@@ -162,12 +163,15 @@ def test_flux_values_come_from_this_repositorys_values_file(env: str) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     objects = {(o["kind"], o["metadata"]["name"]): o for o in parse(result.stdout).objects}
-    assert set(objects) == {("ConfigMap", "app-values"), ("HelmRepository", "app-charts"),
-                            ("HelmRelease", "app")}  # fmt: skip
-    (source,) = flux_release(env)["spec"]["valuesFrom"]
-    config_map = objects[(source["kind"], source["name"])]
-    assert config_map["metadata"]["namespace"] == NAMESPACE
-    assert config_map["data"][source["valuesKey"]] == (ROOT / "values" / f"{env}.yaml").read_text()
+    assert set(objects) == {("ConfigMap", "app-values"), ("ConfigMap", "app-values-cloudnative-pg"),
+                            ("HelmRepository", "app-charts"), ("HelmRelease", "app")}  # fmt: skip
+    sources = flux_release(env)["spec"]["valuesFrom"]
+    files = [f"{env}.yaml", "cloudnative-pg.yaml"]  # in order: later ones override
+    assert len(sources) == len(files)
+    for source, name in zip(sources, files, strict=True):
+        config_map = objects[(source["kind"], source["name"])]
+        assert config_map["metadata"]["namespace"] == NAMESPACE
+        assert config_map["data"][source["valuesKey"]] == (ROOT / "values" / name).read_text()
 
 
 # -- what they install renders -------------------------------------------------------------
@@ -185,20 +189,32 @@ def overrides_file(tmp_path: Path, values: dict[str, Any]) -> Path:
 def test_what_argocd_and_flux_install_renders(tmp_path: Path, major: int, env: str) -> None:
     helm = helm_binary(major)
     chart, _ = argocd_sources()
+    argocd_files = [f.replace("{{.env}}", env).removeprefix("$values/")
+                    for f in chart["helm"]["valueFiles"]]  # fmt: skip
+    # The kustomization makes each valuesFrom ConfigMap from one values file (tested above).
+    flux_files = [f"values/{env}.yaml", "values/cloudnative-pg.yaml"]
     installs = {
-        "argocd": chart["helm"]["valuesObject"],
-        "flux": flux_release(env)["spec"]["values"],
+        "argocd": (argocd_files, chart["helm"]["valuesObject"]),
+        "flux": (flux_files, flux_release(env)["spec"]["values"]),
     }
-    for tool, values in installs.items():
+    for tool, (files, values) in installs.items():
+        assert files == flux_files, f"{tool}: {files}"
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-        args += ["-f", str(ROOT / "values" / f"{env}.yaml")]
+        for path in files:
+            args += ["-f", str(ROOT / path)]
         args += ["-f", str(overrides_file(tmp_path, values))]
         # `make promote` writes the released digest into values/<env>.yaml.
         args += ["--set", f"image.digest={TEST_DIGEST}"]
         result = run_helm(helm, *args)
         assert result.returncode == 0, f"{tool} {env}: {result.stderr}"
-        job = parse(result.stdout).migration_job()
+        rendered = parse(result.stdout)
+        job = rendered.migration_job()
         image = job["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image == f"registry.example.com/service@{TEST_DIGEST}"
+        # On CloudNativePG: the Job straight to the primary, the pods through the Pooler.
+        volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["database-url"]["secret"]["secretName"] == "app-db-app"
+        env_vars = rendered.deployment()["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "DATABASE_HOST", "value": "app-db-pooler-rw"} in env_vars
         if tool == "argocd":
             assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"

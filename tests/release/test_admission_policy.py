@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+
+from tests.crd_schemas import load_strict
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "kyverno-verify-images.yaml"
@@ -25,27 +26,9 @@ WORKFLOW = ROOT / ".github" / "workflows" / "release.yml"
 EXAMPLE_REPOSITORY = "acme/service"
 
 
-def strict(schema: Any) -> Any:
-    """The CRD schema with unknown fields refused wherever Kubernetes would prune them."""
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    tightened = {key: strict(value) for key, value in schema.items()}
-    if (
-        "properties" in schema
-        and "additionalProperties" not in schema
-        and not schema.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        tightened["additionalProperties"] = False
-    return tightened
-
-
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = strict(json.loads(SCHEMA.read_text()))
-    # metadata is ObjectMeta, which the CRD leaves open.
-    loaded["properties"]["metadata"] = {"type": "object"}
+    loaded: dict[str, Any] = load_strict(SCHEMA)
     return loaded
 
 

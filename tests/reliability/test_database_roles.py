@@ -1,11 +1,15 @@
 """Least privilege in the database: the SQL in docs/reliability.md ("Database roles")
 makes a migration role that owns the schema and a serving role that only reads and
-writes rows. Run as written, then checked from both sides."""
+writes rows, with the grants from the migrations (MIGRATION_GRANT_ROLE). Run as
+written, then checked from both sides."""
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -14,8 +18,8 @@ import psycopg
 import pytest
 import requests
 
-from tests.conftest import PostgresServer, migrate
-from tools.service_process import running_service
+from tests.conftest import PostgresServer
+from tools.service_process import ROOT, running_service
 
 pytestmark = pytest.mark.slow
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
@@ -65,6 +69,8 @@ def documented_roles(postgres: PostgresServer) -> Iterator[dict[str, str]]:
                             passwords["MIGRATOR_PASSWORD"], database),
         "service": url_for(postgres.admin_url, names["app_service"],
                            passwords["SERVICE_PASSWORD"], database),
+        "group": names["app_rw"],
+        "admin_in_db": admin_in_db,
     }  # fmt: skip
     with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')  # type: ignore[call-overload]
@@ -77,10 +83,18 @@ def _admin(postgres: PostgresServer) -> tuple[str, str]:
     return parts.username or "", parts.password or ""
 
 
+def migrate(url: str, grant_role: str) -> subprocess.CompletedProcess[str]:
+    """`python -m service migrate`, as the migration Job runs it."""
+    env = {**os.environ, "DATABASE_URL": url, "MIGRATION_GRANT_ROLE": grant_role}
+    command = [sys.executable, "-m", "service", "migrate", "--timeout", "5"]
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_the_serving_role_serves_but_cannot_change_the_schema(
     documented_roles: dict[str, str],
 ) -> None:
-    migrate(documented_roles["migrator"])
+    migrated = migrate(documented_roles["migrator"], documented_roles["group"])
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     service_url = documented_roles["service"]
     env = {"DATABASE_URL": service_url, "GUNICORN_WORKERS": "1", "LOG_LEVEL": "WARNING"}
     with running_service(env) as service, requests.Session() as http:
@@ -101,10 +115,38 @@ def test_the_serving_role_serves_but_cannot_change_the_schema(
     for ddl in ("DROP TABLE items", "ALTER TABLE items ADD COLUMN colour text",
                 "TRUNCATE items", "CREATE TABLE mine (id int)",
                 "ALTER TABLE items DROP CONSTRAINT uq_items_name",
-                "DROP TABLE alembic_version"):  # fmt: skip
+                "DROP TABLE alembic_version", "DELETE FROM alembic_version",
+                "UPDATE alembic_version SET version_num = 'x'"):  # fmt: skip
         with psycopg.connect(service_url, autocommit=True) as conn:
             try:
                 conn.execute(ddl)  # type: ignore[call-overload]
             except psycopg.errors.InsufficientPrivilege:
                 refused.append(ddl)
-    assert len(refused) == 6, refused
+    assert len(refused) == 8, refused
+
+
+def test_a_missing_group_role_fails_migrate_clearly_and_a_later_run_grants(
+    documented_roles: dict[str, str],
+) -> None:
+    """CloudNativePG creates its managed roles once the primary is up, maybe after the
+    first migration Job ran: the grants must still arrive (at the Job's retry)."""
+    group = documented_roles["group"]
+    with psycopg.connect(documented_roles["admin_in_db"], autocommit=True) as admin:
+        admin.execute(f"ALTER ROLE {group} RENAME TO {group}_later")  # type: ignore[call-overload]
+    failed = migrate(documented_roles["migrator"], group)
+    with psycopg.connect(documented_roles["admin_in_db"], autocommit=True) as admin:
+        admin.execute(f"ALTER ROLE {group}_later RENAME TO {group}")  # type: ignore[call-overload]
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    (line,) = [line for line in failed.stdout.splitlines() if "MIGRATION_GRANT_ROLE" in line]
+    assert f"MIGRATION_GRANT_ROLE={group}: no such role" in line
+    assert "Traceback" not in failed.stdout + failed.stderr
+    with (
+        psycopg.connect(documented_roles["service"]) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute("SELECT count(*) FROM items")
+
+    retried = migrate(documented_roles["migrator"], group)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    with psycopg.connect(documented_roles["service"]) as conn:
+        assert conn.execute("SELECT count(*) FROM items").fetchone() == (0,)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,14 +55,20 @@ def two_roles(postgres: PostgresServer, empty_database: str) -> Iterator[dict[st
             admin.execute(f"DROP ROLE {role}")
 
 
-def test_a_rewritten_url_file_is_used_by_new_connections_without_a_restart(
-    postgres: PostgresServer, empty_database: str, two_roles: dict[str, str], tmp_path: Path
-) -> None:
-    passwords = two_roles
-    old, new = passwords
-    url_file = tmp_path / "url"
-    url_file.write_text(as_role(empty_database, old, passwords[old]))
-    env = {"DATABASE_URL_FILE": str(url_file), "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}
+@dataclass(frozen=True)
+class Rotation:
+    """What the service answered before and after the credentials changed under it."""
+
+    before: list[int]
+    after: list[int]
+    users: set[str]  # the roles of the service's sessions at the end
+    alive: bool
+
+
+def rotate_while_serving(
+    postgres: PostgresServer, env: dict[str, str], rotate: Callable[[], str]
+) -> Rotation:
+    """Serve, rotate (which returns the role whose sessions then end), serve again."""
     saved = os.environ.pop("DATABASE_URL", None)
     try:
         with running_service(env) as service, requests.Session() as http:
@@ -70,25 +77,71 @@ def test_a_rewritten_url_file_is_used_by_new_connections_without_a_restart(
             assert created.status_code == 201, created.text
             item = f"{items}/{created.json()['id']}"
             before = [http.get(item, timeout=5).status_code for _ in range(10)]
-
-            # The rotation: the new credentials are written, the old role is retired and
-            # its sessions end (as a managed database does when the old password expires).
-            write_atomically(url_file, as_role(empty_database, new, passwords[new]))
+            ended = rotate()
             with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
-                admin.execute(f"ALTER ROLE {old} NOLOGIN")
                 admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              f"WHERE usename = '{old}'")  # fmt: skip
+                              f"WHERE usename = '{ended}'")  # fmt: skip
             after = [http.get(item, timeout=5).status_code for _ in range(20)]
             after.append(http.post(items, json={"name": "after"}, timeout=5).status_code)
             with psycopg.connect(postgres.admin_url) as admin:
                 users = {row[0] for row in admin.execute(
                     "SELECT usename FROM pg_stat_activity WHERE application_name = 'service'"
                 )}  # fmt: skip
-            alive = service.process.poll() is None
+            return Rotation(before, after, users, service.process.poll() is None)
     finally:
         if saved is not None:
             os.environ["DATABASE_URL"] = saved
-    assert before == [200] * 10
-    assert after == [200] * 20 + [201], after
-    assert users == {new}, users
-    assert alive
+
+
+def test_a_rewritten_url_file_is_used_by_new_connections_without_a_restart(
+    postgres: PostgresServer, empty_database: str, two_roles: dict[str, str], tmp_path: Path
+) -> None:
+    passwords = two_roles
+    old, new = passwords
+    url_file = tmp_path / "url"
+    url_file.write_text(as_role(empty_database, old, passwords[old]))
+    env = {"DATABASE_URL_FILE": str(url_file), "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}
+
+    def rotate() -> str:
+        # The new credentials are written, the old role is retired and its sessions end
+        # (as a managed database does when the old password expires).
+        write_atomically(url_file, as_role(empty_database, new, passwords[new]))
+        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+            admin.execute(f"ALTER ROLE {old} NOLOGIN")
+        return old
+
+    rotation = rotate_while_serving(postgres, env, rotate)
+    assert rotation.before == [200] * 10
+    assert rotation.after == [200] * 20 + [201], rotation.after
+    assert rotation.users == {new}, rotation.users
+    assert rotation.alive
+
+
+def test_a_rotated_password_file_is_used_by_new_connections_without_a_restart(
+    postgres: PostgresServer, empty_database: str, two_roles: dict[str, str], tmp_path: Path
+) -> None:
+    """The database by its parts, credentials from a basic-auth Secret's files: what
+    CloudNativePG does on a managed role's Secret change (`cnpg.io/reload`), the same role
+    with a new password, the kubelet rewriting `password` (docs/cloudnativepg.md)."""
+    role, old_password = next(iter(two_roles.items()))
+    (tmp_path / "username").write_text(role)
+    write_atomically(tmp_path / "password", old_password)
+    parts = urlsplit(empty_database)
+    env = {"DATABASE_HOST": str(parts.hostname), "DATABASE_PORT": str(parts.port),
+           "DATABASE_NAME": parts.path.lstrip("/"),
+           "DATABASE_USER_FILE": str(tmp_path / "username"),
+           "DATABASE_PASSWORD_FILE": str(tmp_path / "password"),
+           "GUNICORN_WORKERS": "2", "LOG_LEVEL": "WARNING"}  # fmt: skip
+
+    def rotate() -> str:
+        new_password = secrets.token_urlsafe(12)
+        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+            admin.execute(f"ALTER ROLE {role} PASSWORD '{new_password}'")
+        write_atomically(tmp_path / "password", new_password)
+        return role  # its sessions end: the old password can no longer open new ones
+
+    rotation = rotate_while_serving(postgres, env, rotate)
+    assert rotation.before == [200] * 10
+    assert rotation.after == [200] * 20 + [201], rotation.after
+    assert rotation.users == {role}, rotation.users
+    assert rotation.alive

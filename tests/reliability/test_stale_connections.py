@@ -20,6 +20,13 @@ pytestmark = pytest.mark.slow
 WORKERS = 2  # one kept connection each (sync workers, DB_POOL_SIZE 1)
 
 
+def wait_for_requests(load: LoadLoop, count: int, timeout: float = 25.0) -> None:
+    """Until `load` has sent `count` requests in all (its own deadline bounds it too)."""
+    deadline = time.monotonic() + timeout
+    while load.sent() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_column_type_changed_while_serving_fails_no_request(empty_database: str) -> None:
     """The kept connections have prepared the hot statements (psycopg prepares after five
     runs); widening `name` makes each of them fail with 0A000 "cached plan must not change
@@ -31,12 +38,14 @@ def test_a_column_type_changed_while_serving_fails_no_request(empty_database: st
            "LOG_LEVEL": "INFO"}  # fmt: skip
     with running_service(env) as service:
         ids = seed_items(service.port, "stale")
-        with LoadLoop(service.port, mixed_requests("stale", ids), threads=4, seconds=30) as load:
-            time.sleep(2)  # every hot statement prepared on both connections
+        with LoadLoop(service.port, mixed_requests("stale", ids), threads=4, seconds=60) as load:
+            # Counted in requests, not seconds: a busy machine sends fewer per second, and
+            # a fixed wait then left too little load after the change to show anything.
+            wait_for_requests(load, 200)  # every hot statement prepared on both connections
             with psycopg.connect(empty_database, autocommit=True) as admin:
                 admin.execute("ALTER TABLE items ALTER COLUMN name TYPE varchar(300)")
             altered = time.monotonic()
-            time.sleep(3)
+            wait_for_requests(load, load.sent() + 150)
         report = load.report
         log = service.output()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
-from service.config import AuthSettings, ConfigError, Settings
+from service.config import AuthSettings, ConfigError, DatabaseSettings, Settings
 
 URL = "postgresql://app:s3cret-pw@db.example:5432/app?sslmode=verify-full"
 
@@ -142,8 +143,9 @@ def test_repr_hides_the_password() -> None:
 def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).parents[2] / ".env.example").read_text()
     documented = {line.split("=")[0].lstrip("# ") for line in example.splitlines() if "=" in line}
-    names = [f.upper() for f in Settings.__dataclass_fields__ if f != "auth"]
+    names = [f.upper() for f in Settings.__dataclass_fields__ if f not in ("auth", "database")]
     names += [f"AUTH_{f.upper()}" for f in AuthSettings.__dataclass_fields__]
+    names += [f"DATABASE_{f.upper()}" for f in DatabaseSettings.__dataclass_fields__]
     for name in names:
         assert name in documented, f"{name} missing from .env.example"
 
@@ -162,3 +164,117 @@ def test_metrics_directory_must_be_writable(tmp_path: Path) -> None:
     )
     message = error_for(DATABASE_URL=URL, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "missing"))
     assert message.startswith("PROMETHEUS_MULTIPROC_DIR=") and "not a writable directory" in message
+
+
+# -- the database by its parts, and TLS settings for either form ---------------------------
+
+
+@pytest.fixture
+def credentials(tmp_path: Path) -> dict[str, str]:
+    """A basic-auth Secret as the chart mounts it: `username` and `password` files."""
+    (tmp_path / "username").write_text("app_service")
+    (tmp_path / "password").write_text("p@ss/w:rd 1\n")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    return {
+        "DATABASE_HOST": "app-db-pooler-rw",
+        "DATABASE_NAME": "app",
+        "DATABASE_USER_FILE": str(tmp_path / "username"),
+        "DATABASE_PASSWORD_FILE": str(tmp_path / "password"),
+        "DATABASE_SSLMODE": "verify-full",
+        "DATABASE_SSLROOTCERT": str(tmp_path / "ca.crt"),
+    }
+
+
+def test_the_database_by_its_parts_is_one_url_with_tls(credentials: dict[str, str]) -> None:
+    s = Settings.from_env({**AUTH, **credentials})
+    url = make_url(s.database_url)
+    assert (url.drivername, url.username, url.password) == ("postgresql+psycopg", "app_service",
+                                                            "p@ss/w:rd 1")  # fmt: skip
+    assert (url.host, url.port, url.database) == ("app-db-pooler-rw", 5432, "app")
+    assert url.query == {"sslmode": "verify-full",
+                         "sslrootcert": credentials["DATABASE_SSLROOTCERT"]}  # fmt: skip
+    assert s.rereads_database_credentials
+    assert "p@ss" not in repr(s)
+
+
+def test_a_url_as_cloudnative_pg_writes_it_gets_the_tls_settings(tmp_path: Path) -> None:
+    """`<cluster>-app`'s `uri`: plain postgresql://, the password escaped as Go's
+    url.UserPassword does, the -rw Service by `<name>.<namespace>`, no sslmode."""
+    (tmp_path / "uri").write_text("postgresql://app_migrator:a%2Fb%3Fc@app-db-rw.app:5432/app")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    s = Settings.from_env({**AUTH, "DATABASE_URL_FILE": str(tmp_path / "uri"),
+                           "DATABASE_SSLMODE": "verify-full",
+                           "DATABASE_SSLROOTCERT": str(tmp_path / "ca.crt")})  # fmt: skip
+    assert s.app_env == "prod"
+    assert s.database_url.startswith(
+        "postgresql+psycopg://app_migrator:a%2Fb%3Fc@app-db-rw.app:5432/app?sslmode=verify-full&"
+    )
+
+
+def test_prod_refuses_parts_without_tls(credentials: dict[str, str]) -> None:
+    del credentials["DATABASE_SSLMODE"], credentials["DATABASE_SSLROOTCERT"]
+    message = error_for(**credentials)
+    assert message.startswith("DATABASE_HOST has sslmode=prefer with APP_ENV=prod")
+    assert "DATABASE_SSLMODE=verify-full" in message and "p@ss" not in message
+    assert Settings.from_env({**AUTH, **credentials, "DATABASE_SSLMODE": "require"})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"DATABASE_URL": URL}, "DATABASE_URL and DATABASE_HOST are both set"),
+        ({"DATABASE_HOST": ""}, "DATABASE_NAME is set without DATABASE_HOST"),
+        ({"DATABASE_NAME": ""}, "DATABASE_NAME is not set"),
+        ({"DATABASE_USER_FILE": ""}, "DATABASE_USER is not set"),
+        ({"DATABASE_USER": "app_service"}, "DATABASE_USER and DATABASE_USER_FILE are both set"),
+        ({"DATABASE_PASSWORD_FILE": "/nonexistent"}, "DATABASE_PASSWORD_FILE=/nonexistent cannot"),
+        ({"DATABASE_PORT": "5432x"}, "DATABASE_PORT='5432x' is invalid: expected a whole number"),
+        ({"DATABASE_HOST": "db:5432"}, "DATABASE_HOST='db:5432' is invalid"),
+        ({"DATABASE_HOST": "postgresql://db"}, "DATABASE_HOST='postgresql://db' is invalid"),
+        ({"DATABASE_SSLMODE": "strict"}, "DATABASE_SSLMODE='strict' is invalid: expected one of"),
+        ({"DATABASE_SSLROOTCERT": "/nonexistent"}, "DATABASE_SSLROOTCERT=/nonexistent cannot"),
+    ],
+)
+def test_database_parts_problems_name_the_variable(
+    credentials: dict[str, str], change: dict[str, str], expected: str
+) -> None:
+    message = error_for(**{**credentials, **change})
+    assert message.startswith(expected), message
+    assert "p@ss" not in message
+
+
+def test_a_url_and_a_tls_setting_that_disagree_are_refused(tmp_path: Path) -> None:
+    message = error_for(DATABASE_URL=URL.replace("verify-full", "require"),
+                        DATABASE_SSLMODE="verify-full")  # fmt: skip
+    assert message == (
+        "DATABASE_URL has sslmode=require but DATABASE_SSLMODE=verify-full: set it in one place."
+    )
+    assert settings(DATABASE_SSLMODE="verify-full").database_url.endswith("?sslmode=verify-full")
+
+
+def test_a_new_connection_reads_the_rotated_password(credentials: dict[str, str]) -> None:
+    from service.config import current_database_url
+
+    s = Settings.from_env({**AUTH, **credentials})
+    Path(credentials["DATABASE_PASSWORD_FILE"]).write_text("rotated")
+    assert "app_service:rotated@app-db-pooler-rw" in current_database_url(s)
+    assert "app_service:p%40ss" in s.database_url  # what the process started with
+
+
+def test_without_credential_files_nothing_is_read_again() -> None:
+    s = settings()
+    assert not s.rereads_database_credentials
+    direct = Settings.from_env({**AUTH, "DATABASE_HOST": "db.example", "DATABASE_NAME": "app",
+                                "DATABASE_USER": "app", "DATABASE_PASSWORD": "s3cret-pw",
+                                "DATABASE_SSLMODE": "require"})  # fmt: skip
+    assert direct.database_url == (
+        "postgresql+psycopg://app:s3cret-pw@db.example:5432/app?sslmode=require"
+    )
+    assert not direct.rereads_database_credentials and "s3cret-pw" not in repr(direct)
+
+
+@pytest.mark.parametrize("role", ["App_RW", "app-rw", "1app", "app_rw; DROP TABLE items", "x" * 64])
+def test_the_migration_grant_role_must_be_a_plain_name(role: str) -> None:
+    message = error_for(DATABASE_URL=URL, MIGRATION_GRANT_ROLE=role)
+    assert message.startswith("MIGRATION_GRANT_ROLE=") and "expected a lower-case" in message
+    assert settings(MIGRATION_GRANT_ROLE="app_rw").migration_grant_role == "app_rw"

@@ -130,11 +130,56 @@ DATABASE_URL
 {{- end }}
 
 {{/*
-Where the database URL file is mounted. The service reads DATABASE_URL_FILE, so the
-URL never appears in the pod's environment (`kubectl describe`, crash dumps).
+Where the database credentials are mounted: the URL file (DATABASE_URL_FILE), or a
+basic-auth Secret's `username` and `password` files (DATABASE_USER_FILE,
+DATABASE_PASSWORD_FILE). Never in the pod's environment (`kubectl describe`, crash dumps).
 */}}
 {{- define "app.databaseUrlDir" -}}
 /run/secrets/database
+{{- end }}
+
+{{/*
+How a container reaches the database: "url" (a Secret holding the URL) or "credentials"
+(database.host, .port, .name and the basic-auth Secret database.credentialsSecret). The
+migration Job uses migration.existingSecret when set: the role that owns the schema,
+straight to the primary (never through a transaction pooler: migrate holds a session-level
+advisory lock). Call with (dict "context" $ "migration" true|false).
+*/}}
+{{- define "app.databaseConnection" -}}
+{{- if and .migration .context.Values.migration.existingSecret -}}
+url
+{{- else if .context.Values.database.credentialsSecret -}}
+credentials
+{{- else -}}
+url
+{{- end }}
+{{- end }}
+
+{{/*
+The connection's settings (service/config.py), tied to the mounts below.
+*/}}
+{{- define "app.databaseEnv" -}}
+{{- $database := .context.Values.database }}
+{{- $dir := include "app.databaseUrlDir" .context }}
+{{- if eq (include "app.databaseConnection" .) "credentials" }}
+- name: DATABASE_HOST
+  value: {{ $database.host | quote }}
+- name: DATABASE_PORT
+  value: {{ $database.port | quote }}
+- name: DATABASE_NAME
+  value: {{ $database.name | quote }}
+- name: DATABASE_USER_FILE
+  value: {{ printf "%s/username" $dir }}
+- name: DATABASE_PASSWORD_FILE
+  value: {{ printf "%s/password" $dir }}
+{{- else }}
+- name: DATABASE_URL_FILE
+  value: {{ printf "%s/url" $dir }}
+{{- end }}
+{{- if $database.caSecret }}
+- name: DATABASE_SSLROOTCERT
+  value: /run/secrets/database-ca/ca.crt
+{{- end }}
 {{- end }}
 
 {{/*
@@ -187,33 +232,46 @@ Pod-level security context shared by every pod that runs the app image.
 
 {{/*
 Environment the chart itself sets on every app-image container. PORT, the metrics
-directory and the secret's file path are tied to the pod spec (port name, mounts), so
-they are not under `config:`.
+directory and the database connection (its secret files) are tied to the pod spec (port
+name, mounts), so they are not under `config:`. Call with (dict "context" $ "migration" bool).
 */}}
 {{- define "app.chartEnv" -}}
 - name: PORT
-  value: {{ .Values.containerPort | quote }}
+  value: {{ .context.Values.containerPort | quote }}
 - name: PROMETHEUS_MULTIPROC_DIR
   value: /run/metrics
-- name: DATABASE_URL_FILE
-  value: {{ printf "%s/%s" (include "app.databaseUrlDir" .) "url" }}
+{{- include "app.databaseEnv" . }}
+{{- end }}
+
+{{/*
+The volume holding the database credentials: the URL Secret's key, or the basic-auth
+Secret's two keys. Call with (dict "context" $ "migration" bool).
+*/}}
+{{- define "app.databaseVolumeName" -}}
+{{- if eq (include "app.databaseConnection" .) "credentials" -}}
+database-credentials
+{{- else -}}
+database-url
+{{- end }}
 {{- end }}
 
 {{/*
 Everything an app-image container needs to start: env from the ConfigMap, the chart's
 env, the user's extras, and the writable mounts of the read-only root filesystem.
+Call with (dict "context" $ "migration" true|false).
 */}}
 {{- define "app.containerEnvironment" -}}
+{{- $ctx := .context -}}
 envFrom:
   - configMapRef:
-      name: {{ include "app.configMapName" . }}
-  {{- with .Values.extraEnvVarsSecret }}
+      name: {{ include "app.configMapName" $ctx }}
+  {{- with $ctx.Values.extraEnvVarsSecret }}
   - secretRef:
       name: {{ . }}
   {{- end }}
 env:
   {{- include "app.chartEnv" . | nindent 2 }}
-  {{- with .Values.extraEnv }}
+  {{- with $ctx.Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
 volumeMounts:
@@ -221,65 +279,69 @@ volumeMounts:
     mountPath: /tmp
   - name: metrics
     mountPath: /run/metrics
-  - name: database-url
-    mountPath: {{ include "app.databaseUrlDir" . }}
+  - name: {{ include "app.databaseVolumeName" . }}
+    mountPath: {{ include "app.databaseUrlDir" $ctx }}
     readOnly: true
-  {{- if include "app.authJwksMounted" . }}
+  {{- if include "app.authJwksMounted" $ctx }}
   - name: auth-jwks
-    mountPath: {{ include "app.authJwksDir" . }}
+    mountPath: {{ include "app.authJwksDir" $ctx }}
     readOnly: true
   {{- end }}
-  {{- if .Values.database.caSecret }}
-  # The CA bundle for sslmode=verify-full: the URL names it as sslrootcert.
+  {{- if $ctx.Values.database.caSecret }}
+  # The CA bundle for sslmode=verify-full: DATABASE_SSLROOTCERT names it.
   - name: database-ca
     mountPath: /run/secrets/database-ca
     readOnly: true
   {{- end }}
-  {{- with .Values.extraVolumeMounts }}
+  {{- with $ctx.Values.extraVolumeMounts }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
 
-{{- define "app.volumes" -}}
-{{- include "app.volumesWithSecret" (dict "context" . "secret" (include "app.databaseSecretName" .) "key" (include "app.databaseSecretKey" .)) }}
-{{- end }}
-
 {{/*
-The migration Job's volumes: its own Secret when migration.existingSecret is set (the
-role that owns the schema), else the app's.
+The volumes of a pod running the app image. The migration Job mounts its own Secret when
+migration.existingSecret is set (the role that owns the schema), else the app's.
+Call with (dict "context" $ "migration" true|false).
 */}}
-{{- define "app.migrationVolumes" -}}
-{{- if .Values.migration.existingSecret }}
-{{- include "app.volumesWithSecret" (dict "context" . "secret" .Values.migration.existingSecret "key" .Values.migration.existingSecretKey) }}
-{{- else }}
-{{- include "app.volumes" . }}
-{{- end }}
-{{- end }}
-
-{{- define "app.volumesWithSecret" -}}
+{{- define "app.volumes" -}}
+{{- $ctx := .context -}}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .context.Values.tmpSizeLimit }}
+    sizeLimit: {{ $ctx.Values.tmpSizeLimit }}
 - name: metrics
   emptyDir:
-    sizeLimit: {{ .context.Values.metricsSizeLimit }}
-- name: database-url
+    sizeLimit: {{ $ctx.Values.metricsSizeLimit }}
+{{- if eq (include "app.databaseConnection" .) "credentials" }}
+# A kubernetes.io/basic-auth Secret, as CloudNativePG's managed roles have them.
+- name: database-credentials
   secret:
-    secretName: {{ .secret }}
+    secretName: {{ $ctx.Values.database.credentialsSecret }}
     defaultMode: 0440
     items:
-      - key: {{ .key }}
+      - key: username
+        path: username
+      - key: password
+        path: password
+{{- else }}
+{{- $own := and .migration (ne $ctx.Values.migration.existingSecret "") }}
+- name: database-url
+  secret:
+    secretName: {{ ternary $ctx.Values.migration.existingSecret (include "app.databaseSecretName" $ctx) $own }}
+    defaultMode: 0440
+    items:
+      - key: {{ ternary $ctx.Values.migration.existingSecretKey (include "app.databaseSecretKey" $ctx) $own }}
         path: url
-{{- with .context.Values.database.caSecret }}
+{{- end }}
+{{- with $ctx.Values.database.caSecret }}
 - name: database-ca
   secret:
     secretName: {{ . }}
     defaultMode: 0444
     items:
-      - key: {{ $.context.Values.database.caSecretKey }}
+      - key: {{ $ctx.Values.database.caSecretKey }}
         path: ca.crt
 {{- end }}
-{{- with .context.Values.auth.jwks }}
+{{- with $ctx.Values.auth.jwks }}
 {{- if .secretName }}
 - name: auth-jwks
   secret:
@@ -298,7 +360,7 @@ role that owns the schema), else the app's.
         path: {{ .key }}
 {{- end }}
 {{- end }}
-{{- with .context.Values.extraVolumes }}
+{{- with $ctx.Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}

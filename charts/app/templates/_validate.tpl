@@ -5,11 +5,23 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- define "app.validate" -}}
 {{- $v := .Values }}
 
-{{- if and (not $v.existingSecret) (not $v.devDatabase.enabled) }}
-{{- fail "existingSecret is required: create a Secret holding the database URL (key DATABASE_URL, e.g. `kubectl create secret generic app-database --from-literal=DATABASE_URL=postgresql://...`) and set existingSecret to its name; only values/dev.yaml may use devDatabase.enabled=true instead" }}
+{{- if not (or $v.existingSecret $v.database.credentialsSecret $v.devDatabase.enabled) }}
+{{- fail "existingSecret is required: create a Secret holding the database URL (key DATABASE_URL, e.g. `kubectl create secret generic app-database --from-literal=DATABASE_URL=postgresql://...`) and set existingSecret to its name, or give the database by its parts (database.credentialsSecret, a basic-auth Secret, with database.host and database.name); only values/dev.yaml may use devDatabase.enabled=true instead" }}
 {{- end }}
-{{- if and $v.existingSecret $v.devDatabase.enabled }}
-{{- fail (printf "existingSecret (%q) and devDatabase.enabled=true both name a database: set only one" $v.existingSecret) }}
+{{- $databases := list }}
+{{- if $v.existingSecret }}{{ $databases = append $databases (printf "existingSecret (%q)" $v.existingSecret) }}{{ end }}
+{{- if $v.database.credentialsSecret }}{{ $databases = append $databases (printf "database.credentialsSecret (%q)" $v.database.credentialsSecret) }}{{ end }}
+{{- if $v.devDatabase.enabled }}{{ $databases = append $databases "devDatabase.enabled=true" }}{{ end }}
+{{- if gt (len $databases) 1 }}
+{{- fail (printf "%s both name a database: set only one" (join " and " $databases)) }}
+{{- end }}
+{{- if $v.database.credentialsSecret }}
+{{- if or (not $v.database.host) (not $v.database.name) }}
+{{- fail (printf "database.credentialsSecret (%q) needs database.host and database.name: the host (e.g. CloudNativePG's Pooler Service, app-db-pooler-rw) and the database to connect to" $v.database.credentialsSecret) }}
+{{- end }}
+{{- if and $v.migration.enabled (not $v.migration.existingSecret) }}
+{{- fail "database.credentialsSecret needs migration.existingSecret: migrations run as the role that owns the schema, straight to the primary (they hold a session-level advisory lock, which a transaction pooler would break); set it to that role's URL Secret (CloudNativePG: <cluster>-app, with migration.existingSecretKey=uri)" }}
+{{- end }}
 {{- end }}
 
 {{- if and (not $v.image.tag) (not $v.image.digest) }}
@@ -32,8 +44,11 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 
 {{- /* values/staging.yaml and prod.yaml turn the policy on; prod must also say where its database is. */}}
-{{- if and $v.networkPolicy.enabled (eq (toString $v.config.APP_ENV) "prod") (not $v.devDatabase.enabled) (not $v.networkPolicy.database.cidrs) }}
-{{- fail "networkPolicy.database.cidrs is empty with config.APP_ENV=prod: the pods could reach any address on the database port; set it to your database's address ranges, e.g. --set-json 'networkPolicy.database.cidrs=[\"10.20.0.0/24\"]'" }}
+{{- if and $v.networkPolicy.enabled (eq (toString $v.config.APP_ENV) "prod") (not $v.devDatabase.enabled) (not $v.networkPolicy.database.cidrs) (not $v.networkPolicy.database.podLabels) }}
+{{- fail "networkPolicy.database.cidrs is empty with config.APP_ENV=prod: the pods could reach any address on the database port; set it to your database's address ranges, e.g. --set-json 'networkPolicy.database.cidrs=[\"10.20.0.0/24\"]', or networkPolicy.database.podLabels to its pods' labels (an in-cluster database: cnpg.io/cluster=<cluster> for CloudNativePG)" }}
+{{- end }}
+{{- if and $v.networkPolicy.database.cidrs $v.networkPolicy.database.podLabels }}
+{{- fail "networkPolicy.database.cidrs and networkPolicy.database.podLabels are both set: the database is either at those addresses (outside the cluster) or those pods (inside it); set one" }}
 {{- end }}
 
 {{- if and $v.config.DEBUG (ne (toString $v.config.APP_ENV) "dev") }}
@@ -44,6 +59,7 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 
 {{- $chartOwned := dict "PORT" "containerPort" "PROMETHEUS_MULTIPROC_DIR" "the chart's /run/metrics mount" "DATABASE_URL_FILE" "existingSecret" "DATABASE_URL" "existingSecret (the URL is a mounted file, never an env var)" }}
+{{- $_ := merge $chartOwned (dict "DATABASE_HOST" "database.host" "DATABASE_PORT" "database.port" "DATABASE_NAME" "database.name" "DATABASE_USER" "database.credentialsSecret" "DATABASE_USER_FILE" "database.credentialsSecret" "DATABASE_PASSWORD" "database.credentialsSecret" "DATABASE_PASSWORD_FILE" "database.credentialsSecret" "DATABASE_SSLROOTCERT" "database.caSecret") }}
 {{- $_ := merge $chartOwned (dict "AUTH_ISSUER" "auth.issuer" "AUTH_AUDIENCE" "auth.audience" "AUTH_JWKS_URL" "auth.jwksUrl" "AUTH_JWKS_FILE" "auth.jwks" "AUTH_DISABLED" "auth.disabled") }}
 {{- $seen := dict }}
 {{- range $i, $e := $v.extraEnv }}
@@ -85,7 +101,7 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- end }}
 {{- end }}
 
-{{- $chartVolumes := list "tmp" "metrics" "database-url" "auth-jwks" }}
+{{- $chartVolumes := list "tmp" "metrics" "database-url" "database-credentials" "database-ca" "auth-jwks" }}
 {{- range $i, $vol := $v.extraVolumes }}
 {{- if has $vol.name $chartVolumes }}
 {{- fail (printf "extraVolumes[%d].name %q is a volume of the chart (%s): choose another name" $i $vol.name (join ", " $chartVolumes)) }}
