@@ -10,8 +10,8 @@ What the suite sets on top of each file, and why (`overrides()`):
   `app-database-migrator` are the names both files use;
 - auth: the suite's test keys mounted through auth.jwks (the files' issuers are
   placeholders), so tokens the suite mints are verified without an identity provider;
-- ingress: the suite's own hostname, its TLS Secret from a local CA (the files' hosts and
-  cert-manager issuers are placeholders);
+- ingress: the suite's own hostname (with the file's paths), its TLS Secret from a local CA
+  (the files' hosts and cert-manager issuers are placeholders);
 - resources.requests.cpu: 50m, so every pod fits on a 2-CPU node (limits stay);
 - serviceMonitor and prometheusRule off: the cluster has no Prometheus Operator CRDs;
 - networkPolicy: the ingress controller's namespace of this cluster (ingress-nginx, or
@@ -65,6 +65,14 @@ def values_file_secrets(env: str) -> tuple[str, str]:
     """The Secret names the environment's values file reads the two URLs from."""
     values = yaml.safe_load(VALUES[env].read_text(encoding="utf-8"))
     return values["existingSecret"], values["migration"]["existingSecret"]
+
+
+def values_file_paths(env: str) -> list[dict[str, str]]:
+    """The paths the environment's values file publishes (only the API): kept as they are."""
+    values = yaml.safe_load(VALUES[env].read_text(encoding="utf-8"))
+    (first, *_) = values["ingress"]["hosts"]
+    paths: list[dict[str, str]] = first["paths"]
+    return paths
 
 
 def database_image(dev_values: dict[str, Any]) -> str:
@@ -207,7 +215,7 @@ def overrides(
     overlay: dict[str, Any] = {
         "ingress": {
             "annotations": {},
-            "hosts": [{"host": host}],
+            "hosts": [{"host": host, "paths": values_file_paths(env)}],
             "tls": [{"secretName": tls_secret_name, "hosts": [host]}],
         },
         "httpRoute": {"hostnames": [host]},
