@@ -216,6 +216,19 @@ def test_build_targets_exist_in_the_dockerfile() -> None:
     assert "dev" in stages
 
 
+def test_every_artifact_names_its_base_image_the_way_skaffold_can_read_it_offline() -> None:
+    """skaffold reads the FROM image itself (ONBUILD, before it hashes the build's inputs)
+    with the build args it was given; for an arg without a value it takes the Dockerfile's
+    default, a registry image a machine without a registry cannot fetch (found by the live
+    suite on our CI machines). So each artifact spells out the environment's BASE_IMAGE,
+    falling back to the Dockerfile's own default."""
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert default is not None, "the Dockerfile's ARG BASE_IMAGE has no default"
+    expected = f'{{{{ default "{default[1]}" .BASE_IMAGE }}}}'
+    for artifact in artifacts():
+        assert artifact["docker"]["buildArgs"]["BASE_IMAGE"] == expected, artifact["image"]
+
+
 def test_dev_sync_globs_match_real_files_in_the_images_working_directory() -> None:
     (artifact,) = PROFILES["dev"]["build"]["artifacts"]
     rules = artifact["sync"]["manual"]
