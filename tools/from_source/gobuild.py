@@ -95,7 +95,7 @@ def build(component: GoComponent, *, log: Log = print) -> Built:
         argv = ["nice", "-n", "10", *argv]  # shared 2-core machines: yield to interactive work
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"}
     log(f"{component.name} {component.version}: go build {' '.join(component.packages)}")
-    started, cpu_before = time.monotonic(), _children_cpu()
+    started, cpu_before, load_before = time.monotonic(), _children_cpu(), os.getloadavg()[0]
     result = subprocess.run(
         argv, cwd=component.module_dir, env=env, capture_output=True, text=True, check=False
     )
@@ -117,6 +117,9 @@ def build(component: GoComponent, *, log: Log = print) -> Built:
                 "packages": list(component.packages),
                 "seconds": round(seconds, 1),
                 "cpu_seconds": round(cpu_seconds, 1),
+                # The machine's 1-minute load average when the build started and ended:
+                # what the wall time above was shared with.
+                "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
             },
             indent=2,
         )
@@ -126,7 +129,7 @@ def build(component: GoComponent, *, log: Log = print) -> Built:
     work.rename(dest)  # a half-built directory is never taken for a finished one
     log(
         f"{component.name} {component.version}: built in {seconds:.0f}s "
-        f"({cpu_seconds:.0f}s of CPU) into {dest}"
+        f"({cpu_seconds:.0f}s of CPU, load {load_before:.0f}) into {dest}"
     )
     return Built(component, dest, seconds)
 
