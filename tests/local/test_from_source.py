@@ -256,3 +256,50 @@ def test_sandbox_runc_drops_only_what_the_bounding_set_lacks(tmp_path: Path) -> 
     expected = [c for c in every if mask >> held[c] & 1]
     kept = json.loads((bundle / "config.json").read_text())["process"]["capabilities"]
     assert kept == {"bounding": expected, "effective": expected}
+
+
+# -- source patches ------------------------------------------------------------------------
+
+
+def write_patches(path: Path, find: str, replace: str) -> Path:
+    path.write_text(
+        "[[patch]]\n"
+        'file = "pkg/lb.go"\n'
+        'why = "the balancer forgets the mark"\n'
+        f"find = {json.dumps(find)}\n"
+        f"replace = {json.dumps(replace)}\n"
+    )
+    return path
+
+
+def test_a_patch_replaces_its_text_once_in_the_module_it_names(tmp_path: Path) -> None:
+    module = tmp_path / "module"
+    (module / "pkg").mkdir(parents=True)
+    (module / "pkg" / "lb.go").write_text("server{URL: u}\nother{URL: u2}\n")
+    patches = write_patches(tmp_path / "patches.toml", "server{URL: u}", "server{URL: u, F: f}")
+    assert gobuild.apply_patches(patches, module) == {
+        "pkg/lb.go": "server{URL: u, F: f}\nother{URL: u2}\n"
+    }
+    assert (module / "pkg" / "lb.go").read_text().startswith("server{URL: u}\n")  # untouched
+
+
+@pytest.mark.parametrize("find", ["absent", "URL"])
+def test_a_patch_whose_text_is_not_there_exactly_once_stops_the_build(
+    tmp_path: Path, find: str
+) -> None:
+    module = tmp_path / "module"
+    (module / "pkg").mkdir(parents=True)
+    (module / "pkg" / "lb.go").write_text("server{URL: u}\nother{URL: u2}\n")
+    patches = write_patches(tmp_path / "patches.toml", find, "x")
+    with pytest.raises(gobuild.GoBuildError, match=r"patch 1: its `find` text occurs [02] times"):
+        gobuild.apply_patches(patches, module)
+
+
+def test_every_committed_patch_says_why_and_changes_something() -> None:
+    import tomllib
+
+    files = sorted(GO_MODULES_DIR.glob(f"*/{gobuild.PATCHES}"))
+    assert files, "the traefik patch (terminating endpoints) is expected"
+    for path in files:
+        for patch in tomllib.loads(path.read_text())["patch"]:
+            assert patch["why"].strip() and patch["find"] != patch["replace"], path
