@@ -1,9 +1,9 @@
 """skaffold.yaml, proven without skaffold: fields, image wiring, file sync, and helm renders.
 
-Skaffold cannot be installed on our CI machines, so each profile's helm invocation is
-rebuilt from skaffold.yaml the way skaffold's helm deployer builds it (valuesFiles, then
-setValues, then setValueTemplates filled with the IMAGE_* values of the built artifact) and
-rendered with the real helm.
+Every machine runs these, skaffold or not (the live suite runs skaffold itself where a
+cluster exists): each profile's helm invocation is rebuilt from skaffold.yaml the way
+skaffold's helm deployer builds it (valuesFiles, then setValues, then setValueTemplates
+filled with the IMAGE_* values of the built artifact) and rendered with the real helm.
 """
 
 from __future__ import annotations
