@@ -30,6 +30,7 @@ from service.config import (
     migration_grant_role_from_env,
     migration_settings_from_env,
 )
+from service.store.direct_connection import READ_WRITE, refuse_a_pooler
 from service.store.models import Base
 from service.telemetry.logs import configure_logging
 
@@ -59,12 +60,17 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     # No statement timeout here: a migration may legitimately take minutes; the Job's
     # activeDeadlineSeconds bounds it instead. Waiting for a lock is what must be short.
+    # Straight to the primary, never through a pooler (service/store/direct_connection.py).
     settings = migration_settings_from_env()
     engine = create_engine(
         settings.database_url, poolclass=pool.NullPool,
-        connect_args={"connect_timeout": 5, "application_name": "migrate"},
+        connect_args={"connect_timeout": 5, "application_name": "migrate", **READ_WRITE},
     )  # fmt: skip
     with engine.connect() as connection:
+        refuse_a_pooler(connection)
+        # The role may carry the service's timeout as a default (one role serving and
+        # migrating, as in dev: service/store/session_settings.py); not for migrations.
+        connection.execute(text("SET statement_timeout = 0"))
         log.info("waiting for the migration lock")
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         # Set after the advisory lock, whose wait (another migrator) may be long and harmless.

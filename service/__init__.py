@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         db.on_engine_created.append(
             lambda engine: metrics.track_pool(engine, settings.db_pool_size)
         )
+        metrics.track_database(db)
     db.init_app(app)
 
     app.register_blueprint(health.blueprint)

@@ -46,6 +46,7 @@ def migrate(args: argparse.Namespace) -> int:
     from alembic import command
     from sqlalchemy import create_engine
 
+    from service.store.direct_connection import READ_WRITE, refuse_a_pooler
     from service.store.migration_locks import MigrationBlockedError, upgrade_with_lock_retries
     from service.store.schema_revision import alembic_config, check_schema
 
@@ -53,9 +54,10 @@ def migrate(args: argparse.Namespace) -> int:
     url = settings.database_url
 
     def upgrade() -> None:
-        engine = create_engine(url, connect_args={"connect_timeout": 5})
+        engine = create_engine(url, connect_args={"connect_timeout": 5, **READ_WRITE})
         try:
             with engine.connect() as connection:
+                refuse_a_pooler(connection)  # also when there is nothing to migrate
                 state = check_schema(connection)
         finally:
             engine.dispose()

@@ -124,6 +124,8 @@ class Settings:
     db_pool_timeout: float = 5.0
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
+    # The longest a request waits on the database, however it waits (service/store/deadline.py).
+    db_deadline_ms: int = 6000
     db_prepared_statements: bool = True
     db_allow_plaintext: bool = False
     migration_lock_timeout_ms: int = 3000
@@ -141,6 +143,8 @@ class Settings:
         env = _Env(os.environ if environ is None else environ)
         app_env = cast(AppEnv, env.choice("APP_ENV", APP_ENVS, "prod"))
         threads = env.integer("GUNICORN_THREADS", 1, 1, 64)
+        # At most, the deadline's at most less a second (it must stay above the timeout).
+        statement_timeout_ms = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_598_000)
         database = database_settings_from_env(env.environ)
         settings = cls(
             app_env=app_env,
@@ -152,7 +156,7 @@ class Settings:
             port=env.integer("PORT", 8000, 1, 65535),
             gunicorn_workers=env.integer("GUNICORN_WORKERS", 2, 1, 64),
             gunicorn_threads=threads,
-            gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 1, 3600),
+            gunicorn_timeout=env.integer("GUNICORN_TIMEOUT", 30, 2, 3600),
             gunicorn_graceful_timeout=env.integer("GUNICORN_GRACEFUL_TIMEOUT", 20, 1, 3600),
             gunicorn_keepalive=env.integer("GUNICORN_KEEPALIVE", 5, 0, 3600),
             gunicorn_max_requests=env.integer("GUNICORN_MAX_REQUESTS", 100000, 0, 10**9),
@@ -165,7 +169,13 @@ class Settings:
             db_max_overflow=env.integer("DB_MAX_OVERFLOW", 0, 0, 100),
             db_pool_timeout=env.number("DB_POOL_TIMEOUT", 5.0, 0.1, 300.0),
             db_connect_timeout=env.integer("DB_CONNECT_TIMEOUT", 3, 1, 300),
-            db_statement_timeout_ms=env.integer("DB_STATEMENT_TIMEOUT_MS", 5000, 0, 3_600_000),
+            db_statement_timeout_ms=statement_timeout_ms,
+            # By default one second past the statement timeout, which ends a slow statement
+            # more cheaply (the connection stays): the deadline is for what it cannot end.
+            # At most 1 s less than GUNICORN_TIMEOUT's most (refuse_unbounded_requests).
+            db_deadline_ms=env.integer(
+                "DB_DEADLINE_MS", (statement_timeout_ms or 5000) + 1000, 100, 3_599_000
+            ),
             db_prepared_statements=env.boolean("DB_PREPARED_STATEMENTS", True),
             db_allow_plaintext=env.boolean("DB_ALLOW_PLAINTEXT", False),
             migration_lock_timeout_ms=env.integer("MIGRATION_LOCK_TIMEOUT_MS", 3000, 100, 600_000),
@@ -203,6 +213,7 @@ class Settings:
                 f" is less than GUNICORN_THREADS ({self.gunicorn_threads}): threads would queue"
                 f" for a connection. Set DB_POOL_SIZE to at least {self.gunicorn_threads}."
             )
+        self.refuse_unbounded_requests()
         if self.debug and self.app_env != "dev":
             raise ConfigError(
                 f"DEBUG=true is refused with APP_ENV={self.app_env}: the debugger runs "
@@ -218,6 +229,25 @@ class Settings:
                 "?sslmode=verify-full&sslrootcert=/run/secrets/database-ca/ca.crt to the URL; "
                 "the chart's database.caSecret mounts that file), or set "
                 "DB_ALLOW_PLAINTEXT=true for a database without TLS inside the cluster."
+            )
+
+    def refuse_unbounded_requests(self) -> None:
+        """The deadline must end a request before gunicorn kills its worker (with every
+        request it holds), and after the statement timeout, which ends a slow statement
+        without discarding its connection or tripping the circuit breaker."""
+        if self.db_deadline_ms + 1000 > self.gunicorn_timeout * 1000:
+            raise ConfigError(
+                f"DB_DEADLINE_MS ({self.db_deadline_ms}) must end a request at least 1 s before "
+                f"GUNICORN_TIMEOUT ({self.gunicorn_timeout} s) kills its worker: lower "
+                "DB_DEADLINE_MS (and DB_STATEMENT_TIMEOUT_MS below it) or raise GUNICORN_TIMEOUT."
+            )
+        if self.db_statement_timeout_ms and self.db_deadline_ms <= self.db_statement_timeout_ms:
+            raise ConfigError(
+                f"DB_DEADLINE_MS ({self.db_deadline_ms}) must be above DB_STATEMENT_TIMEOUT_MS "
+                f"({self.db_statement_timeout_ms}): the statement timeout ends a slow query and "
+                "keeps the connection; the deadline is for waits it cannot end (a commit "
+                "waiting for a standby, a server that stopped answering). Set DB_DEADLINE_MS "
+                f"to {self.db_statement_timeout_ms + 1000} or more."
             )
 
 

@@ -77,6 +77,9 @@ class LocalPostgres:
     password: str = ""
     bindir: Path = field(default_factory=find_bindir)
     log_file: Path | None = None
+    # Server settings given at start (`-c name=value`), beyond the ones above: e.g. a
+    # primary's synchronous_standby_names, which a standby copied from it must not inherit.
+    settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).absolute()
@@ -108,8 +111,9 @@ class LocalPostgres:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         assert self.log_file is not None
-        self._run_as_owner(
+        self.run_as_owner(
             [str(self.bindir / "pg_ctl"), "start", "-w", "-t", str(int(timeout)), "-s",
              "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options]
         )  # fmt: skip
@@ -119,7 +123,7 @@ class LocalPostgres:
 
     def stop(self, mode: str = "fast") -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            self._run_as_owner(
+            self.run_as_owner(
                 [str(self.bindir / "pg_ctl"), "stop", "-w", "-s", "-m", mode, "-D",
                  str(self.data_dir)]
             )  # fmt: skip
@@ -135,8 +139,8 @@ class LocalPostgres:
         with tempfile.NamedTemporaryFile("w", delete=False, dir=self.data_dir.parent) as pw:
             pw.write(self.password)
         try:
-            self._hand_to_owner(self.data_dir, Path(pw.name))
-            self._run_as_owner(
+            self.hand_to_owner(self.data_dir, Path(pw.name))
+            self.run_as_owner(
                 [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
                  "--pwfile", pw.name, "--auth=scram-sha-256", "-E", "UTF8",
                  "--locale=C", "--no-instructions"]
@@ -164,7 +168,8 @@ class LocalPostgres:
         """The account the server runs as: None (ourselves) unless we are root."""
         return "postgres" if os.geteuid() == 0 else None
 
-    def _hand_to_owner(self, *paths: Path) -> None:
+    def hand_to_owner(self, *paths: Path) -> None:
+        """Give `paths` and the log file to the server's account (as root: `postgres`)."""
         owner = self._owner()
         if owner is None:
             return
@@ -182,11 +187,13 @@ class LocalPostgres:
                 path.touch()
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
-    def _run_as_owner(self, argv: list[str]) -> None:
+    def run_as_owner(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Run a server tool (pg_ctl, initdb...) as the server's account, `env` added."""
         owner = self._owner()
         if owner is not None:
             argv = ["runuser", "-u", owner, "--", *argv]
-        result = subprocess.run(argv, capture_output=True, text=True, cwd="/")
+        full_env = {**os.environ, **env} if env else None
+        result = subprocess.run(argv, capture_output=True, text=True, cwd="/", env=full_env)
         if result.returncode != 0:
             log = ""
             if self.log_file and self.log_file.exists():

@@ -2,6 +2,8 @@
 # Debian packages the test suite needs on a bare Debian 12 CI machine. Idempotent:
 # apt-get skips what is already installed, so re-running costs one index refresh.
 #   postgresql  the server the service, migration and image tests run against
+#   pgbouncer   the transaction pooler the failover tests run the service through
+#               (tests/reliability/test_failover.py, test_pooler.py)
 #   docker.io   the engine (and Debian's BuildKit-capable client) for the image tests
 #   debootstrap builds the local base image (no registry is reachable)
 #   wrk         the load generator of `make bench` / `make bench-image`
@@ -13,7 +15,7 @@
 #               revision, and the .venv it creates (a bare Debian has none of them)
 set -euo pipefail
 
-packages=(postgresql docker.io debootstrap wrk prometheus curl docker-registry skopeo ca-certificates
+packages=(postgresql pgbouncer docker.io debootstrap wrk prometheus curl docker-registry skopeo ca-certificates
           tar make git python3-venv)
 
 if [[ $(id -u) -ne 0 ]]; then

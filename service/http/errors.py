@@ -17,7 +17,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-from service.store.database import first_line, get_db
+from service.store import commits
+from service.store.breaker import WRITES
+from service.store.database import CircuitOpenError, DeadlineExceededError, first_line, get_db
 from service.store.stale import stale
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,30 @@ def init_app(app: Flask) -> None:
                 [{"field": field, "message": "must be unique"}],
             )  # fmt: skip
         return error_response(409, "conflict", "The request conflicts with existing data.")
+
+    @app.errorhandler(commits.CommitUnconfirmedError)
+    def commit_unconfirmed(exc: commits.CommitUnconfirmedError) -> Response:
+        # An ERROR: someone may have to reconcile this write (docs/runbooks.md).
+        log.error("write answered commit_unconfirmed (%s): it may or may not be applied",
+                  exc.reason)  # fmt: skip
+        get_db(current_app).on_unconfirmed(exc.reason)
+        response = error_response(503, "commit_unconfirmed", commits.MESSAGE)
+        response.headers["Retry-After"] = str(timed_out_retry_after())
+        return response
+
+    @app.errorhandler(DeadlineExceededError)
+    @app.errorhandler(CircuitOpenError)
+    def database_not_answering(exc: Exception) -> Response:
+        # The deadline's own warning, or the breaker's on opening, is already logged.
+        writes_only = isinstance(exc, CircuitOpenError) and exc.side == WRITES
+        message = (
+            "The database is not confirming writes right now (reads work); retry shortly."
+            if writes_only
+            else "The database is not answering in time; retry shortly."
+        )
+        response = error_response(503, "database_unavailable", message)
+        response.headers["Retry-After"] = str(timed_out_retry_after())
+        return response
 
     @app.errorhandler(psycopg.OperationalError)  # also statement timeouts (QueryCanceled)
     @app.errorhandler(OperationalError)

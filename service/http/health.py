@@ -25,9 +25,16 @@ def livez() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready: the database answers quickly and its schema is at or ahead of this code's."""
+    """Ready: the database answers quickly and its schema is at or ahead of this code's.
+
+    Not while this worker's circuit breaker says the database is not answering: the pod
+    then leaves the Service at once. A breaker open for writes only keeps it ready,
+    since reads still work (service/store/breaker.py)."""
+    db = get_db(current_app)
+    if db.breaker.reads_open:
+        return jsonify(status="unavailable", reason="database not answering"), 503
     try:
-        with get_db(current_app).connect() as connection:
+        with db.connect() as connection:
             connection.execute(text(f"SET LOCAL statement_timeout = {READYZ_STATEMENT_TIMEOUT_MS}"))
             state = check_schema(connection)
     except SQLAlchemyError as exc:

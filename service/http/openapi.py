@@ -48,6 +48,18 @@ AUTH_ERRORS: dict[int, Causes] = {
     403: [("insufficient_scope", f"The token lacks the operation's scope; {CHALLENGE}")],
     503: [("auth_unavailable", f"The issuer's signing keys cannot be loaded; {RETRY}")],
 }
+# A write's commit the database did not confirm (service/store/commits.py); reads commit
+# nothing, so only the methods that write carry it.
+WRITE_ERRORS: dict[int, Causes] = {
+    503: [
+        (
+            "commit_unconfirmed",
+            "The database did not confirm the write's commit: it may or may not be applied; read "
+            f"it back before sending it again; {RETRY}",
+        )
+    ],
+}
+WRITE_METHODS = {"post", "put", "patch", "delete"}
 BODY_ERRORS: dict[int, Causes] = {
     400: [("bad_request", "The body is not valid JSON, or nests too deeply.")],
     413: [("payload_too_large", "The body is larger than MAX_BODY_BYTES.")],
@@ -123,6 +135,8 @@ def _operation(path: str, operation: Operation) -> dict[str, Any]:
         result["security"] = [{SECURITY_SCHEME: [scope]}]
         errors.append(AUTH_ERRORS)
     errors.append(COMMON_ERRORS)
+    if operation.method in WRITE_METHODS:
+        errors.append(WRITE_ERRORS)
     result["responses"] = {str(operation.status): success} | _error_responses(*errors)
     return result
 

@@ -12,6 +12,11 @@ psycopg); dropping it cut a GET's server CPU under load by 17% (docs/performance
 Each worker thread keeps one connection between requests (service/store/kept_connection.py);
 the pool's rules, one round trip per statement, are in service/store/pool.py.
 
+Whatever the database does, a request waits on it at most DB_DEADLINE_MS
+(service/store/deadline.py); after one did, the worker's circuit breaker fails requests
+fast until the database answers again (service/store/breaker.py); and a write is answered
+as done only once PostgreSQL confirmed its commit (service/store/commits.py).
+
 Fork safety: the engine is created lazily on first use (under gunicorn: in each worker,
 by `warm_up` before it serves), so a gunicorn master never opens a connection that its
 workers could inherit; `dispose_after_fork` covers apps imported before forking anyway.
@@ -22,16 +27,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import psycopg
 from flask import Flask, g
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import OperationalError
 
 from service.config import Settings
-from service.store import pool
+from service.store import commits, pool, session_settings
+from service.store.breaker import READS, WRITES, Breaker
+from service.store.deadline import Watch, Watchdog, abort_grace, wait_budget, weakly
 from service.store.kept_connection import KeptConnection, ThreadState
 from service.store.stale import nothing_written, stale
 
@@ -44,6 +53,26 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Query = Callable[Concatenate[psycopg.Cursor[Any], P], T]
 
+# A write probe commits a transaction that wrote WAL (a logical decoding message, in no
+# table), so its commit waits for the synchronous standby as a write's does; a bare
+# transaction id (pg_current_xact_id) writes none and would not wait.
+PROBE_SQL = {
+    False: "SELECT 1",
+    True: "SELECT pg_logical_emit_message(true, 'service-probe', '')",
+}
+
+
+class DeadlineExceededError(Exception):
+    """A read waited on the database past DB_DEADLINE_MS (answered 503)."""
+
+
+class CircuitOpenError(Exception):
+    """The worker's circuit breaker fails the request fast (answered 503)."""
+
+    def __init__(self, side: str) -> None:
+        super().__init__(f"database {side} fail fast")
+        self.side = side
+
 
 class Database:
     """Holds the lazily created engine and each worker thread's connection."""
@@ -52,7 +81,20 @@ class Database:
         self.settings = settings
         self._pool_engine: Engine | None = None
         self._engine: Engine | None = None
-        self._threads = ThreadState()
+        self._probe_engine: Engine | None = None
+        deadline, timeout = settings.db_deadline_ms, settings.db_statement_timeout_ms
+        self._deadline_seconds = wait_budget(deadline, timeout)
+        # The watchdog's thread outlives requests: it holds this object only weakly.
+        self.watchdog = Watchdog(
+            weakly(self._expired), weakly(self._unanswered), abort_grace(deadline, timeout)
+        )
+        self.breaker = Breaker(weakly(self._probe), weakly(self._breaker_changed))
+        # Hooks for metrics (service/telemetry/metrics.py): a write answered unconfirmed
+        # (reason), a deadline expired (read or write), a breaker side opened or closed.
+        self.on_unconfirmed: Callable[[str], None] = lambda reason: None
+        self.on_deadline: Callable[[str], None] = lambda operation: None
+        self.on_breaker: Callable[[str, bool], None] = lambda side, open_: None
+        self._threads = ThreadState(self.watchdog, self._deadline_seconds)
         self._bound: psycopg.Cursor[Any] | None = None
         self.on_engine_created: list[Callable[[Engine], None]] = []
         self._creating = threading.Lock()
@@ -71,7 +113,7 @@ class Database:
             # (pool metrics) registered before any thread borrows a connection.
             with self._creating:
                 if self._engine is None:
-                    pool_engine = pool.make_engine(self.settings)
+                    pool_engine = self._make_engine(pooled=True)
                     for hook in self.on_engine_created:
                         hook(pool_engine)
                     self._pool_engine = pool_engine
@@ -87,8 +129,21 @@ class Database:
         """
         if "db_cursor" not in g and (held := self._stop_keeping()) is not None:
             held.give_back()
-        with self.engine.connect() as connection:
-            yield connection
+        watch = self._threads.watch
+        watch.arm(self._deadline_seconds)
+        self.watchdog.ensure_running()
+        try:
+            with self.engine.connect() as connection:
+                watch.connection = connection.connection.driver_connection
+                try:
+                    yield connection
+                finally:
+                    watch.deadline = 0.0
+                    if watch.expired:
+                        self._after_expiry(watch, connection.invalidate)
+        finally:
+            watch.deadline = 0.0
+            watch.connection = None
 
     def cursor(self) -> psycopg.Cursor[Any]:
         """The request's cursor, on this thread's connection (autocommit); rows are tuples."""
@@ -98,29 +153,68 @@ class Database:
                 cursor = self._bound
                 cursor.execute("SAVEPOINT request")
             else:
-                cursor = self._thread_connection().request_cursor()
+                watch = self._threads.watch
+                if not watch.deadline:  # the request's first database call: its clock starts
+                    watch.arm(self._deadline_seconds)
+                    self.watchdog.ensure_running()
+                cursor = self._thread_connection(watch).request_cursor()
+                watch.connection = cursor.connection
             g.db_cursor = cursor
         return cursor
 
     def read(self, query: Query[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `query` on the request's cursor; if its connection was stale or lost, run it
         once more on a fresh one (a read is always safe to repeat)."""
-        try:
-            return query(self.cursor(), *args, **kwargs)
-        except psycopg.Error as exc:
-            if not self._retry_after(exc, repeatable=True):
-                raise
-        return query(self.cursor(), *args, **kwargs)
+        watch = self._threads.watch
+        if watch.expired or self.breaker.reads_open:
+            self._refuse(watch, READS)
+        watch.writing = False
+        while True:
+            try:
+                return query(self.cursor(), *args, **kwargs)
+            except psycopg.Error as exc:
+                self._after_failure(exc, watch, repeatable=True)
 
     def write(self, query: Query[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `query` on the request's cursor; run it once more on a fresh connection only
-        if the server refused it before it ran (so it wrote nothing)."""
-        try:
-            return query(self.cursor(), *args, **kwargs)
-        except psycopg.Error as exc:
-            if not self._retry_after(exc, repeatable=nothing_written(exc)):
-                raise
-        return query(self.cursor(), *args, **kwargs)
+        if the server refused it before it ran (so it wrote nothing). Answered as done
+        only if PostgreSQL confirmed its commit (service/store/commits.py)."""
+        watch = self._threads.watch
+        if watch.expired or self.breaker.writes_open:
+            self._refuse(watch, WRITES)
+        watch.writing = True
+        watch.unconfirmed = False
+        while True:
+            try:
+                result = query(self.cursor(), *args, **kwargs)
+                break
+            except psycopg.Error as exc:
+                self._after_failure(exc, watch, repeatable=nothing_written(exc))
+        if watch.unconfirmed:  # committed locally, not confirmed by the standby
+            raise commits.CommitUnconfirmedError(commits.SYNC_STANDBY)
+        return result
+
+    def _refuse(self, watch: Watch, side: str) -> NoReturn:
+        if watch.expired:
+            raise DeadlineExceededError("the request's database deadline has passed")
+        raise CircuitOpenError(READS if self.breaker.reads_open else side)
+
+    def _after_failure(self, exc: psycopg.Error, watch: Watch, *, repeatable: bool) -> None:
+        """Return if the statement may run once more; raise what to answer otherwise.
+
+        Only an error path: the happy path costs a request one `try`.
+        """
+        if watch.expired:  # the watchdog ended the wait
+            if watch.writing:
+                raise commits.CommitUnconfirmedError(commits.DEADLINE) from exc
+            raise DeadlineExceededError("the database did not answer in time") from exc
+        if self._retry_after(exc, repeatable=repeatable):
+            return
+        if watch.writing and (
+            watch.unconfirmed or commits.outcome_unknown(exc, self.connection_broken())
+        ):
+            raise commits.CommitUnconfirmedError(commits.CONNECTION_LOST) from exc
+        raise exc
 
     def _retry_after(self, exc: psycopg.Error, *, repeatable: bool) -> bool:
         """Discard the request's connection if `exc` made it stale; whether to run again.
@@ -147,7 +241,7 @@ class Database:
         """The request's connection (autocommit): the one its cursor runs on."""
         return self.cursor().connection
 
-    def _thread_connection(self) -> KeptConnection:
+    def _thread_connection(self, watch: Watch) -> KeptConnection:
         held = self._threads.held
         if held is not None and not held.usable():
             self._discard_thread_connection()
@@ -155,7 +249,15 @@ class Database:
         if held is None:
             _ = self.engine  # created on first use
             assert self._pool_engine is not None
-            held = self._threads.held = KeptConnection(self._pool_engine)
+            watch.connection = None  # until connected (see _watch_new_connection)
+            try:
+                held = self._threads.held = KeptConnection(self._pool_engine)
+            except OperationalError as exc:
+                watch.connection = None  # the pool has closed it
+                if isinstance(exc.orig, psycopg.errors.ConnectionTimeout):
+                    # Accepted, never answered (a frozen server): as bad as a deadline.
+                    self.breaker.trip(writing=False)
+                raise
         return held
 
     def connection_broken(self) -> bool:
@@ -178,12 +280,21 @@ class Database:
         def end_of_request(_exc: BaseException | None) -> None:
             cursor: psycopg.Cursor[Any] | None = g.pop("db_cursor", None)
             if cursor is None:
-                return  # this request did not touch the database
+                # It never used the database (one attribute read, then), or its connection
+                # failed, its deadline still armed.
+                if self._threads.watch.deadline:
+                    self._disarm()
+                return
             connection = cursor.connection
             if cursor is self._bound:
                 if connection.info.transaction_status == TransactionStatus.INERROR:
                     cursor.execute("ROLLBACK TO SAVEPOINT request")
                 cursor.execute("RELEASE SAVEPOINT request")
+                return
+            watch = self._threads.watch
+            watch.deadline = 0.0  # first, then `expired`: see Watchdog._expire
+            if watch.expired:
+                self._after_expiry(watch, self._discard_thread_connection)
                 return
             if pool.lost(connection):
                 self._discard_thread_connection()  # the server went away
@@ -201,7 +312,91 @@ class Database:
 
     def _discard_thread_connection(self) -> None:
         if (held := self._stop_keeping()) is not None:
-            held.discard()
+            watch = self._threads.watch
+            with self.watchdog.lock:  # never while the watchdog uses its socket
+                if watch.connection is held.connection:
+                    watch.connection = None
+                held.discard()
+
+    def _disarm(self) -> None:
+        watch = self._threads.watch
+        watch.deadline = 0.0
+        if watch.expired:
+            self._after_expiry(watch, self._discard_thread_connection)
+
+    def _after_expiry(self, watch: Watch, discard: Callable[[], None]) -> None:
+        """The watchdog abandoned this request's connection: wait until it is done with
+        the socket, then discard the connection (it may be half-way through a reply)."""
+        with self.watchdog.lock:
+            watch.expired = False
+            watch.aborted = None
+        discard()
+
+    def _expired(self, watch: Watch, writing: bool) -> None:
+        """The watchdog's: a wait reached its deadline. Writes fail fast from now on; a
+        read that waited that long says the server is not answering: reads too. A
+        probe's failing changes nothing more."""
+        if watch.probing:
+            return
+        self.on_deadline("write" if writing else "read")
+        self.breaker.trip(writing=writing)
+
+    def _breaker_changed(self, side: str, open_: bool) -> None:
+        self.on_breaker(side, open_)
+
+    def _unanswered(self, watch: Watch) -> None:
+        """The watchdog's: the server did not reply to the cancel either. A write was not
+        just waiting for its standby: reads fail fast too."""
+        if not watch.probing:
+            self.breaker.trip(writing=False)
+
+    def _make_engine(self, *, pooled: bool) -> Engine:
+        # The listeners hold the thread state weakly: a thread's kept connection (and its
+        # pool, and these listeners) hangs from the thread itself, and a strong reference
+        # back would keep the state, and that connection, alive for good once the app is
+        # dropped (tests build many).
+        threads = weakref.ref(self._threads)
+
+        def remaining() -> float:
+            state = threads()
+            return state.watch.remaining() if state is not None else 0.0
+
+        engine = pool.make_engine(self.settings, pooled=pooled, connect_within=remaining)
+        # First of all: the statements a new connection runs (SQLAlchemy's first look at
+        # the server, the session settings) are under the connecting thread's deadline.
+        for moment in ("first_connect", "connect"):
+            event.listen(engine, moment, weakly(self._threads.watch_new_connection), insert=True)
+        event.listen(engine, "connect", weakly(self._threads.hear_notices))
+        return engine
+
+    def _probe(self, writing: bool) -> None:
+        """The breaker's probe (its own thread): return if the database answers, and
+        confirms a commit if `writing`; raise otherwise. Under a deadline, on a
+        connection of its own, closed after."""
+        if self._probe_engine is None:
+            self._probe_engine = self._make_engine(pooled=False)
+        watch = self._threads.watch
+        watch.probing, watch.writing, watch.unconfirmed = True, writing, False
+        watch.arm(self._deadline_seconds)
+        self.watchdog.ensure_running()
+        try:
+            pooled = self._probe_engine.raw_connection()
+            connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+            answered = False
+            try:
+                watch.connection = connection
+                connection.execute(PROBE_SQL[writing])
+                answered = not (watch.expired or watch.unconfirmed)
+            finally:
+                with self.watchdog.lock:
+                    watch.connection = None
+                    # A broken one is dropped without the pool's rollback (it would fail).
+                    (pooled.close if answered else pooled.invalidate)()
+            if not answered:
+                raise DeadlineExceededError("the probe did not complete in time")
+        finally:
+            watch.deadline = 0.0
+            watch.expired, watch.aborted = False, None
 
     def warm_up(self, wait_seconds: float = WARM_UP_WAIT_SECONDS) -> None:
         """Open the process's first connection before it serves, not in its first request.
@@ -222,10 +417,13 @@ class Database:
         /readyz report an unreachable database, and connect once it is back.
         """
 
+        self.watchdog.ensure_running()
+        timeout_ms = self.settings.db_statement_timeout_ms
+
         def connect() -> None:
             try:
-                with self.engine.connect():
-                    pass
+                with self.engine.connect() as connection:
+                    session_settings.ensure_role_defaults(connection, timeout_ms)
             except Exception as exc:  # noqa: BLE001 - the worker serves without it
                 log.warning("no database connection ahead of requests: %s", first_line(exc))
 
@@ -238,6 +436,7 @@ class Database:
             held.give_back.detach()  # the parent's to return, not ours
         if self._pool_engine is not None:
             self._pool_engine.dispose(close=False)
+        self.breaker.forget_after_fork()
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,6 +11,8 @@ discarded, and the next request takes a new one from the pool, when:
   connection on checkout (service/store/pool.py): after a database restart no request gets a
   dead connection;
 - it broke during a request, or a request left a transaction open;
+- its request waited on it past DB_DEADLINE_MS (service/store/deadline.py): it may be
+  half-way through a reply;
 - it was opened more than RECYCLE_SECONDS ago, the pool's recycle age;
 - a statement failed in a way that makes it stale (a column's type changed under its
   prepared statements, a failover made its server read-only: service/store/stale.py).
@@ -28,10 +30,12 @@ import weakref
 from typing import Any, cast
 
 import psycopg
+from psycopg.errors import Diagnostic
 from psycopg.rows import tuple_row
 from sqlalchemy import Engine
 
-from service.store import pool
+from service.store import commits, pool
+from service.store.deadline import Watchdog, weakly
 
 
 class KeptConnection:
@@ -67,4 +71,24 @@ class KeptConnection:
 
 
 class ThreadState(threading.local):
+    """Per thread: the connection it keeps, and its entry in the deadline watchdog."""
+
     held: KeptConnection | None = None  # the connection this thread keeps, once it has taken one
+
+    def __init__(self, watchdog: Watchdog, deadline_seconds: float) -> None:
+        # threading.local runs this in each thread, on its first use of the object.
+        self.watch = watchdog.watch(deadline_seconds)
+
+    def watch_new_connection(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
+        """A pool listener: what this thread now waits on is the connection it opens."""
+        self.watch.connection = dbapi_connection
+
+    def hear_notices(self, dbapi_connection: psycopg.Connection[Any], _: Any) -> None:
+        """A pool listener: every new connection's notices go to `notice` (held weakly:
+        the connection must not keep this state alive)."""
+        dbapi_connection.add_notice_handler(weakly(self.notice))
+
+    def notice(self, diag: Diagnostic) -> None:
+        """Runs in the thread whose statement got the notice, during that statement."""
+        if commits.unconfirmed_by_standby(diag):
+            self.watch.unconfirmed = True

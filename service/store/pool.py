@@ -10,19 +10,28 @@ One round trip per statement, and no more:
   connections (for /readyz).
 - A connection is checked without a round trip (no `SELECT 1` pre-ping): the server
   never speaks on an idle connection, so a readable socket means it hung up.
+
+Connections are made only to a writable primary (libpq's `target_session_attrs=read-write`):
+through an address that points at a standby (a Service during a failover, a demoted
+primary) connecting fails at once, so requests get quick 503s and no connection is left
+on a server in recovery serving stale reads. The session settings go the way that holds
+through a transaction pooler (service/store/session_settings.py), not in `options`.
 """
 
 from __future__ import annotations
 
+import math
 import select
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, NullPool, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 
 from service.config import Settings
+from service.store import session_settings
 from service.store.credentials import reread_on_connect
 
 # A connection older than this is closed and replaced by a new one: a long-lived session
@@ -31,23 +40,32 @@ RECYCLE_SECONDS = 1800
 OPENED_AT = "opened_at"  # the key, in a pooled connection's `info`, of when it was opened
 
 
-def make_engine(settings: Settings) -> Engine:
-    """The process's pool; its connections are in autocommit (see the module docstring)."""
+def make_engine(
+    settings: Settings,
+    *,
+    pooled: bool = True,
+    connect_within: Callable[[], float] = lambda: 0.0,
+) -> Engine:
+    """The process's pool; its connections are in autocommit (see the module docstring).
+
+    `pooled=False`: a connection per use and closed after (the circuit breaker's probes).
+    `connect_within()`: the seconds left before the current request's deadline (0: none),
+    which a connection attempt may not outlast by more than libpq's 2 s minimum.
+    """
+    sizing: dict[str, Any] = (
+        {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow,
+         "pool_timeout": settings.db_pool_timeout, "pool_recycle": RECYCLE_SECONDS}
+        if pooled else {"poolclass": NullPool}
+    )  # fmt: skip
     engine = create_engine(
         settings.database_url,
         isolation_level="AUTOCOMMIT",
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=RECYCLE_SECONDS,
+        **sizing,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             "application_name": "service",
-            # Bound every statement. Timestamps in UTC whatever the server's TimeZone
-            # setting (the API writes them as they come), and as datetime.timezone.utc,
-            # which psycopg and orjson handle in C; a named zone, even "Etc/UTC", goes
-            # through Python per value: 7% of the CPU of a page of 20.
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c timezone=UTC",
+            # Only a server that accepts writes (see the module docstring).
+            "target_session_attrs": "read-write",
             # Notice a peer that vanished without a FIN (node loss, network partition)
             # within seconds, not the kernel's 2 hours.
             "keepalives": 1,
@@ -63,9 +81,28 @@ def make_engine(settings: Settings) -> Engine:
     # Registered first, so no other checkout listener (pool metrics) sees a dead connection.
     event.listen(engine, "checkout", replace_if_server_hung_up)
     event.listen(engine, "connect", _note_when_opened)
+    # Bound every statement. Timestamps in UTC whatever the server's TimeZone setting (the
+    # API writes them as they come), and as datetime.timezone.utc, which psycopg and
+    # orjson handle in C; a named zone, even "Etc/UTC", goes through Python per value: 7%
+    # of the CPU of a page of 20.
+    timeout_ms = settings.db_statement_timeout_ms
+    event.listen(engine, "connect", lambda dbapi_connection, _record: (
+        session_settings.set_for_session(dbapi_connection, timeout_ms)))  # fmt: skip
     if settings.rereads_database_credentials:
         event.listen(engine, "do_connect", reread_on_connect(settings))
+    # After the URL is read (it may name its own connect_timeout): within the deadline.
+    event.listen(engine, "do_connect", _connect_within(connect_within, settings.db_connect_timeout))
     return engine
+
+
+def _connect_within(remaining: Callable[[], float], configured: int) -> Callable[..., None]:
+    def do_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        left = remaining()
+        if left > 0:  # whole seconds (libpq's unit); psycopg waits 2 s at the least
+            current = int(cparams.get("connect_timeout", configured))
+            cparams["connect_timeout"] = max(1, min(current, math.floor(left)))
+
+    return do_connect
 
 
 def _note_when_opened(_dbapi_connection: Any, record: Any) -> None:

@@ -19,6 +19,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response
 from prometheus_client import (
@@ -34,7 +35,11 @@ from prometheus_client import (
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy import Engine, event
 
+from service.store import commits
 from service.telemetry.metrics_buffer import RequestMetricsBuffer
+
+if TYPE_CHECKING:
+    from service.store.database import Database
 
 ARCHIVE = "archive"  # counter_archive.db, histogram_archive.db: what exited workers counted
 LOCK_FILE = ".fold.lock"
@@ -64,6 +69,26 @@ POOL_OPEN = Gauge(
 )
 POOL_SIZE = Gauge(
     "db_pool_size", "Configured pool size per process, summed.", multiprocess_mode="livesum"
+)
+# What the database did that a request could not hide (service/store/deadline.py,
+# breaker.py, commits.py): rare, counted as they happen. Labels are fixed words.
+COMMITS_UNCONFIRMED = Counter(
+    "db_commits_unconfirmed_total",
+    "Writes answered 503 commit_unconfirmed: PostgreSQL did not confirm the commit "
+    "(reason: sync_standby, connection_lost, deadline); each may or may not be applied.",
+    ["reason"],
+)
+DEADLINES_EXPIRED = Counter(
+    "db_deadlines_expired_total",
+    "Requests whose database wait reached DB_DEADLINE_MS and was cancelled or abandoned "
+    "(operation: read or write).",
+    ["operation"],
+)
+BREAKER_OPEN = Gauge(
+    "db_circuit_breaker_open",
+    "Worker processes whose circuit breaker side is open (requests fail fast with 503).",
+    ["side"],
+    multiprocess_mode="livesum",
 )
 
 blueprint = Blueprint("metrics", __name__)
@@ -108,6 +133,19 @@ def track_pool(engine: Engine, pool_size: int) -> None:
     event.listen(engine, "close_detached", lambda *_: POOL_OPEN.dec())
     event.listen(engine, "checkout", lambda *_: POOL_CHECKED_OUT.inc())
     event.listen(engine, "checkin", lambda *_: POOL_CHECKED_OUT.dec())
+
+
+def track_database(db: Database) -> None:
+    """Count unconfirmed commits and deadlines, and keep the breaker gauge, from the
+    Database's hooks. Every series starts at 0, so the first one a pod counts is an
+    increase Prometheus sees (a series born at 1 has none) and the alert fires."""
+    for reason in commits.REASONS:
+        COMMITS_UNCONFIRMED.labels(reason=reason)
+    for operation in ("read", "write"):
+        DEADLINES_EXPIRED.labels(operation=operation)
+    db.on_unconfirmed = lambda reason: COMMITS_UNCONFIRMED.labels(reason=reason).inc()
+    db.on_deadline = lambda operation: DEADLINES_EXPIRED.labels(operation=operation).inc()
+    db.on_breaker = lambda side, open_: BREAKER_OPEN.labels(side=side).set(1 if open_ else 0)
 
 
 def wipe_multiprocess_dir() -> None:

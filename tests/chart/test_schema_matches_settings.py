@@ -20,11 +20,20 @@ BASE = {"DATABASE_URL": "postgresql://a:b@db/app?sslmode=require", "GUNICORN_THR
 NUMERIC = sorted(k for k, v in CONFIG.items() if v.get("type") in ("integer", "number"))
 
 
+# The settings another one's range depends on, set so that only the one tested is at its
+# edge: the pool holds every thread; the deadline lies between the statement timeout and
+# 1 s before gunicorn's timeout.
+COMPANIONS = {
+    "GUNICORN_THREADS": {"DB_POOL_SIZE": "100"},
+    "GUNICORN_TIMEOUT": {"DB_DEADLINE_MS": "1000", "DB_STATEMENT_TIMEOUT_MS": "500"},
+    "DB_DEADLINE_MS": {"GUNICORN_TIMEOUT": "3600", "DB_STATEMENT_TIMEOUT_MS": "0"},
+    "DB_STATEMENT_TIMEOUT_MS": {"GUNICORN_TIMEOUT": "3600", "DB_DEADLINE_MS": "3599000"},
+}
+
+
 def accepted(name: str, value: float) -> bool:
     text = str(int(value)) if CONFIG[name]["type"] == "integer" else str(value)
-    env = {**BASE, name: text}
-    if name == "GUNICORN_THREADS":
-        env["DB_POOL_SIZE"] = "100"
+    env = {**BASE, **COMPANIONS.get(name, {}), name: text}
     try:
         Settings.from_env(env)
     except ConfigError:
@@ -48,3 +57,22 @@ def test_a_pool_smaller_than_the_threads_is_refused_at_render(helm4: str) -> Non
     assert result.returncode != 0
     assert "config.DB_POOL_SIZE (1) + config.DB_MAX_OVERFLOW (0)" in result.stderr
     assert "config.GUNICORN_THREADS (4)" in result.stderr
+
+
+@pytest.mark.helm
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["config.DB_DEADLINE_MS=5000"],
+         "config.DB_DEADLINE_MS (5000) must be above config.DB_STATEMENT_TIMEOUT_MS (5000)"),
+        (["config.DB_DEADLINE_MS=29500"],
+         "config.DB_DEADLINE_MS (29500) must end a request at least 1 s before "
+         "config.GUNICORN_TIMEOUT (30 s)"),
+    ],
+)  # fmt: skip
+def test_a_deadline_the_service_would_refuse_is_refused_at_render(
+    helm4: str, sets: list[str], message: str
+) -> None:
+    result = run_helm(helm4, *template_args("prod", sets))
+    assert result.returncode != 0
+    assert message in result.stderr

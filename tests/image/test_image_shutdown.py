@@ -88,8 +88,11 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
         "GUNICORN_THREADS": str(threads),
         "GUNICORN_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT_S),
         "DB_POOL_SIZE": str(threads),
-        # The held requests wait on a lock; they must not be cancelled while held.
+        # The held requests wait on a lock; they must not be cancelled while held (nor
+        # ended by the deadline, which must leave gunicorn's timeout room: config.py).
         "DB_STATEMENT_TIMEOUT_MS": "60000",
+        "DB_DEADLINE_MS": "61000",
+        "GUNICORN_TIMEOUT": "90",
     }
     # The superuser, in the test's database: it may lock the table and see every backend.
     admin_url = urlunsplit(urlsplit(postgres.admin_url)._replace(path=f"/{name}"))

@@ -20,6 +20,7 @@ UNAVAILABLE = 'kube_deployment_status_replicas_unavailable{namespace="app", depl
 RESTARTS = 'kube_pod_container_status_restarts_total{namespace="app", pod="%s", container="%s"}'
 JOB = "app-migrate-0123456789"  # <release>-migrate-<hash of the pod template>
 JOB_FAILED = f'kube_job_failed{{namespace="app", job_name="{JOB}", condition="%s"}}'
+UNCONFIRMED = f'db_commits_unconfirmed_total{{{APP}, pod="%s", reason="%s"}}'
 SLO_LABELS = {"namespace": "app", "service": "app"}
 
 
@@ -139,6 +140,24 @@ CASES = (
         labels=(dict(SLO_LABELS),),
         healthy={READYZ_OK: "0+12x200", **availability(1000, 0)},
         others_silent=("AppAvailabilityBudgetBurnFast",),
+    ),
+    AlertCase(
+        "AppCommitsUnconfirmed",
+        # One write unconfirmed at minute 6 (the standby lost), on one pod of two.
+        {
+            UNCONFIRMED % (POD, "sync_standby"): "0x5 1x30",
+            UNCONFIRMED % ("app-5d8f7c9b4-q2w3e", "sync_standby"): "0x40",
+        },
+        silent_at="5m",
+        fires_at="7m",
+        labels=(dict(SLO_LABELS),),
+        # Never any; and a worker restarting resets its counter to 0: not a new one.
+        healthy={
+            UNCONFIRMED % (POD, "connection_lost"): "0x200",
+            UNCONFIRMED % ("app-5d8f7c9b4-q2w3e", "deadline"): "2x100 0x100",
+        },
+        healthy_at="150m",
+        others_silent=("AppDatabaseUnavailable", "AppAvailabilityBudgetBurnFast"),
     ),
     AlertCase(
         "AppDatabasePoolSaturated",

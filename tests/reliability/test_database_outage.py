@@ -53,7 +53,10 @@ def test_outage_fails_fast_keeps_liveness_and_recovers_without_losing_writes(
     failed = report.where(lambda r: r.status == 503)
     assert failed, "the outage produced no 503s: did the database really stop?"
     assert max(r.seconds for r in failed) < CONNECT_TIMEOUT + 1, "a failing request hung"
-    assert all(r.body["error"]["code"] == "database_unavailable" for r in failed)
+    # A write in flight when the server went may have committed: commit_unconfirmed.
+    assert all(r.body["error"]["code"] == "database_unavailable" or
+               (r.method == "POST" and r.body["error"]["code"] == "commit_unconfirmed")
+               for r in failed), {r.body["error"]["code"] for r in failed}  # fmt: skip
 
     def after_recovery(r: Result) -> bool:
         return r.started > restarted + recovered_after + 0.5

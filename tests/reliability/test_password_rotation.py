@@ -66,7 +66,7 @@ class Rotation:
 
 
 def rotate_while_serving(
-    postgres: PostgresServer, env: dict[str, str], rotate: Callable[[], str]
+    postgres: PostgresServer, database: str, env: dict[str, str], rotate: Callable[[], str]
 ) -> Rotation:
     """Serve, rotate (which returns the role whose sessions then end), serve again."""
     saved = os.environ.pop("DATABASE_URL", None)
@@ -83,9 +83,11 @@ def rotate_while_serving(
                               f"WHERE usename = '{ended}'")  # fmt: skip
             after = [http.get(item, timeout=5).status_code for _ in range(20)]
             after.append(http.post(items, json={"name": "after"}, timeout=5).status_code)
+            # This service's sessions: apps of earlier tests may still hold theirs elsewhere.
             with psycopg.connect(postgres.admin_url) as admin:
                 users = {row[0] for row in admin.execute(
-                    "SELECT usename FROM pg_stat_activity WHERE application_name = 'service'"
+                    "SELECT usename FROM pg_stat_activity WHERE application_name = 'service' "
+                    "AND datname = %s", (urlsplit(database).path.lstrip("/"),),
                 )}  # fmt: skip
             return Rotation(before, after, users, service.process.poll() is None)
     finally:
@@ -110,7 +112,7 @@ def test_a_rewritten_url_file_is_used_by_new_connections_without_a_restart(
             admin.execute(f"ALTER ROLE {old} NOLOGIN")
         return old
 
-    rotation = rotate_while_serving(postgres, env, rotate)
+    rotation = rotate_while_serving(postgres, empty_database, env, rotate)
     assert rotation.before == [200] * 10
     assert rotation.after == [200] * 20 + [201], rotation.after
     assert rotation.users == {new}, rotation.users
@@ -140,7 +142,7 @@ def test_a_rotated_password_file_is_used_by_new_connections_without_a_restart(
         write_atomically(tmp_path / "password", new_password)
         return role  # its sessions end: the old password can no longer open new ones
 
-    rotation = rotate_while_serving(postgres, env, rotate)
+    rotation = rotate_while_serving(postgres, empty_database, env, rotate)
     assert rotation.before == [200] * 10
     assert rotation.after == [200] * 20 + [201], rotation.after
     assert rotation.users == {role}, rotation.users

@@ -73,10 +73,11 @@ def test_a_read_whose_session_is_killed_runs_again_and_succeeds(empty_database: 
 
 
 def test_a_write_whose_session_is_killed_is_a_503_not_repeated(empty_database: str) -> None:
-    """A write cut off mid-statement may have committed: it is answered 503, not run twice."""
+    """A write cut off mid-statement may have committed (in autocommit the statement is its
+    own commit): it is answered 503 commit_unconfirmed, and not run twice."""
     response, after = answer_when_session_killed(empty_database, "DELETE")
     assert response.status_code == 503, response.text
-    assert response.json()["error"]["code"] == "database_unavailable"
+    assert response.json()["error"]["code"] == "commit_unconfirmed"
     assert after == [200] * 5  # not deleted, and the next requests get a fresh connection
 
 

@@ -166,6 +166,33 @@ def test_metrics_directory_must_be_writable(tmp_path: Path) -> None:
     assert message.startswith("PROMETHEUS_MULTIPROC_DIR=") and "not a writable directory" in message
 
 
+def test_the_deadline_defaults_to_a_second_past_the_statement_timeout() -> None:
+    assert settings().db_deadline_ms == 6000  # statement timeout + 1 s, within + 2 s
+    assert settings(DB_STATEMENT_TIMEOUT_MS="2000").db_deadline_ms == 3000
+    assert settings(DB_STATEMENT_TIMEOUT_MS="0").db_deadline_ms == 6000
+    assert settings(DB_DEADLINE_MS="8000").db_deadline_ms == 8000
+
+
+@pytest.mark.parametrize(
+    ("env", "start", "advice"),
+    [
+        # The statement timeout would never fire: every slow query would cost a connection.
+        ({"DB_DEADLINE_MS": "5000"}, "DB_DEADLINE_MS (5000) must be above DB_STATEMENT_TIMEOUT_MS",
+         "Set DB_DEADLINE_MS to 6000 or more"),
+        # gunicorn would kill the worker (and every request it holds) before the deadline.
+        ({"DB_DEADLINE_MS": "29500"}, "DB_DEADLINE_MS (29500) must end a request at least 1 s "
+         "before GUNICORN_TIMEOUT (30 s)", "raise GUNICORN_TIMEOUT"),
+        ({"DB_STATEMENT_TIMEOUT_MS": "60000"}, "DB_DEADLINE_MS (61000)", "lower DB_DEADLINE_MS"),
+    ],
+)  # fmt: skip
+def test_a_deadline_that_cannot_bound_requests_is_refused(
+    env: dict[str, str], start: str, advice: str
+) -> None:
+    message = error_for(DATABASE_URL=URL, **env)
+    assert message.startswith(start) and advice in message
+    settings(**{**env, "GUNICORN_TIMEOUT": "90", "DB_DEADLINE_MS": "62000"})  # room for it: fine
+
+
 # -- the database by its parts, and TLS settings for either form ---------------------------
 
 

@@ -85,3 +85,49 @@ def test_postgres_fixture_is_real(postgres: PostgresServer) -> None:
 
     with psycopg.connect(postgres.admin_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_worker_whose_breaker_says_the_database_does_not_answer_is_not_ready(
+    make_app: Any,
+) -> None:
+    """Tripped as a read that reached DB_DEADLINE_MS trips it: /readyz and the API fail
+    fast until the breaker's probe (SELECT 1, on a connection of its own) succeeds."""
+    app = make_app()
+    client, breaker = app.test_client(), app.extensions["db"].breaker
+    assert client.get("/readyz").status_code == 200
+    breaker.trip(writing=False)
+    readyz = client.get("/readyz")
+    assert readyz.status_code == 503 and readyz.json["reason"] == "database not answering"
+    item = client.get("/api/v1/items/1")
+    assert item.status_code == 503 and item.json["error"]["code"] == "database_unavailable"
+    assert wait_for(lambda: client.get("/readyz").status_code == 200)
+    assert wait_for(lambda: not breaker.writes_open)  # probed next, as a commit
+    assert client.post("/api/v1/items", json={"name": "after the probes"}).status_code == 201
+
+
+def test_a_breaker_open_for_writes_only_keeps_reads_and_readiness(make_app: Any) -> None:
+    """A write that reached its deadline on a server that answers (a lost standby): writes
+    fail fast, reads and /readyz go on; the probe's commit closes it."""
+    app = make_app()
+    client, breaker = app.test_client(), app.extensions["db"].breaker
+    created = client.post("/api/v1/items", json={"name": "before the trip"})
+    breaker.trip(writing=True)
+    refused = client.post("/api/v1/items", json={"name": "while open"})
+    assert refused.status_code == 503, refused.json
+    assert "not confirming writes" in refused.json["error"]["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 5
+    assert client.get(f"/api/v1/items/{created.json['id']}").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert wait_for(lambda: not breaker.writes_open)
+    assert client.post("/api/v1/items", json={"name": "after the probe"}).status_code == 201
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False

@@ -135,6 +135,17 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- fail (printf "config.DB_POOL_SIZE (%d) + config.DB_MAX_OVERFLOW (%d) is less than config.GUNICORN_THREADS (%d): the pods would refuse to start. Set config.DB_POOL_SIZE to at least %d" (int $v.config.DB_POOL_SIZE) (int $v.config.DB_MAX_OVERFLOW) $threads $threads) }}
 {{- end }}
 
+{{- /* The database deadline (service/config.py refuses the same at start): above the
+statement timeout, and over 1 s before gunicorn's worker timeout. */}}
+{{- $deadline := int $v.config.DB_DEADLINE_MS }}
+{{- $statementTimeout := int $v.config.DB_STATEMENT_TIMEOUT_MS }}
+{{- if and (gt $statementTimeout 0) (le $deadline $statementTimeout) }}
+{{- fail (printf "config.DB_DEADLINE_MS (%d) must be above config.DB_STATEMENT_TIMEOUT_MS (%d): the pods would refuse to start. Set config.DB_DEADLINE_MS to %d or more" $deadline $statementTimeout (add $statementTimeout 1000)) }}
+{{- end }}
+{{- if gt (add $deadline 1000) (mul (int $v.config.GUNICORN_TIMEOUT) 1000) }}
+{{- fail (printf "config.DB_DEADLINE_MS (%d) must end a request at least 1 s before config.GUNICORN_TIMEOUT (%d s) kills its worker: the pods would refuse to start. Lower config.DB_DEADLINE_MS or raise config.GUNICORN_TIMEOUT" $deadline (int $v.config.GUNICORN_TIMEOUT)) }}
+{{- end }}
+
 {{- /* Connection budget: at the peak of a rollout at the HPA maximum, every worker of
 every pod may hold its whole pool, and the migration Job one more connection. */}}
 {{- $pods := int $v.replicaCount }}
