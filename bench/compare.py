@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
-from bench.servers import bench_token, seeded_postgres, server_env, start_server
+from bench.servers import CALLERS_DESCRIPTION, seeded_postgres, server_env, start_server
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from tools.service_process import ROOT
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         workdir = Path(tmp)
         bench = Bench(
-            Wrk(connections=args.connections, token=bench_token()),
+            Wrk(connections=args.connections),
             db,
             run_s=args.duration,
             warmup_s=args.warmup,
@@ -150,9 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed_open_loop += errors
 
     width = max(len(label) for label in [*servers, "variant"]) + 2
+    first = next(iter(servers))
+    print(f"\nrequests: {CALLERS_DESCRIPTION}")
     print(
-        f"\n{'variant':<{width}}{'scenario':<11}{'req/s':>8}{'ratio':>7}{'p99 ms':>8}"
-        f"{'server us':>11}{'db us':>7}{'errors':>8}  ratio per round"
+        f"{'variant':<{width}}{'scenario':<11}{'req/s':>8}{'ratio':>7}{'p99 ms':>8}"
+        f"{'server us':>11}{'db us':>7}{'errors':>8}{'vs ' + first:>24}  ratio per round"
     )
     failed = sum(runs.errors for runs in bench.runs.values())
     for label in servers:
@@ -168,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{label:<{width}}{scenario:<11}{runs.median('rps'):>8.0f}{statistics.median(r):>7.2f}"
                 f"{runs.median('p99_ms'):>8.1f}{runs.median('server_us'):>11.0f}"
-                f"{runs.median('database_us'):>7.0f}{runs.errors:>8}  "
-                f"{[round(x, 2) for x in r]}"
+                f"{runs.median('database_us'):>7.0f}{runs.errors:>8}"
+                f"{_versus(bench, ratios, scenario, label, first):>24}  {[round(x, 2) for x in r]}"
             )
     failed += failed_open_loop
     for label, result in open_loop.items():
@@ -179,6 +181,24 @@ def main(argv: list[str] | None = None) -> int:
             f"max {result.max_ms:.1f} ms, errors {result.errors}"
         )
     return 1 if failed else 0
+
+
+def _versus(
+    bench: Bench, ratios: dict[str, list[float]], scenario: str, label: str, first: str
+) -> str:
+    """How this variant's ratio and CPU per request (server + database) differ from the first
+    variant's in the same run: what "within 5%" is judged on."""
+    if label == first:
+        return ""
+    ratio = statistics.median(ratios[f"{label} {scenario}"])
+    ratio_first = statistics.median(ratios[f"{first} {scenario}"])
+
+    def cpu(key: str) -> float:
+        runs = bench.runs[key]
+        return runs.median("server_us") + runs.median("database_us")
+
+    cpu_change = cpu(f"{label} {scenario}") / cpu(f"{first} {scenario}") - 1
+    return f"ratio {ratio / ratio_first - 1:+.1%}, CPU {cpu_change:+.1%}"
 
 
 if __name__ == "__main__":

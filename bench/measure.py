@@ -80,6 +80,7 @@ class Bench:
             seconds or (self.warmup_s if warmup else self.run_s),
             nonce=uuid.uuid4().hex[:12],
             max_id=SEED_ROWS,
+            callers=server.callers,
         )
         per_request = 1e6 / max(load.requests, 1)
         result = Measurement(
@@ -114,7 +115,7 @@ class Bench:
         def once(duration: float) -> WrkResult:
             return self.wrk.open_loop(
                 server.base_url + "/", rate, duration, nonce=uuid.uuid4().hex[:12],
-                max_id=SEED_ROWS,
+                max_id=SEED_ROWS, callers=server.callers,
             )  # fmt: skip
 
         warm = once(self.warmup_s)

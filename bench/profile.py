@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,13 @@ from typing import Any
 from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
-from bench.servers import bench_auth_env, bench_token, seeded_postgres
+from bench.servers import (
+    BENCH_CALLERS,
+    WITHOUT_TOKENS,
+    BenchCaller,
+    bench_auth_env,
+    seeded_postgres,
+)
 
 SEED_ROWS = 100_000
 Environ = dict[str, Any]
@@ -49,22 +55,25 @@ Environ = dict[str, Any]
 _NAMES = (f"profile-{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count())
 
 
-def environs(scenario: str, headers: dict[str, str]) -> Iterator[Environ]:
-    """Request environments; `headers` (the bearer token) go on every API request."""
-    while True:
+def environs(scenario: str, callers: Sequence[BenchCaller]) -> Iterator[Environ]:
+    """Request environments, taking turns among `callers` (their tokens and their rows, as
+    bench/wrk/callers.lua does)."""
+    for turn in itertools.count():
+        caller = callers[turn % len(callers)]
+        headers = {"Authorization": f"Bearer {caller.token()}"} if caller.with_token else {}
         if scenario == "livez":
             builder = EnvironBuilder(path="/livez")
         elif scenario == "get_item":
-            path = f"/api/v1/items/{random.randint(1, SEED_ROWS)}"
+            path = f"/api/v1/items/{random_id(caller)}"
             builder = EnvironBuilder(path=path, headers=headers)
         elif scenario == "list_page":
-            cursor = random.randint(0, SEED_ROWS - 20)
+            cursor = random.randint(0, SEED_ROWS - 60)
             builder = EnvironBuilder(
                 path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
             )
-        elif scenario == "list_by_tag":  # tag-3: 10% of the items (bench/servers.py)
-            cursor = random.randint(0, SEED_ROWS - 200)
-            query = f"tag=tag-3&limit=20&cursor={cursor}"
+        elif scenario == "list_by_tag":  # tag-3: 10% of an owner's items (bench/servers.py)
+            cursor = random.randint(0, SEED_ROWS - 600)
+            query = f"tag={caller.tag_prefix}tag-3&limit=20&cursor={cursor}"
             builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
         elif scenario == "post_item":
             body = json.dumps({"name": next(_NAMES), "description": "profiled"})
@@ -77,6 +86,13 @@ def environs(scenario: str, headers: dict[str, str]) -> Iterator[Environ]:
                 f"unknown scenario {scenario!r}: livez, get_item, list_page, list_by_tag, post_item"
             )
         yield builder.get_environ()
+
+
+def random_id(caller: BenchCaller) -> int:
+    """A seeded id the caller reaches: any for an admin, else one with its residue mod 3."""
+    if caller.residue is None:
+        return random.randint(1, SEED_ROWS)
+    return random.choice(range(caller.residue or 3, SEED_ROWS + 1, 3))
 
 
 class _Response:
@@ -93,7 +109,7 @@ def drive(
     count: int,
     access: Callable[..., None],
     prepared: int = 0,
-    headers: dict[str, str] | None = None,
+    callers: Sequence[BenchCaller] = WITHOUT_TOKENS,
 ) -> tuple[float, float, int]:
     """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
     seconds, and the number of non-2xx."""
@@ -106,7 +122,7 @@ def drive(
         response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    made = environs(scenario, headers or {})
+    made = environs(scenario, callers)
     requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
@@ -180,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             DATABASE_URL=url, APP_ENV="prod", LOG_LEVEL="INFO", METRICS_ENABLED=args.metrics,
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
         )  # fmt: skip
-        headers: dict[str, str] = {}
+        callers = WITHOUT_TOKENS
         if args.auth == "true":
             os.environ.update(bench_auth_env(Path(metrics_dir)))
-            headers = {"Authorization": f"Bearer {bench_token()}"}
+            callers = BENCH_CALLERS
         else:
             os.environ["AUTH_DISABLED"] = "true"
         from service import create_app
@@ -195,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.config.dictConfig(logconfig_dict)
             access = JsonAccessLogger(Config()).access  # requests at INFO, as configured
             app = create_app()
-            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, headers)
+            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, callers)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
@@ -203,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
             wall, cpu, failed = drive(
-                app, args.scenario, args.requests, access, args.prepared, headers
+                app, args.scenario, args.requests, access, args.prepared, callers
             )
             if profiler is not None:
                 profiler.stop()

@@ -33,8 +33,8 @@ from typing import Any
 
 from bench.measure import SCENARIOS, SEED_ROWS, Bench
 from bench.servers import (
+    CALLERS_DESCRIPTION,
     Server,
-    bench_token,
     rss_kib,
     seeded_postgres,
     server_env,
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except WrkMissingError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
-    wrk = Wrk(connections=args.connections, threads=args.wrk_threads, token=bench_token())
+    wrk = Wrk(connections=args.connections, threads=args.wrk_threads)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         report = _measure(Path(tmp), wrk, plan, durable=args.durable)
@@ -364,6 +364,7 @@ def _machine(
         "postgresql_fsync": durable,
         "packages": {p: _version(p) for p in packages},
         "wrk": (wrk_version.splitlines() or ["unknown"])[0],
+        "requests": CALLERS_DESCRIPTION,
         "gunicorn": gunicorn,
         "load": {
             "connections": wrk.connections,
@@ -383,7 +384,8 @@ def _print_report(report: dict[str, Any]) -> list[str]:
     """Print the table; return the failures that make the exit status non-zero."""
     cpu = report["cpu_us_per_request"]
     header = ("scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio", "CPU us/req")
-    print("\n{:<20}{:>8}{:>8}{:>8}{:>8}{:>8}{:>7}{:>17}  target".format(*header))
+    print(f"\nrequests: {report['machine']['requests']}")
+    print("{:<20}{:>8}{:>8}{:>8}{:>8}{:>8}{:>7}{:>17}  target".format(*header))
     rows = {"reference (hello)": report["reference"] | {"ratio": 1.0}} | report["scenarios"]
     for name, row in rows.items():
         target = RATIO_TARGETS.get(name)

@@ -8,6 +8,7 @@ gunicorn with the same process model (bench/reference_gunicorn_conf.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -47,20 +48,73 @@ OWNED_VARIABLES = (
 BENCH_ISSUER = "https://bench.invalid"
 BENCH_AUDIENCE = "items-api"
 BENCH_KEY = SigningKey.generate("bench")
+# The rows have owners (issue 25), a third each by id: id % 3 = 1 is bench-a's, 2 is
+# bench-b's, 0 is `unowned` (from before owners: what access control off reaches).
+OWNERS = ("unowned", "bench-a", "bench-b")  # by id % 3
 SEED_SQL = """
-INSERT INTO items (name, description)
-SELECT 'seed-' || n, 'Seeded item ' || n || ', one of the rows the load benchmark reads.'
+INSERT INTO items (owner, name, description)
+SELECT (%(owners)s::text[])[n %% 3 + 1], 'seed-' || n,
+       'Seeded item ' || n || ', one of the rows the load benchmark reads.'
 FROM generate_series(1, %(rows)s) AS n
 """
-# Every item carries two tags, so the item scenarios return tags as real ones would:
-# tag-0 ... tag-9 (item id modulo 10: each held by 10% of the items; list_by_tag pages
-# through tag-3) and tag-10 ... tag-16 (id modulo 7).
+# Every item carries two of its owner's tags, so the item scenarios return tags as real
+# ones would: <p>tag-0 ... <p>tag-9 (each held by 10% of an owner's items; list_by_tag
+# pages through <p>tag-3) and <p>tag-10 ... <p>tag-16, where <p> is the owner's prefix
+# (u-, a-, b-). Names stay unique across owners, as the previous release's code (a
+# `rev=` variant of bench.compare, on the same data) needs them.
 SEED_TAGS_SQL = """
-INSERT INTO tags (name) SELECT 'tag-' || n FROM generate_series(0, 16) AS n;
+INSERT INTO tags (owner, name)
+SELECT owner, left(replace(owner, 'bench-', ''), 1) || '-tag-' || n
+FROM unnest(%(owners)s::text[]) AS owner, generate_series(0, 16) AS n;
 INSERT INTO item_tags (item_id, tag_id)
-SELECT items.id, tags.id FROM items JOIN tags
-  ON tags.name IN ('tag-' || items.id % 10, 'tag-' || 10 + items.id % 7)
+SELECT items.id, tags.id FROM items JOIN tags ON tags.owner = items.owner
+  AND tags.name IN (left(replace(items.owner, 'bench-', ''), 1) || '-tag-' || items.id / 3 %% 10,
+               left(replace(items.owner, 'bench-', ''), 1) || '-tag-' || 10 + items.id / 3 %% 7)
 """
+
+
+@dataclass(frozen=True)
+class BenchCaller:
+    """Who a benchmark request acts for, and so which seeded rows it asks for: its own
+    (ids with id % 3 == residue), or every row (an admin: residue None)."""
+
+    owner: str  # the token's sub
+    residue: int | None
+    tag_prefix: str  # its tags are <prefix>tag-N
+    admin: bool = False
+    with_token: bool = True
+
+    def token(self) -> str:
+        """Its bearer token, the same for the whole run (the client reuses it)."""
+        return _token(self)
+
+    def wrk_spec(self) -> str:
+        """How bench/wrk/callers.lua reads it: residue:tag prefix:token."""
+        residue = "*" if self.residue is None else str(self.residue)
+        return f"{residue}:{self.tag_prefix}:{self.token() if self.with_token else '-'}"
+
+
+@functools.cache
+def _token(caller: BenchCaller) -> str:
+    """Both scopes (and items:admin for an admin), valid for longer than any run."""
+    scope = "items:read items:write" + (" items:admin" if caller.admin else "")
+    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=caller.owner,
+                          scope=scope, lifetime=12 * 3600)  # fmt: skip
+
+
+# Requests take turns: two owners and an admin, each caller's token reused (the case the
+# verified-token cache serves). With access control off, every request is `anonymous`,
+# which reaches the unowned third of the rows.
+BENCH_CALLERS = (
+    BenchCaller("bench-a", 1, "a-"),
+    BenchCaller("bench-b", 2, "b-"),
+    BenchCaller("bench-admin", None, "a-", admin=True),
+)
+WITHOUT_TOKENS = (BenchCaller("anonymous", 0, "u-", with_token=False),)
+CALLERS_DESCRIPTION = (
+    "tokens of two owners (bench-a, bench-b: a third of the rows each) and of an admin "
+    "(items:admin: every row), in turn; with auth off, anonymous (the unowned third)"
+)
 
 
 @contextlib.contextmanager
@@ -78,9 +132,9 @@ def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
         if migrate.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{migrate.stdout}{migrate.stderr}")
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SEED_SQL, {"rows": rows})
+            conn.execute(SEED_SQL, {"rows": rows, "owners": list(OWNERS)})
             for statement in SEED_TAGS_SQL.split(";"):
-                conn.execute(statement)
+                conn.execute(statement, {"owners": list(OWNERS)})
             conn.execute("VACUUM ANALYZE items, tags, item_tags")
             version = conn.execute("SHOW server_version").fetchone()
         postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
@@ -103,6 +157,12 @@ class Server:
     port: int
     log_path: Path
     is_reference: bool = False
+    auth_disabled: bool = False
+
+    @property
+    def callers(self) -> tuple[BenchCaller, ...]:
+        """Who the requests to this server act for."""
+        return WITHOUT_TOKENS if self.auth_disabled else BENCH_CALLERS
 
     @property
     def base_url(self) -> str:
@@ -170,7 +230,8 @@ def start_server(
             stderr=subprocess.STDOUT,
             text=True,
         )
-    server = Server(name, popen, port, log_path, is_reference=reference)
+    auth_off = env.get("AUTH_DISABLED", "").lower() == "true"
+    server = Server(name, popen, port, log_path, is_reference=reference, auth_disabled=auth_off)
     try:
         server.wait_until_answering("/" if reference else "/livez")
         yield server
@@ -201,7 +262,7 @@ def server_env(
 
 
 def bench_auth_env(workdir: Path) -> dict[str, str]:
-    """AUTH_* for a service that accepts bench_token() (its public key in a JWKS file)."""
+    """AUTH_* for a service that accepts the callers' tokens (its public key in a JWKS file)."""
     path = workdir / "bench-jwks.json"
     path.write_text(json.dumps(jwks(BENCH_KEY)))
     return {
@@ -209,12 +270,6 @@ def bench_auth_env(workdir: Path) -> dict[str, str]:
         "AUTH_AUDIENCE": BENCH_AUDIENCE,
         "AUTH_JWKS_FILE": str(path),
     }
-
-
-def bench_token(lifetime_s: int = 12 * 3600) -> str:
-    """A bearer token with both scopes, valid for longer than any run."""
-    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject="bench",
-                          lifetime=lifetime_s)  # fmt: skip
 
 
 def _service_argv() -> list[str]:

@@ -1,7 +1,8 @@
 """Drive one scenario with wrk (keep-alive, fixed duration) and read back its summary.
 
-The scenario's Lua script is bench/wrk/common.lua followed by bench/wrk/<scenario>.lua;
-common.lua's `done` hook prints one JSON line with the counts and latency percentiles.
+The scenario's Lua script is bench/wrk/callers.lua (who each request acts for),
+bench/wrk/common.lua and bench/wrk/<scenario>.lua; common.lua's `done` hook prints one
+JSON line with the counts and latency percentiles.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.servers import BenchCaller
 from tools.prereq import find_tool
 
 SCRIPTS = Path(__file__).resolve().parent / "wrk"
@@ -62,26 +65,33 @@ class Wrk:
     connections: int = 16
     threads: int = 1
     timeout_s: int = 2
-    token: str = ""  # sent as a bearer token on every API request (bench/wrk/common.lua)
 
-    def run(self, url: str, script: str, seconds: float, *, nonce: str, max_id: int) -> WrkResult:
-        """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop)."""
-        lua = (SCRIPTS / "common.lua").read_text() + (SCRIPTS / f"{script}.lua").read_text()
-        return self._wrk(lua, url, seconds, self.threads, [nonce, str(max_id)])
+    def run(
+        self, url: str, script: str, seconds: float, *, nonce: str, max_id: int,
+        callers: Sequence[BenchCaller] = (),
+    ) -> WrkResult:  # fmt: skip
+        """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop), the
+        requests taking turns among `callers` (their tokens and rows)."""
+        lua = _read("callers.lua", "common.lua", f"{script}.lua")
+        return self._wrk(lua, url, seconds, self.threads, [nonce, str(max_id)], callers)
 
     def open_loop(
-        self, url: str, rate: float, seconds: float, *, nonce: str, max_id: int
-    ) -> WrkResult:
+        self, url: str, rate: float, seconds: float, *, nonce: str, max_id: int,
+        callers: Sequence[BenchCaller] = (),
+    ) -> WrkResult:  # fmt: skip
         """GET by id at a fixed `rate`, latency from each request's due time (open loop).
 
         One wrk thread per connection, which is what lets bench/wrk/open_loop.lua pair each
         response with its due time.
         """
-        lua = (SCRIPTS / "open_loop.lua").read_text()
+        lua = _read("callers.lua", "open_loop.lua")
         args = [nonce, str(max_id), str(rate), str(self.connections)]
-        return self._wrk(lua, url, seconds, self.connections, args)
+        return self._wrk(lua, url, seconds, self.connections, args, callers)
 
-    def _wrk(self, lua: str, url: str, seconds: float, threads: int, args: list[str]) -> WrkResult:
+    def _wrk(
+        self, lua: str, url: str, seconds: float, threads: int, args: list[str],
+        callers: Sequence[BenchCaller],
+    ) -> WrkResult:  # fmt: skip
         with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="wrk-") as script:
             script.write(lua)
             script.flush()
@@ -96,12 +106,16 @@ class Wrk:
                 "--",
                 *args,
             ]
-            # In the environment, not on the command line: `ps` would show it there.
-            env = {**os.environ, "BENCH_TOKEN": self.token}
+            # In the environment, not on the command line: `ps` would show the tokens there.
+            env = {**os.environ, "BENCH_CALLERS": " ".join(c.wrk_spec() for c in callers)}
             done = subprocess.run(
                 argv, capture_output=True, text=True, timeout=seconds + 60, env=env
             )
         return parse(done.stdout, done.stderr, done.returncode)
+
+
+def _read(*scripts: str) -> str:
+    return "".join((SCRIPTS / name).read_text() for name in scripts)
 
 
 def parse(stdout: str, stderr: str, returncode: int) -> WrkResult:

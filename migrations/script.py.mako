@@ -5,7 +5,9 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
 Expand first: the previous release's code must keep working on this schema, because
-old pods serve until the new ones are ready. Drop or rename in a later release.
+old pods serve until the new ones are ready. Drop or rename in a contract step, a
+revision of its own with `contract: bool = True`, applied after the rollout
+(docs/extending.md).
 """
 
 from collections.abc import Sequence

@@ -11,7 +11,7 @@ from service.http.json_provider import OrjsonProvider
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings -> db -> blueprints -> errors -> observability."""
     from service import auth
-    from service.api import items, tags
+    from service.api import items, notes, tags
     from service.http import errors, health, openapi, security_headers
     from service.store.database import Database
     from service.telemetry import metrics, middleware
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(items.blueprint)
     app.register_blueprint(tags.blueprint)
+    app.register_blueprint(notes.blueprint)
     auth.init_app(app, settings.auth)
     errors.init_app(app)
     security_headers.init_app(app)

@@ -38,38 +38,65 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    """Apply every pending migration (alembic upgrade head); safe to run concurrently.
+    """Apply the pending migrations up to the revision this code needs (with `--contract`,
+    also the contract steps after it, all or up to the one named); safe to run concurrently.
 
     A database already ahead of this code (a rollback to the previous image re-runs its
     migration Job) is left as it is: the schema is expand-first, so old code works on it.
+    Contract steps (service/store/schema_revision.py) remove what the previous release
+    needed, so they wait for `--contract`, run once that release is gone.
     """
     from alembic import command
     from sqlalchemy import create_engine
 
     from service.store.direct_connection import READ_WRITE, refuse_a_pooler
     from service.store.migration_locks import MigrationBlockedError, upgrade_with_lock_retries
-    from service.store.schema_revision import alembic_config, check_schema
+    from service.store.schema_revision import alembic_config, database_revisions, read_chain
 
     settings = migration_settings_from_env()  # a bad URL is a config error, not a retry
     url = settings.database_url
+    config = alembic_config()
+    chain = read_chain(config)
+    target = chain.needed
+    if args.contract is not None:
+        # Up to a named contract step: leaving it set in a deployment is harmless, a later
+        # release's own contract steps come after it and still wait.
+        target = args.contract or chain.latest
+        if target not in chain.revisions:
+            steps = ", ".join(chain.revisions[: chain.contract_steps]) or "none"
+            raise ConfigError(
+                f"--contract {target}: this code has no such revision. Its contract steps: "
+                f"{steps}; give one of them, or no revision for all."
+            )
+        if chain.reached(chain.needed, target):  # an older revision: nothing to contract
+            target = chain.needed
 
     def upgrade() -> None:
         engine = create_engine(url, connect_args={"connect_timeout": 5, **READ_WRITE})
         try:
             with engine.connect() as connection:
                 refuse_a_pooler(connection)  # also when there is nothing to migrate
-                state = check_schema(connection)
+                current = database_revisions(connection)
         finally:
             engine.dispose()
-        if state.ready and state.database_revision != state.code_revision:
-            log.info("nothing to migrate: %s", state.reason)
+        if len(current) == 1 and current[0] not in chain.revisions:
+            log.info("nothing to migrate: schema %s is ahead of this code", current[0])
+            return
+        if len(current) == 1 and chain.reached(current[0], target):
+            log.info("nothing to migrate: schema %s is at or past %s", current[0], target)
             return
         upgrade_with_lock_retries(
-            lambda: command.upgrade(alembic_config(), "head"), url,
+            lambda: command.upgrade(config, target), url,
             attempts=settings.migration_lock_attempts,
             lock_timeout_ms=settings.migration_lock_timeout_ms,
         )  # fmt: skip
-        log.info("migrations applied: database is at head")
+        log.info("migrations applied: database is at %s", target)
+        if target != chain.latest:
+            log.info(
+                "%d contract step(s) up to %s wait until the previous release is gone: then "
+                "run `python -m service migrate --contract` (docs/extending.md)",
+                chain.contract_steps, chain.latest,
+            )  # fmt: skip
 
     try:
         _retry_while_unreachable(args.timeout, upgrade)
@@ -172,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="apply database migrations and exit")
     m.add_argument("--timeout", type=float, default=DEFAULT_DB_WAIT_SECONDS,
                    help="seconds to keep retrying while the database is unreachable")  # fmt: skip
+    m.add_argument("--contract", nargs="?", const="", metavar="REVISION",
+                   help="also the contract steps (up to REVISION): once the previous "
+                   "release is gone")  # fmt: skip
     w = sub.add_parser("wait-for-schema", help="wait until the schema is at or ahead of the code")
     w.add_argument("--timeout", type=float, default=300, help="seconds before giving up")
     sub.add_parser("dev", help="Flask development server with reloader (APP_ENV=dev only)")

@@ -44,6 +44,7 @@ class AuthSettings:
     jwks_url: str = ""
     jwks_file: str = ""
     disabled: bool = False
+    owner_claim: str = "sub"  # the claim naming who owns what a token creates
 
     @property
     def enabled(self) -> bool:
@@ -276,6 +277,7 @@ def auth_settings_from_env(environ: Mapping[str, str]) -> AuthSettings:
     audience = environ.get("AUTH_AUDIENCE", "").strip()
     jwks_url = _issuer_url(environ, "AUTH_JWKS_URL")
     jwks_file = environ.get("AUTH_JWKS_FILE", "").strip()
+    owner_claim = _owner_claim(environ)
     if disabled:
         return AuthSettings(disabled=True)
     if not issuer:
@@ -291,7 +293,30 @@ def auth_settings_from_env(environ: Mapping[str, str]) -> AuthSettings:
             f"AUTH_JWKS_FILE={jwks_file} cannot be read: point it at the mounted JWKS file "
             "(JSON with a `keys` list), or unset it to fetch keys from the issuer."
         )
-    return AuthSettings(issuer, audience, jwks_url, jwks_file)
+    return AuthSettings(issuer, audience, jwks_url, jwks_file, owner_claim=owner_claim)
+
+
+# Claims every token of an issuer shares (iss, aud), or that differ per token (jti) or
+# say something else (times, scopes): as an owner, they would put every caller's rows
+# in one heap, or lose them with the next token. Refused rather than silently so.
+NOT_OWNER_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti", "scope", "scp"})
+
+
+def _owner_claim(environ: Mapping[str, str]) -> str:
+    """AUTH_OWNER_CLAIM: the claim naming who owns what a token creates (`sub` if unset)."""
+    claim = environ.get("AUTH_OWNER_CLAIM", "").strip() or "sub"
+    if not claim.isprintable() or " " in claim or len(claim) > 256:
+        raise ConfigError(
+            f"AUTH_OWNER_CLAIM={claim!r} is invalid: expected the name of a token claim "
+            "(e.g. `sub`, the default, or `tenant_id`), without spaces."
+        )
+    if claim in NOT_OWNER_CLAIMS:
+        raise ConfigError(
+            f"AUTH_OWNER_CLAIM={claim} cannot name an owner: it is the same for every token "
+            "of the issuer, or new on each token, or not an identity. Name the claim that "
+            "identifies a user or tenant (`sub`, the default, or e.g. `tenant_id`)."
+        )
+    return claim
 
 
 def _issuer_url(environ: Mapping[str, str], name: str) -> str:

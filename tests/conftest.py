@@ -188,3 +188,17 @@ def protected_app(
     app = create_app(replace(settings, auth=auth_settings))
     get_db(app).bind_to(connection)
     return app
+
+
+ADMIN_SCOPES = f"{ALL_SCOPES} items:admin"
+
+
+@pytest.fixture
+def callers(bearer: Callable[..., dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Authorization headers of two owners, `alice` and `bob`, and of an admin (a token
+    with items:admin, whose own owner is `root`), for `protected_app`."""
+    return {
+        "alice": bearer(subject="alice"),
+        "bob": bearer(subject="bob"),
+        "admin": bearer(subject="root", scope=ADMIN_SCOPES),
+    }

@@ -51,7 +51,12 @@ def main() -> int:
         env["DATABASE_URL"] = server.url()
     python = sys.executable
     try:
-        migrated = subprocess.run([python, "-m", "service", "migrate"], env=env, cwd=ROOT)
+        # Our own database serves no previous release: it takes the contract steps at once.
+        # One given in DATABASE_URL may, so it gets only what this code needs.
+        contract = ["--contract"] if server is not None else []
+        migrated = subprocess.run(
+            [python, "-m", "service", "migrate", *contract], env=env, cwd=ROOT
+        )
         if migrated.returncode != 0:
             return migrated.returncode
         print(

@@ -65,15 +65,16 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def running_service(
-    env: dict[str, str], *, command: str = "serve", wait: bool = True
+    env: dict[str, str], *, command: str = "serve", wait: bool = True, code: Path = ROOT
 ) -> Iterator[ServiceProcess]:
-    """Start the service with `env` added to ours; stop it (SIGTERM, then SIGKILL) after."""
+    """Start the service with `env` added to ours; stop it (SIGTERM, then SIGKILL) after.
+    `code`: the tree to run (another release's, exported from git)."""
     port = int(env.get("PORT") or free_port())
     full_env = {**os.environ, "PORT": str(port), "APP_ENV": "dev", **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "service", command],
         env=full_env,
-        cwd=ROOT,
+        cwd=code,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

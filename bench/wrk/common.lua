@@ -19,15 +19,9 @@ function init(args)
    end
    math.randomseed(seed + (thread_id or 1) * 7919)
    sequence = 0
-   json_headers = { ["Content-Type"] = "application/json" }
-   -- The service runs with access control on: every API request carries a bearer token
-   -- (bench/run.py mints it from the bench key and passes it in BENCH_TOKEN).
-   get_headers = {}
-   local token = os.getenv("BENCH_TOKEN")
-   if token and token ~= "" then
-      get_headers["Authorization"] = "Bearer " .. token
-      json_headers["Authorization"] = "Bearer " .. token
-   end
+   -- The service runs with access control on: every API request carries the bearer
+   -- token of the caller whose turn it is (callers.lua).
+   load_callers()
    if scenario_init then scenario_init() end
 end
 
@@ -40,11 +34,12 @@ end
 function post_item_request()
    local body = string.format('{"name":"%s","description":"created by the load benchmark"}',
                               unique_name())
-   return wrk.format("POST", "/api/v1/items", json_headers, body)
+   return wrk.format("POST", "/api/v1/items", next_caller().json, body)
 end
 
 function get_item_request()
-   return wrk.format("GET", "/api/v1/items/" .. math.random(1, max_id), get_headers)
+   local caller = next_caller()
+   return wrk.format("GET", "/api/v1/items/" .. random_id(caller), caller.get)
 end
 
 function done(summary, latency, requests)

@@ -1,5 +1,7 @@
--- GET one page of 20, starting at a random cursor (keyset pagination).
+-- GET one page of 20 of the caller's items, starting at a random cursor (keyset
+-- pagination); an owner's 20 span about 60 ids.
 function request()
-   local cursor = math.random(0, max_id - 20)
-   return wrk.format("GET", "/api/v1/items?limit=20&cursor=" .. cursor, get_headers)
+   local caller = next_caller()
+   local cursor = math.random(0, max_id - 60)
+   return wrk.format("GET", "/api/v1/items?limit=20&cursor=" .. cursor, caller.get)
 end

@@ -35,9 +35,7 @@ function init(args)
    -- Spread the connections' schedules evenly over one interval.
    next_due = now_us() + interval_us * (thread_id - 1) / nthreads
    latencies, non_2xx = {}, 0
-   get_headers = {}  -- a bearer token, as in common.lua
-   local token = os.getenv("BENCH_TOKEN")
-   if token and token ~= "" then get_headers["Authorization"] = "Bearer " .. token end
+   load_callers()  -- callers.lua, as in common.lua
 end
 
 function delay()
@@ -48,7 +46,8 @@ function delay()
 end
 
 function request()
-   return wrk.format("GET", "/api/v1/items/" .. math.random(1, max_id), get_headers)
+   local caller = next_caller()
+   return wrk.format("GET", "/api/v1/items/" .. random_id(caller), caller.get)
 end
 
 function response(status, headers, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
+from types import GenericAlias
 from typing import Annotated, Any
 
 from pydantic import (
@@ -14,6 +15,10 @@ from pydantic import (
     WithJsonSchema,
     create_model,
 )
+from sqlalchemy import ARRAY, Column, String, Table
+
+from service.store.owners import OWNER_MAX
+from service.store.sql import Shape
 
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
@@ -84,10 +89,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+OwnerName = Annotated[
+    OneLine,
+    Field(min_length=1, max_length=OWNER_MAX,
+          description="Only this owner's rows. An `items:admin` token may name any "
+          "owner; any other caller only an owner it reaches (403 otherwise)."),
+]  # fmt: skip
+
+
 class PageQuery(BaseModel):
     """Query parameters of a list (strings as they arrive, converted here)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=False, json_schema_extra=absent_not_null("owner")
+    )
 
     limit: int = Field(PAGE_SIZE_DEFAULT, ge=1, le=PAGE_SIZE_MAX)
     # Clients see an opaque string (the last id of the previous page, for now).
@@ -98,6 +113,7 @@ class PageQuery(BaseModel):
         WithJsonSchema({"type": "string", "pattern": "^[0-9]{1,18}$",
                         "description": "The `next_cursor` of the previous page."}),
     ] = 0  # fmt: skip
+    owner: OwnerName | None = None
 
 
 def page_of(row: type[BaseModel], key: str) -> type[BaseModel]:
@@ -109,6 +125,46 @@ def page_of(row: type[BaseModel], key: str) -> type[BaseModel]:
         next_cursor=(str | None, Field(description="Opaque; null on the last page.")),
     )
     return page
+
+
+def body_schema(name: str, table: Table, doc: str, **columns: Any) -> type[Strict]:
+    """A request body (Strict) of some of `table`'s columns, each given as `column=Type`
+    (e.g. `body=MultiLine`): the column says the rest, its length (and, for text that
+    may not be null, at least one character), whether it may be null (then it is
+    optional) and its description (`doc`)."""
+    fields: dict[str, Any] = {}
+    for key, kind in columns.items():
+        column = table.c[key]
+        rules: dict[str, Any] = {"description": column.doc}
+        if isinstance(column.type, String) and column.type.length:
+            rules |= {"max_length": column.type.length, "min_length": 0 if column.nullable else 1}
+        fields[key] = (
+            (kind | None, Field(None, **rules)) if column.nullable else (kind, Field(**rules))
+        )
+    model: type[Strict] = create_model(name, __base__=Strict, __doc__=doc, **fields)
+    return model
+
+
+def row_schema(name: str, shape: Shape[Any], doc: str, **fields: Any) -> type[BaseModel]:
+    """The response model of a resource's rows, from the columns its queries select: a
+    column's type, nullability and `doc` say what the schema does (an id or a reference
+    to one is an Id). `fields` add to or replace what a column cannot say, as
+    `name=(type, Field(...))`, e.g. for a computed column."""
+    derived: dict[str, Any] = {}
+    for column in shape.columns:
+        kind = column.type
+        annotation: Any = (
+            GenericAlias(list, (kind.item_type.python_type,))
+            if isinstance(kind, ARRAY)
+            else kind.python_type
+        )
+        if isinstance(column, Column) and (column.primary_key or column.foreign_keys):
+            annotation = Id
+        if isinstance(column, Column) and column.nullable:
+            annotation = annotation | None
+        derived[str(column.key)] = (annotation, Field(description=getattr(column, "doc", None)))
+    model: type[BaseModel] = create_model(name, __doc__=doc, **(derived | fields))
+    return model
 
 
 class ErrorDetail(BaseModel):

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from service.api.fields import (
-    Id,
     MultiLine,
     OneLine,
     PageQuery,
     Strict,
     absent_not_null,
     page_of,
+    row_schema,
 )
 from service.api.tag_schemas import TagName
+from service.store.items import ITEM
 from service.store.models import DESCRIPTION_MAX, NAME_MAX
 
 TAGS_MAX = 20
@@ -24,7 +24,8 @@ TAGS_MAX = 20
 Name = Annotated[
     OneLine,
     Field(min_length=1, max_length=NAME_MAX,
-          description="Unique, human-readable name; one line, no control characters."),
+          description="Unique among its owner's items, human-readable; one line, no "
+          "control characters."),
 ]  # fmt: skip
 Description = Annotated[
     MultiLine,
@@ -34,7 +35,8 @@ Description = Annotated[
 TagNames = Annotated[
     list[TagName],
     Field(max_length=TAGS_MAX,
-          description="Names of existing tags; duplicates count once. An unknown name is a 422."),
+          description="Names of its owner's tags; duplicates count once. An unknown name "
+          "(another owner's tag too) is a 422."),
     AfterValidator(lambda names: sorted(set(names))),
 ]  # fmt: skip
 
@@ -77,23 +79,16 @@ def _document_update_rules(schema: dict[str, Any]) -> None:
     absent_not_null("name", "tags")(schema)
 
 
-class Item(BaseModel):
-    """An item as the API returns it."""
-
-    id: Id
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
-    tags: list[str] = Field(description="The names of its tags, sorted.")
-
-
+Item = row_schema(
+    "Item", ITEM, "An item as the API returns it.",
+    tags=(list[str], Field(description="The names of its tags, sorted.")),
+)  # fmt: skip
 ItemPage = page_of(Item, "items")
 
 
 class ItemPageQuery(PageQuery):
     """A page of items, of all or of those with one tag (an unknown tag: an empty page)."""
 
-    model_config = ConfigDict(json_schema_extra=absent_not_null("tag"))
+    model_config = ConfigDict(json_schema_extra=absent_not_null("owner", "tag"))
 
     tag: TagName | None = None

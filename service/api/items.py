@@ -12,7 +12,6 @@ from service.store import items as queries
 from service.store.tags import UnknownTagsError
 
 blueprint = ApiBlueprint("items", __name__, url_prefix="/api/v1/items")
-NO_SUCH_ITEM = {404: "No such item."}
 
 
 @blueprint.errorhandler(UnknownTagsError)  # a handler, not a try block: free when all is well
@@ -31,18 +30,19 @@ def list_items() -> Response:
 
 @blueprint.operation(
     "POST", "", body=ItemCreate, response=Item, status=201,
-    errors={409: "An item with this name exists."},
+    errors={409: "You have an item with this name."},
 )  # fmt: skip
-def create_item() -> tuple[Response, int, dict[str, str]]:
+def create_item() -> requests.Created:
     """Create an item."""
     body = requests.body(ItemCreate)
     row = requests.db().write(
-        queries.create_item, name=body.name, description=body.description, tags=body.tags
-    )
+        queries.create_item, requests.scope(),
+        name=body.name, description=body.description, tags=body.tags,
+    )  # fmt: skip
     return requests.created(row, "items.get_item", item_id=row["id"])
 
 
-@blueprint.operation("GET", "/<item_id>", response=Item, errors=NO_SUCH_ITEM)
+@blueprint.operation("GET", "/<item_id>", response=Item)
 def get_item(item_id: str) -> Response:
     """Get one item."""
     return requests.found(queries.ITEMS.get, "item_id", item_id)
@@ -50,20 +50,22 @@ def get_item(item_id: str) -> Response:
 
 @blueprint.operation(
     "PATCH", "/<item_id>", body=ItemUpdate, response=Item,
-    errors={**NO_SUCH_ITEM, 409: "Another item has this name."},
+    errors={409: "You have another item with this name."},
 )  # fmt: skip
 def update_item(item_id: str) -> Response:
     """Change some fields of an item; `tags` replaces its tags."""
     number = requests.path_id(item_id, "item_id")
     body = requests.body(ItemUpdate)
     changes = body.model_dump(include=body.model_fields_set - {"tags"})
-    row = requests.db().write(queries.update_item, item_id=number, changes=changes, tags=body.tags)
+    row = requests.db().write(
+        queries.update_item, requests.scope(), item_id=number, changes=changes, tags=body.tags
+    )
     if row is None:
         raise requests.not_found("item_id", number)
     return jsonify(row)
 
 
-@blueprint.operation("DELETE", "/<item_id>", response=None, status=204, errors=NO_SUCH_ITEM)
-def delete_item(item_id: str) -> tuple[str, int]:
+@blueprint.operation("DELETE", "/<item_id>", response=None, status=204)
+def delete_item(item_id: str) -> requests.NoContent:
     """Delete an item."""
     return requests.deleted(queries.ITEMS.delete, "item_id", item_id)

@@ -26,10 +26,19 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     errors: Mapping[int, str] = field(default_factory=dict)  # status -> when it happens
+    unowned: str | None = None  # why its rows are every caller's (no owner), if they are
 
 
 class ApiBlueprint(Blueprint):
-    """A blueprint whose routes are declared with `operation`, so all are documented."""
+    """A blueprint whose routes are declared with `operation`, so all are documented.
+
+    `unowned`: for a resource whose rows have no owner (service/store/sql.py's Resource
+    says so too), why every caller may reach all of them; the document states it
+    (`x-unowned`), and tests/service/test_owner_matrix.py then expects no isolation."""
+
+    def __init__(self, *args: Any, unowned: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unowned = unowned
 
     def operation(
         self,
@@ -53,6 +62,7 @@ class ApiBlueprint(Blueprint):
                 body=body,
                 query=query,
                 errors=errors or {},
+                unowned=self.unowned,
             )
             setattr(view, _DECLARED, declared)
             self.add_url_rule(rule, view_func=view, methods=[method])

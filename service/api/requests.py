@@ -1,10 +1,16 @@
-"""Reading a request: its JSON body, query and path ids, each into a validated value, and
-the page envelope of a list. Every failure is an ApiError naming the field."""
+"""Reading a request: who it acts for (its Scope), its JSON body, query and path ids,
+each into a validated value, and the answers every resource gives (found, created,
+deleted, a page). Every failure is an ApiError naming the field.
+
+Every query a route runs through these helpers gets the request's Scope, so it reaches
+only the caller's rows (service/store/owners.py): a route never passes an owner.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -13,11 +19,30 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.api.fields import BIGINT_MAX, PageQuery
+from service.auth import CALLER_KEY, SCOPE_WHEN_AUTH_OFF
+from service.auth.scopes import ADMIN
 from service.http.errors import ApiError, validation_details
+from service.http.errors import not_found as not_found  # routes raise it: requests.not_found
 from service.store.database import Database, get_db
+from service.store.owners import ANONYMOUS, Scope
+from service.store.sql import Resource
 
 M = TypeVar("M", bound=BaseModel)
 Q = TypeVar("Q", bound=PageQuery)
+Created = tuple[Response, int, dict[str, str]]
+NoContent = tuple[str, int]
+OWNER_NOT_IN_BODIES = "is set from the token when a row is created, never by a body"
+
+
+def scope() -> Scope:
+    """Whose rows this request reaches, and who owns what it creates: the verified token's
+    (service/auth/guard.py left it in the environ), or, with access control off, the
+    app's one `anonymous` scope. With access control on and no caller, a KeyError: a
+    500, never another owner's rows."""
+    caller = request.environ.get(CALLER_KEY)
+    if caller is not None:
+        return caller.scope  # type: ignore[no-any-return]
+    return current_app.extensions[SCOPE_WHEN_AUTH_OFF]  # type: ignore[no-any-return]
 
 
 def db() -> Database:
@@ -51,9 +76,11 @@ def body(model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(
-            422, "validation_error", "The body is invalid.", validation_details(exc, "body")
-        ) from None
+        details = validation_details(exc, "body")
+        for detail in details:
+            if detail["field"] == "body.owner":  # no body sets or changes it
+                detail["message"] = OWNER_NOT_IN_BODIES
+        raise ApiError(422, "validation_error", "The body is invalid.", details) from None
 
 
 def _refuse_a_longer_stream() -> None:
@@ -82,42 +109,73 @@ def path_id(raw: str, name: str) -> int:
     return int(raw)
 
 
-def not_found(name: str, number: int) -> ApiError:
-    """`name` is the path variable: `item_id` gives "Item 5 does not exist."."""
-    noun = name.removesuffix("_id").replace("_", " ").capitalize()
-    return ApiError(404, "not_found", f"{noun} {number} does not exist.")
-
-
-def found(get: Callable[[psycopg.Cursor[Any], int], Any], name: str, raw: str) -> Response:
-    """The row `get` finds by the id in path variable `name`, or a 404."""
+def found(get: Callable[[psycopg.Cursor[Any], Scope, int], Any], name: str, raw: str) -> Response:
+    """The row `get` finds by the id in path variable `name`, or a 404: also when it is
+    another owner's, with the same body, so a caller cannot tell the two apart."""
     number = path_id(raw, name)
-    row = db().read(get, number)
+    row = db().read(get, scope(), number)
     if row is None:
         raise not_found(name, number)
     return jsonify(row)
 
 
 def deleted(
-    delete: Callable[[psycopg.Cursor[Any], int], bool], name: str, raw: str
-) -> tuple[str, int]:
+    delete: Callable[[psycopg.Cursor[Any], Scope, int], bool], name: str, raw: str
+) -> NoContent:
     """204 if `delete` removed the row with the id in path variable `name`, else a 404."""
     number = path_id(raw, name)
-    if not db().write(delete, number):
+    if not db().write(delete, scope(), number):
         raise not_found(name, number)
     return "", 204
 
 
-def created(row: Any, endpoint: str, **ids: Any) -> tuple[Response, int, dict[str, str]]:
+def created(row: Any, endpoint: str, **ids: Any) -> Created:
     """201 with the row, and its URL (`endpoint` with `ids`) as Location."""
     return jsonify(row), 201, {"Location": url_for(endpoint, **ids)}
 
 
-def listed(
-    key: str, model: type[Q], fetch: Callable[[psycopg.Cursor[Any], Q], list[Any]]
-) -> Response:
-    """A page of a list: `model` parses the query, `fetch` gets the rows (ordered by id);
-    `{key: rows, "next_cursor"}`, where a full page has a next one (maybe empty)."""
+def create(
+    resource: Resource[Any], model: type[BaseModel], endpoint: str, **raw_ids: str
+) -> Created:
+    """Create a row of `resource` from the body (`model`), owned by the caller, or, for a
+    child resource, under the parent in the path (`item_id=...`, a 404 when the caller
+    does not reach it); 201 with its URL (the rule of `endpoint`) as Location."""
+    ids = {name: path_id(raw, name) for name, raw in raw_ids.items()}
+    row = db().write(resource.create, scope(), body(model).model_dump(), **ids)
+    return created(row, endpoint, **{_id_variable(endpoint): row["id"]})
+
+
+@cache
+def _id_variable(endpoint: str) -> str:
+    """The one path variable of the route `endpoint` (`tags.get_tag` -> `tag_id`)."""
+    (variable,) = next(current_app.url_map.iter_rules(endpoint)).arguments
+    return variable
+
+
+def listed(key: str, model: type[Q], fetch: Callable[..., list[Any]], **raw_ids: str) -> Response:
+    """A page of a list: `model` parses the query, `fetch(cursor, scope, bounds, **ids)`
+    gets the rows (ordered by id), the path's ids (a child's parent: `item_id=...`)
+    parsed and passed on; `{key: rows, "next_cursor"}`, where a full page has a next one
+    (maybe empty)."""
+    ids = {name: path_id(raw, name) for name, raw in raw_ids.items()}
     bounds = query(model)
-    rows = db().read(fetch, bounds)
+    reach = scope()
+    if bounds.owner is not None and reach.listing(bounds.owner) is None:
+        raise owner_out_of_reach(reach, bounds.owner)
+    rows = db().read(fetch, reach, bounds, **ids)
     next_cursor = str(rows[-1]["id"]) if len(rows) == bounds.limit else None
     return jsonify({key: rows, "next_cursor": next_cursor})
+
+
+def owner_out_of_reach(reach: Scope, owner: str) -> ApiError:
+    """403 for `?owner=` naming rows the caller does not reach: only `items:admin` lists
+    another owner's rows. Refused rather than answered with an empty page, so a client
+    that forgot the scope learns why its list is empty."""
+    if reach.owner == ANONYMOUS:
+        why = "with access control off, lists reach only the owners `anonymous` and `unowned`"
+    else:
+        why = f"only a token with the scope {ADMIN} lists another owner's rows"
+    return ApiError(
+        403, "insufficient_scope", f"The list cannot show the rows of `{owner}`: {why}.",
+        [{"field": "query.owner", "message": f"{why}; leave it out to list your own rows"}],
+    )  # fmt: skip

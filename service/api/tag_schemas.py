@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from service.api.fields import Id, OneLine, Strict, page_of
+from service.api.fields import OneLine, Strict, page_of, row_schema
 from service.store.models import TAG_NAME_MAX
+from service.store.tags import TAGS
 
 TagName = Annotated[
     OneLine,
     Field(min_length=1, max_length=TAG_NAME_MAX,
-          description="Unique (exact match); one line, no control characters."),
+          description="Unique among its owner's tags (exact match); one line, no control "
+          "characters."),
 ]  # fmt: skip
 
 
@@ -23,12 +24,5 @@ class TagCreate(Strict):
     name: TagName
 
 
-class Tag(BaseModel):
-    """A tag as the API returns it."""
-
-    id: Id
-    name: str
-    created_at: datetime
-
-
+Tag = row_schema("Tag", TAGS.shape, "A tag as the API returns it.")
 TagPage = page_of(Tag, "tags")

@@ -1,4 +1,4 @@
-"""/api/v1/tags: create, list, get and delete tags (deleting one unlinks it from every item)."""
+"""/api/v1/tags: create, list, get and delete tags (deleting one unlinks it from its items)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from service.api.tag_schemas import Tag, TagCreate, TagPage
 from service.store.tags import TAGS
 
 blueprint = ApiBlueprint("tags", __name__, url_prefix="/api/v1/tags")
-NO_SUCH_TAG = {404: "No such tag."}
 
 
 @blueprint.operation("GET", "", query=PageQuery, response=TagPage)
@@ -22,21 +21,20 @@ def list_tags() -> Response:
 
 @blueprint.operation(
     "POST", "", body=TagCreate, response=Tag, status=201,
-    errors={409: "A tag with this name exists."},
+    errors={409: "You have a tag with this name."},
 )  # fmt: skip
-def create_tag() -> tuple[Response, int, dict[str, str]]:
+def create_tag() -> requests.Created:
     """Create a tag."""
-    row = requests.db().write(TAGS.create, requests.body(TagCreate).model_dump())
-    return requests.created(row, "tags.get_tag", tag_id=row["id"])
+    return requests.create(TAGS, TagCreate, "tags.get_tag")
 
 
-@blueprint.operation("GET", "/<tag_id>", response=Tag, errors=NO_SUCH_TAG)
+@blueprint.operation("GET", "/<tag_id>", response=Tag)
 def get_tag(tag_id: str) -> Response:
     """Get one tag."""
     return requests.found(TAGS.get, "tag_id", tag_id)
 
 
-@blueprint.operation("DELETE", "/<tag_id>", response=None, status=204, errors=NO_SUCH_TAG)
-def delete_tag(tag_id: str) -> tuple[str, int]:
+@blueprint.operation("DELETE", "/<tag_id>", response=None, status=204)
+def delete_tag(tag_id: str) -> requests.NoContent:
     """Delete a tag, and with it its links to items."""
     return requests.deleted(TAGS.delete, "tag_id", tag_id)

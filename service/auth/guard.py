@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, Response
 
-from service.auth import SUBJECT_KEY
+from service.auth import CALLER_KEY, SUBJECT_KEY
 from service.auth.keys import KeysUnavailableError
 from service.auth.scopes import required_scope
 from service.auth.verify import (
@@ -93,7 +93,8 @@ class Guard:
         return self.app(environ, start_response)
 
     def check(self, environ: WSGIEnvironment, scope: str) -> None:
-        """Return quietly, or raise AuthFailureError; the caller's `sub` goes to the environ."""
+        """Return quietly, or raise AuthFailureError; the caller (and its `sub`, for the
+        access log) goes to the environ."""
         token = self._bearer_token(environ.get("HTTP_AUTHORIZATION"))
         try:
             caller = self.verifier.verify(token)
@@ -110,6 +111,7 @@ class Guard:
                 retry_after=exc.retry_after,
             ) from None  # fmt: skip
         environ[SUBJECT_KEY] = caller.subject
+        environ[CALLER_KEY] = caller
         if scope not in caller.scopes:
             AUTH_FAILURES.labels(SCOPE).inc()
             message = f"The token lacks the scope {scope}."

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 READ = "items:read"
 WRITE = "items:write"
+# Not a third kind of request: it widens whose rows READ and WRITE reach (service/store/owners.py).
+ADMIN = "items:admin"
 SCOPES = {
     READ: "read items (every GET under /api)",
     WRITE: "create, change and delete items (POST, PATCH, DELETE under /api)",
+    ADMIN: "with those, reach every owner's rows, not only the token's own (lists then "
+    "take `?owner=`)",
 }
 API_PREFIX = "/api"
 # Methods that only read; every other method under /api (including ones the API does not

@@ -18,6 +18,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from service.auth.keys import KeySet, SigningKey
+from service.auth.scopes import ADMIN
+from service.store.owners import Scope, refusal
 
 # Asymmetric signatures only: never HS* (anyone holding the public key could sign) or none.
 ALGORITHMS = frozenset(
@@ -41,7 +43,7 @@ ALGORITHM = "disallowed_algorithm"
 UNKNOWN_KEY = "unknown_key"
 SIGNATURE = "bad_signature"
 EXPIRED = "expired"
-CLAIMS = "invalid_claims"  # iss, aud, nbf, iat, or a missing exp
+CLAIMS = "invalid_claims"  # iss, aud, nbf, iat, a missing exp, or no owner it may act as
 SCOPE = "insufficient_scope"
 UNAVAILABLE = "keys_unavailable"
 REASONS = (MISSING, MALFORMED, ALGORITHM, UNKNOWN_KEY, SIGNATURE, EXPIRED, CLAIMS, SCOPE,
@@ -58,11 +60,13 @@ class InvalidTokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who a verified token speaks for, and what it may do."""
+    """Who a verified token speaks for, and what it may do: its scopes, and whose rows it
+    reaches (`scope`: its own, or every owner's with items:admin), worked out once per token."""
 
     subject: str
     scopes: frozenset[str]
     expires_at: float
+    scope: Scope
 
 
 def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
@@ -85,12 +89,14 @@ class TokenVerifier:
         *,
         issuer: str,
         audience: str,
+        owner_claim: str = "sub",
         cache_size: int = CACHE_SIZE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self.owner_claim = owner_claim
         self.cache_size = cache_size
         self._clock = clock
         self._verified: dict[str, Caller] = {}
@@ -132,12 +138,23 @@ class TokenVerifier:
             raise InvalidTokenError(ALGORITHM, "The token's algorithm does not match its key.")
         claims = self._decode(token, key, algorithm)
         subject = claims.get("sub")
+        owner = claims.get(self.owner_claim)
+        if not isinstance(owner, str):
+            why: str | None = "is missing or not a string"
+        else:
+            why = refusal(owner)
+        if why is not None or not isinstance(owner, str):
+            raise InvalidTokenError(
+                CLAIMS, f"The token's `{self.owner_claim}` claim {why}: it cannot own rows here."
+            )
+        scopes = scopes_of(claims)
         return Caller(
             subject=subject if isinstance(subject, str) else "",
-            scopes=scopes_of(claims),
+            scopes=scopes,
             # Accepted until `exp` plus the clock-skew leeway jwt.decode allowed it, so a
             # token inside that window is verified once, not on every request.
             expires_at=float(claims["exp"]) + LEEWAY_SECONDS,
+            scope=Scope.admin(owner) if ADMIN in scopes else Scope.of(owner),
         )
 
     def _decode(self, token: str, key: SigningKey, algorithm: str) -> dict[str, Any]:

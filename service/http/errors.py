@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from service.store import commits
 from service.store.breaker import WRITES
 from service.store.database import CircuitOpenError, DeadlineExceededError, first_line, get_db
+from service.store.sql import MissingParentError
 from service.store.stale import stale
 
 log = logging.getLogger(__name__)
@@ -67,17 +68,32 @@ def validation_details(exc: ValidationError, prefix: str = "") -> list[dict[str,
     return details
 
 
+def not_found(name: str, number: int) -> ApiError:
+    """`name` is the path variable: `item_id` gives "Item 5 does not exist.". The same for
+    a row that is another owner's: existence is not leaked."""
+    noun = name.removesuffix("_id").replace("_", " ").capitalize()
+    return ApiError(404, "not_found", f"{noun} {number} does not exist.")
+
+
 def unique_field(constraint: str, table: str) -> str | None:
-    """The column a unique constraint guards, from its name: `uq_<table>_<column>` (the
-    naming convention in service/store/models.py), so no table needs a branch here."""
+    """The column a unique constraint guards, from its name: `uq_<table>_<column>`, or
+    `uq_<table>_owner_<column>` when unique per owner (the naming convention in
+    service/store/models.py), so no table needs a branch here. A per-owner constraint
+    clashes only with the caller's own rows, so naming the field leaks nothing."""
     prefix = f"uq_{table}_"
-    return constraint.removeprefix(prefix) if table and constraint.startswith(prefix) else None
+    if not table or not constraint.startswith(prefix):
+        return None
+    return constraint.removeprefix(prefix).removeprefix("owner_")
 
 
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(MissingParentError)  # a child's parent, named by its path variable
+    def missing_parent(exc: MissingParentError) -> Response:
+        return api_error(not_found(exc.key, exc.row_id))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

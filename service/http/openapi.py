@@ -43,7 +43,11 @@ COMMON_ERRORS: dict[int, Causes] = {
 AUTH_ERRORS: dict[int, Causes] = {
     401: [
         ("unauthorized", f"No bearer token; {CHALLENGE}"),
-        ("invalid_token", f"The token is malformed, expired or not for this API; {CHALLENGE}"),
+        (
+            "invalid_token",
+            "The token is malformed, expired or not for this API, or its owner "
+            f"claim names no owner or a reserved one (`anonymous`, `unowned`); {CHALLENGE}",
+        ),
     ],
     403: [("insufficient_scope", f"The token lacks the operation's scope; {CHALLENGE}")],
     503: [("auth_unavailable", f"The issuer's signing keys cannot be loaded; {RETRY}")],
@@ -98,6 +102,39 @@ def _error_responses(*sources: dict[int, Causes]) -> dict[str, Any]:
     return responses
 
 
+# The rule of object-level authorization (OWASP API1), stated where clients read it.
+OWNERSHIP = (
+    "Every item, tag and note has an `owner`: the `sub` claim (or the claim AUTH_OWNER_CLAIM "
+    "names) of the token that created it, which never changes. A token reaches only its "
+    "owner's rows: lists and pages hold only them, names are unique per owner, and another "
+    "owner's row answers 404 exactly as a missing one does. A token with the `items:admin` "
+    "scope reaches every owner's rows, and its lists take `?owner=`. With access control "
+    "off, every request acts as the one owner `anonymous`: isolation needs tokens."
+)
+
+
+def _not_found(variables: list[str]) -> dict[int, Causes]:
+    """An id in the path: the row, or its parent, may be missing or another owner's."""
+    nouns = " or ".join(name.removesuffix("_id").replace("_", " ") for name in variables)
+    return {
+        404: [
+            (
+                "not_found",
+                f"No such {nouns}, or it is another owner's: both get this "
+                "same answer, so a caller never learns that another owner's row exists.",
+            )
+        ]
+    }
+
+
+# A list's `?owner=` naming rows the caller does not reach (service/api/requests.py).
+OWNER_FILTER_ERRORS: dict[int, Causes] = {
+    403: [("insufficient_scope", "`?owner=` names another owner, and the token lacks "
+           "`items:admin` (with access control off: an owner other than `anonymous` and "
+           "`unowned`); `details` names `query.owner`.")]
+}  # fmt: skip
+
+
 def _path_parameter(name: str) -> dict[str, Any]:
     """Every path variable is a resource id (`<item_id>`), checked by requests.path_id."""
     schema = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
@@ -116,14 +153,19 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _operation(path: str, operation: Operation) -> dict[str, Any]:
+def _operation(path: str, variables: list[str], operation: Operation) -> dict[str, Any]:
     success: dict[str, Any] = {"description": operation.summary}
     if operation.response is not None:
         success["content"] = {JSON: {"schema": _ref(operation.response)}}
-    errors = [_declared_errors(operation)]
+    errors = [_not_found(variables)] if variables else []  # the row, or its parent
+    errors.append(_declared_errors(operation))
     result: dict[str, Any] = {"operationId": operation.operation_id, "summary": operation.summary}
+    if operation.unowned:
+        result["x-unowned"] = operation.unowned
     if operation.query is not None:
         result["parameters"] = _query_parameters(operation.query)
+        if "owner" in operation.query.model_fields:
+            errors.append(OWNER_FILTER_ERRORS)
     if operation.body is not None:
         result["requestBody"] = {
             "required": True,
@@ -152,7 +194,9 @@ def security_schemes() -> dict[str, Any]:
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": "An access token from the configured OIDC issuer (docs/auth.md). "
-            f"Its `scope` (space-separated) or `scp` (list) claim grants {scopes}.",
+            f"Its `scope` (space-separated) or `scp` (list) claim grants {scopes}. Its `sub` "
+            "(or the claim AUTH_OWNER_CLAIM names) is the owner of the rows it creates and "
+            "reaches; the reserved owners `anonymous` and `unowned` are refused with 401.",
         }
     }
 
@@ -194,10 +238,10 @@ def build_document(app: Flask) -> dict[str, Any]:
         item = paths.setdefault(path, {})
         if variables:
             item["parameters"] = [_path_parameter(name) for name in variables]
-        item[operation.method] = _operation(path, operation)
+        item[operation.method] = _operation(path, variables, operation)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Items service", "version": "1"},
+        "info": {"title": "Items service", "version": "1", "description": OWNERSHIP},
         "paths": paths,
         "components": {
             "schemas": _components([op for _, _, op in operations]),

@@ -1,46 +1,163 @@
-"""What every resource's queries share: SQL compiled once by SQLAlchemy for psycopg, and
-rows turned into the dicts the API returns as they are.
+"""What every resource's queries share: SQL compiled once by SQLAlchemy for psycopg, with
+the caller's owner filter in every statement, and rows turned into the dicts the API
+returns as they are.
 
 Queries run on the request's psycopg cursor, not through a Session or a Core
 Connection: service/store/database.py says why, with the measurements. Values always
 travel as bound parameters, never in the SQL text. psycopg prepares a statement on the
 server after its fifth run on a connection, so the hot ones are parsed and planned once
 per connection.
+
+Owners (service/store/owners.py): a statement is compiled once per Reach, each variant
+with its owner filter (`reached(table)`), and picked by the request's Scope: no extra
+round trip, no per-request SQL. `compile_sql` refuses a statement that reads an owned
+table without comparing its `owner`, unless told why (`unscoped=`): a forgotten filter
+fails when the module is imported, not in production.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, Generic, Protocol, cast
 
 import psycopg
-from sqlalchemy import ColumnElement, Table, bindparam, delete, insert, select
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    FromClause,
+    Insert,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    insert,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.expression import BinaryExpression, ClauseElement
+from sqlalchemy.sql.util import find_tables
+from typing_extensions import TypeVar
+
+from service.store.owners import Reach, Scope
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
-Row = TypeVar("Row", bound=Mapping[str, Any])
+Row = TypeVar("Row", bound=Mapping[str, Any], default=dict[str, Any])
+OwnerFilter = Callable[[FromClause], ColumnElement[bool]]
 
 
-def compile_sql(statement: ClauseElement) -> str:
-    """The statement as psycopg's SQL, with `%(name)s` placeholders for its parameters."""
+class UnscopedStatementError(TypeError):
+    """A statement reads an owned table without filtering it by owner."""
+
+
+class MissingParentError(LookupError):
+    """The parent a child row is looked up or created under (its path id) does not exist,
+    or is not the caller's: the API answers 404 for `key` (service/http/errors.py)."""
+
+    def __init__(self, key: str, row_id: int) -> None:
+        super().__init__(f"{key}={row_id}")
+        self.key, self.row_id = key, row_id
+
+
+def compile_sql(statement: ClauseElement, *, unscoped: Mapping[str, str] | None = None) -> str:
+    """The statement as psycopg's SQL, with `%(name)s` placeholders for its parameters.
+
+    `unscoped`: owned tables it may read without an owner filter, each with the reason."""
+    refuse_unscoped(statement, unscoped or {})
     return str(statement.compile(dialect=_DIALECT))
 
 
-def compile_with_values(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+def compile_with_values(
+    statement: ClauseElement, *, unscoped: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """For a statement built per call (e.g. an UPDATE of the fields a PATCH names)."""
+    refuse_unscoped(statement, unscoped or {})
     compiled = statement.compile(dialect=_DIALECT)
     return str(compiled), compiled.params
 
 
+def reached(table: FromClause, reach: Reach) -> ColumnElement[bool]:
+    """The rows of `table` that a scope of this `reach` may touch."""
+    if "owner" not in table.c:
+        return true()
+    owner = table.c.owner
+    if reach is Reach.OWNER:
+        return owner == bindparam("owner")
+    if reach is Reach.OWNERS:
+        return owner == any_(bindparam("owners", type_=ARRAY(owner.type)))
+    return true()
+
+
+class ScopedSQL:
+    """One statement, compiled once per Reach: `build(reached)` makes it, calling
+    `reached(table)` for the owner filter of each owned table it reads. `sql[scope]` is
+    the variant for a request's scope; pass `scope.params` with the statement's own."""
+
+    def __init__(
+        self,
+        build: Callable[[OwnerFilter], ClauseElement],
+        *,
+        unscoped: Mapping[str, str] | None = None,
+    ) -> None:
+        variants = []
+        for reach in Reach:
+            statement = build(partial(reached, reach=reach))
+            if reach is Reach.OWNER:  # the others filter less, or not at all, on purpose
+                refuse_unscoped(statement, unscoped or {})
+            variants.append(str(statement.compile(dialect=_DIALECT)))
+        self._variants = tuple(variants)
+
+    def __getitem__(self, scope: Scope) -> str:
+        return self._variants[scope.reach]
+
+
+def refuse_unscoped(statement: ClauseElement, unscoped: Mapping[str, str]) -> None:
+    """Raise UnscopedStatementError if `statement` reads an owned table (one with an
+    `owner` column) without comparing that owner anywhere. An INSERT's own table is
+    exempt: the row gets the caller's owner as a value (Resource.create)."""
+    written = statement.table.name if isinstance(statement, Insert) else None
+    read = {
+        name
+        for table in find_tables(statement, include_aliases=True, include_crud=True)
+        if "owner" in table.c and (name := _table_name(table)) != written
+    }
+    compared = {
+        _table_name(side.table)
+        for node in visitors.iterate(statement)
+        if isinstance(node, BinaryExpression)
+        for side in (node.left, node.right)
+        if getattr(side, "key", None) == "owner" and getattr(side, "table", None) is not None
+    }
+    if missing := sorted(read - compared - set(unscoped)):
+        raise UnscopedStatementError(
+            f"this statement reads {', '.join(missing)} without an owner filter, so every "
+            f"caller would reach every owner's rows: add `reached({missing[0]})` to its "
+            f"WHERE (service/store/sql.py), or pass unscoped={{{missing[0]!r}: 'why'}}"
+            f":\n{statement}"
+        )
+
+
+def _table_name(table: Any) -> str:
+    while not isinstance(table, Table) and hasattr(table, "element"):
+        table = table.element  # an alias of a table
+    return str(getattr(table, "name", table))
+
+
 class PageBounds(Protocol):
-    """Which page of a list: the rows after id `cursor` (0 for the first), `limit` of them."""
+    """Which page of a list: the rows after id `cursor` (0 for the first), `limit` of them,
+    of `owner` only if given (among the rows the caller reaches)."""
 
     @property
     def cursor(self) -> int: ...
 
     @property
     def limit(self) -> int: ...
+
+    @property
+    def owner(self) -> str | None: ...
 
 
 class Shape(Generic[Row]):
@@ -51,6 +168,11 @@ class Shape(Generic[Row]):
     def __init__(self, *columns: ColumnElement[Any]) -> None:
         self.columns = columns
         self.keys = tuple(column.key for column in columns)
+
+    @classmethod
+    def of(cls, table: Table) -> Shape[dict[str, Any]]:
+        """Every column of the table, in its order: a row is the table's row."""
+        return Shape(*table.columns)
 
     def one(self, row: Sequence[Any] | None) -> Row | None:
         return None if row is None else cast(Row, dict(zip(self.keys, row)))  # noqa: B905
@@ -71,46 +193,120 @@ class Shape(Generic[Row]):
 
 class Resource(Generic[Row]):
     """The statements every resource has: create, get by id, a page by id (keyset:
-    stable under concurrent inserts, as fast on page 5,000 as on 1), delete by id.
-    Compiled once; `shape`'s columns may include correlated subqueries (an item's tags)."""
+    stable under concurrent inserts, as fast on page 5,000 as on 1), delete by id; each
+    reaching only the caller's rows (its Scope) and compiled once per Reach.
+
+    A child resource names its `parent` (notes under items): its rows are created under
+    a parent the caller reaches, owned by the parent's owner, and its pages are a
+    parent's; a parent that is missing or another owner's raises MissingParentError.
+    """
 
     def __init__(
         self,
-        table: Table,
-        shape: Shape[Row],
+        table: Table | type[Any],
+        shape: Shape[Row] | None = None,
         *,
         creates: tuple[str, ...],
         returning: tuple[ColumnElement[Any], ...] | None = None,
+        parent: Resource[Any] | None = None,
+        unowned: str | None = None,
+        unscoped: Mapping[str, str] | None = None,
     ) -> None:
-        """`creates`: the columns a create sets; `returning`: what the INSERT returns, in
-        the shape's order, if not the shape's columns."""
-        key = table.c.id
-        self.table, self.shape = table, shape
-        values: dict[str, Any] = {name: bindparam(name) for name in creates}
-        self._create = compile_sql(
-            insert(table).values(values).returning(*(returning or shape.columns))
-        )
-        self._get = compile_sql(select(*shape.columns).where(key == bindparam("id")))
-        self._page = compile_sql(
-            select(*shape.columns)
-            .where(key > bindparam("after_id"))
-            .order_by(key)
-            .limit(bindparam("limit"))
-        )
-        self._delete = compile_sql(delete(table).where(key == bindparam("id")).returning(key))
+        """`table`: the table or its model; `shape`: what its statements select (all its
+        columns if not given); `creates`: the columns a create sets (the owner comes
+        from the scope, a child's parent id from its path); `returning`: what the INSERT
+        returns, in the shape's order, if not the shape's columns; `unowned`: why a
+        table without an owner column may be reached by every caller (it must say so);
+        `unscoped`: owned tables the shape reads without filter, and why (compile_sql)."""
+        if not isinstance(table, Table):
+            table = cast(Table, table.__table__)  # a model class
+        if ("owner" in table.c) == bool(unowned):
+            raise TypeError(
+                f"{table.name}: give a table without an `owner` column `unowned='why every "
+                "caller may reach every row'`, or make it Owned (service/store/models.py)"
+            )
+        self.table, self.shape = table, shape or cast(Shape[Row], Shape.of(table))
+        self.parent = parent
+        key, columns = table.c.id, self.shape.columns
+        self.parent_key = ""
+        filters: list[Callable[[], ColumnElement[bool]]] = []
+        if parent is not None:
+            link = next(fk for fk in table.foreign_keys if fk.column.table is parent.table)
+            self.parent_key = link.parent.name
+            self._parent_link = link.constraint.name if link.constraint is not None else None
+            filters.append(lambda: table.c[self.parent_key] == bindparam(self.parent_key))
 
-    def create(self, cursor: psycopg.Cursor[Any], values: dict[str, Any]) -> Row:
-        row = self.shape.fetch_one(cursor, self._create, values)
-        if row is None:  # INSERT ... RETURNING returns the row or raises; never reached
-            raise RuntimeError("INSERT ... RETURNING returned no row")
+        def scoped(build: Callable[[OwnerFilter], ClauseElement]) -> ScopedSQL:
+            return ScopedSQL(build, unscoped=unscoped)
+
+        self._create = scoped(partial(self._insert, creates, returning or columns))
+        by_id = key == bindparam("id")
+        self._get = scoped(lambda owned: select(*columns).where(by_id, owned(table)))
+        self._exists = scoped(lambda owned: select(literal_column("1")).where(by_id, owned(table)))
+        self._page = scoped(
+            lambda owned: (
+                select(*columns)
+                .where(key > bindparam("after_id"), owned(table), *(f() for f in filters))
+                .order_by(key)
+                .limit(bindparam("limit"))
+            )
+        )
+        self._delete = scoped(
+            lambda owned: delete(table).where(key == bindparam("id"), owned(table)).returning(key)
+        )
+
+    def _insert(
+        self, creates: tuple[str, ...], returning: Sequence[ColumnElement[Any]], owned: OwnerFilter
+    ) -> ClauseElement:
+        table = self.table
+        values: dict[str, Any] = {name: bindparam(name) for name in creates}
+        if self.parent is None:
+            owner: dict[str, Any] = {"owner": bindparam("owner")} if "owner" in table.c else {}
+            return insert(table).values(owner | values).returning(*returning)
+        # Under a parent the caller reaches, owned by the parent's owner, in one statement.
+        parent, key = self.parent.table, self.parent_key
+        typed = [bindparam(name, type_=table.c[name].type) for name in (key, *creates)]
+        found = select(parent.c.owner, *typed).where(parent.c.id == bindparam(key), owned(parent))
+        return insert(table).from_select(["owner", key, *creates], found).returning(*returning)
+
+    def create(
+        self, cursor: psycopg.Cursor[Any], /, scope: Scope, values: Mapping[str, Any], **parent: int
+    ) -> Row:
+        """The new row; `parent`: a child's parent id by its key (`item_id=5`)."""
+        try:
+            params = {**scope.params, **values, **parent}
+            row = self.shape.fetch_one(cursor, self._create[scope], params)
+        except psycopg.errors.ForeignKeyViolation as exc:  # the parent went in between
+            if not parent or exc.diag.constraint_name != self._parent_link:
+                raise
+            row = None
+        if row is None:  # only under a parent the caller does not reach
+            raise MissingParentError(self.parent_key, parent[self.parent_key])
         return row
 
-    def get(self, cursor: psycopg.Cursor[Any], row_id: int) -> Row | None:
-        return self.shape.fetch_one(cursor, self._get, {"id": row_id})
+    def get(self, cursor: psycopg.Cursor[Any], /, scope: Scope, row_id: int) -> Row | None:
+        return self.shape.fetch_one(cursor, self._get[scope], {**scope.params, "id": row_id})
 
-    def page(self, cursor: psycopg.Cursor[Any], bounds: PageBounds) -> list[Row]:
-        params = {"after_id": bounds.cursor, "limit": bounds.limit}
-        return self.shape.fetch_all(cursor, self._page, params)
+    def exists(self, cursor: psycopg.Cursor[Any], /, scope: Scope, row_id: int) -> bool:
+        params = {**scope.params, "id": row_id}
+        return cursor.execute(self._exists[scope], params).fetchone() is not None
 
-    def delete(self, cursor: psycopg.Cursor[Any], row_id: int) -> bool:
-        return cursor.execute(self._delete, {"id": row_id}).fetchone() is not None
+    def page(
+        self, cursor: psycopg.Cursor[Any], /, scope: Scope, bounds: PageBounds, **parent: int
+    ) -> list[Row]:
+        """A page of the rows the scope reaches; `parent`: a child's, of that parent."""
+        rows: list[Row] = []
+        if (listed := scope.listing(bounds.owner)) is not None:
+            params = {**listed.params, "after_id": bounds.cursor, "limit": bounds.limit, **parent}
+            rows = self.shape.fetch_all(cursor, self._page[listed], params)
+        # A row found means its parent is reached (a child has its parent's owner); only
+        # an empty page asks whether the parent is there at all.
+        if not rows and self.parent is not None:
+            parent_id = parent[self.parent_key]
+            if not self.parent.exists(cursor, scope, parent_id):
+                raise MissingParentError(self.parent_key, parent_id)
+        return rows
+
+    def delete(self, cursor: psycopg.Cursor[Any], /, scope: Scope, row_id: int) -> bool:
+        params = {**scope.params, "id": row_id}
+        return cursor.execute(self._delete[scope], params).fetchone() is not None

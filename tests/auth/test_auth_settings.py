@@ -128,3 +128,24 @@ def test_disabled_says_so_once_at_start(
         create_app(replace(settings, app_env="prod", auth=AuthSettings(disabled=True)))
     lines = [r.getMessage() for r in caplog.records if r.name == "service.auth"]
     assert len(lines) == 1 and lines[0].startswith("AUTH_DISABLED=true")
+
+
+def test_the_owner_claim_is_sub_unless_auth_owner_claim_names_another() -> None:
+    assert settings(**ISSUER).auth.owner_claim == "sub"
+    assert settings(AUTH_OWNER_CLAIM=" tenant_id ", **ISSUER).auth.owner_claim == "tenant_id"
+    namespaced = "https://example.com/tenant"
+    assert settings(AUTH_OWNER_CLAIM=namespaced, **ISSUER).auth.owner_claim == namespaced
+
+
+@pytest.mark.parametrize("claim", ["tenant id", "tab\there", "x" * 257])
+def test_an_owner_claim_that_is_no_claim_name_is_refused(claim: str) -> None:
+    message = error_for(AUTH_OWNER_CLAIM=claim, **ISSUER)
+    assert message.startswith("AUTH_OWNER_CLAIM=") and "is invalid" in message
+    assert "tenant_id" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("claim", ["aud", "iss", "jti", "exp", "scope"])
+def test_an_owner_claim_that_cannot_tell_callers_apart_is_refused(claim: str) -> None:
+    """`aud` would put every caller's rows in one heap; `jti` would lose them."""
+    message = error_for(AUTH_OWNER_CLAIM=claim, **ISSUER)
+    assert message.startswith(f"AUTH_OWNER_CLAIM={claim} cannot name an owner")

@@ -40,6 +40,18 @@ def test_staging_and_prod_values_configure_an_issuer_the_service_accepts(
     assert 443 in egress_ports(renders[env])  # the key fetch is not silently blocked
 
 
+def test_the_owner_claim_reaches_the_service(helm4: str) -> None:
+    data = env_of(render(helm4, "prod", ["auth.ownerClaim=tenant_id"]))
+    assert data["AUTH_OWNER_CLAIM"] == "tenant_id"
+    settings = Settings.from_env(
+        {**data, "DATABASE_URL": "postgresql://a:b@db/app?sslmode=require"}
+    )
+    assert settings.auth.owner_claim == "tenant_id"
+    for wrong in ("two words", "aud"):  # `aud`: every caller one owner (service/config.py)
+        refused = run_helm(helm4, *template_args("prod", [f"auth.ownerClaim={wrong}"]))
+        assert refused.returncode != 0 and "ownerClaim" in refused.stderr, wrong
+
+
 def test_dev_stays_anonymous(renders: dict[str, Render]) -> None:
     data = env_of(renders["dev"])
     assert data["AUTH_ISSUER"] == "" and data["APP_ENV"] == "dev"

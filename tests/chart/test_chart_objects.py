@@ -22,6 +22,8 @@ from tests.chart.chartlib import (
     matches,
     pod_specs,
     render,
+    run_helm,
+    template_args,
     uses_app_image,
 )
 
@@ -396,6 +398,19 @@ def test_migration_job_runs_migrate_once_without_hooks(rendered: Render) -> None
         annotations = obj["metadata"].get("annotations", {})
         if obj["kind"] != "Pod":
             assert not any(a.startswith("helm.sh/hook") for a in annotations), obj["kind"]
+
+
+def test_contract_steps_run_only_when_named(helm4: str, rendered: Render) -> None:
+    """`migration.contractThrough` (docs/extending.md): `migrate --contract <revision>`,
+    in a Job of its own name; unset, the Job and its name are what they were."""
+    named = render(helm4, "prod", ["migration.contractThrough=0006"]).migration_job()
+    assert named["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "migrate", "--contract", "0006"
+    ]  # fmt: skip
+    plain = render(helm4, "prod").migration_job()
+    assert named["metadata"]["name"] != plain["metadata"]["name"]
+    result = run_helm(helm4, *template_args("prod", ["migration.contractThrough=0006; rm"]))
+    assert result.returncode != 0 and "contractThrough" in result.stderr
 
 
 def test_migration_job_needs_nothing_the_release_creates_later(rendered: Render, env: str) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from service.store.schema_revision import code_head
 from tests.e2e.harness import cluster_diagnostics, images, prerequisites
 from tests.e2e.harness.cluster import E2ECluster, provide_cluster
 from tests.e2e.harness.kubectl import Kubectl
@@ -35,7 +36,6 @@ from tests.e2e.harness.live import (
 from tests.e2e.harness.migration_images import (
     ExtraRevision,
     prepare_build_context,
-    single_head,
 )
 from tests.e2e.harness.prerequisites import ClusterChoice, SettingError
 from tools import localcluster
@@ -182,7 +182,8 @@ def e2e_images(
             context = tmp_path_factory.mktemp(f"image-{name}") / "src"
             head = prepare_build_context(ROOT, context, revisions)
         else:
-            context, head = ROOT, single_head(ROOT / "migrations" / "versions")
+            # What this code needs: the chain's head but for contract steps at its end.
+            context, head = ROOT, code_head()
         tag = f"e2e-{e2e_run_id}-{name}"
         log(f"building {IMAGE_REPOSITORY}:{tag} (code needs revision {head})")
         ref = images.build_image(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from service.store.schema_revision import ROOT, code_head
+from service.store.schema_revision import ROOT, latest_revision
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,9 @@ def downgrade() -> None:
 def test_failing_revision_changes_nothing(empty_database: str, tmp_path: Path) -> None:
     scripts = tmp_path / "migrations"
     shutil.copytree(ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "9999_fails.py").write_text(FAILING_REVISION.format(head=code_head()))
+    (scripts / "versions" / "9999_fails.py").write_text(
+        FAILING_REVISION.format(head=latest_revision())
+    )
     ini = tmp_path / "alembic.ini"
     ini.write_text((ROOT / "alembic.ini").read_text())  # script_location is %(here)s/migrations
     env = {**os.environ, "DATABASE_URL": empty_database, "PYTHONPATH": str(ROOT)}
@@ -51,14 +53,15 @@ def test_failing_revision_changes_nothing(empty_database: str, tmp_path: Path) -
             env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60,
         )  # fmt: skip
 
-    assert upgrade(code_head()).returncode == 0
+    assert upgrade(latest_revision()).returncode == 0
     failed = upgrade("head")
     assert failed.returncode != 0
     assert "division by zero" in failed.stdout + failed.stderr
 
     engine = create_engine(empty_database.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == code_head()
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == latest_revision()
     inspector = inspect(engine)
     assert "half_done" not in inspector.get_table_names()
     assert "colour" not in {c["name"] for c in inspector.get_columns("items")}

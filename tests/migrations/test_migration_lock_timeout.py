@@ -16,7 +16,7 @@ from alembic.config import Config
 
 from service.__main__ import main
 from service.store import schema_revision
-from service.store.schema_revision import ROOT, code_head
+from service.store.schema_revision import ROOT, latest_revision
 from tests.conftest import migrate
 from tools.load import LoadLoop, mixed_requests, seed_items
 from tools.service_process import running_service
@@ -47,12 +47,12 @@ def downgrade() -> None:
 
 @pytest.fixture
 def pending_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_database: str) -> str:
-    """The database at the code's head, and one more revision for `migrate` to apply."""
+    """The database at the chain's head, and one more revision for `migrate` to apply."""
     migrate(empty_database)
     scripts = tmp_path / "migrations"
     shutil.copytree(ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
     (scripts / "versions" / "9998_colour.py").write_text(
-        NEEDS_AN_EXCLUSIVE_LOCK.format(head=code_head())
+        NEEDS_AN_EXCLUSIVE_LOCK.format(head=latest_revision())
     )
 
     def config() -> Config:

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from service.store.schema_revision import code_head, latest_revision
 from tests.conftest import migrate
 from tools.localpg import free_port
 
@@ -61,11 +62,36 @@ def test_migrate_gives_up_on_an_unreachable_database_with_a_clear_error() -> Non
     assert "hunter2" not in result.stdout + result.stderr
 
 
-def test_migrate_applies_head(empty_database: str) -> None:
+def test_migrate_applies_what_the_code_needs_and_contract_steps_only_when_asked(
+    empty_database: str,
+) -> None:
     result = run("migrate", DATABASE_URL=empty_database)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "database is at head" in result.stdout
+    assert f"database is at {code_head()}" in result.stdout
+    if code_head() != latest_revision():  # contract steps wait for `--contract`
+        assert "migrate --contract" in result.stdout
     assert run("wait-for-schema", "--timeout", "5", DATABASE_URL=empty_database).returncode == 0
+    contract = run("migrate", "--contract", DATABASE_URL=empty_database)
+    assert contract.returncode == 0, contract.stdout + contract.stderr
+    assert f"database is at {latest_revision()}" in contract.stdout
+    again = run("migrate", DATABASE_URL=empty_database)
+    assert "nothing to migrate" in again.stdout and "at or past" in again.stdout
+    assert run("wait-for-schema", "--timeout", "5", DATABASE_URL=empty_database).returncode == 0
+
+
+def test_migrate_contracts_up_to_a_named_step_and_refuses_an_unknown_one(
+    empty_database: str,
+) -> None:
+    """What the chart's `migration.contractThrough` passes: once applied, leaving it set
+    is harmless (a later release's contract steps come after it)."""
+    unknown = run("migrate", "--contract", "9999", DATABASE_URL=empty_database)
+    assert unknown.returncode == 2
+    assert only_line(unknown)["message"].startswith("--contract 9999: this code has no such")
+    older = run("migrate", "--contract", "0001", DATABASE_URL=empty_database)
+    assert f"database is at {code_head()}" in older.stdout  # an older one: no contract step
+    named = run("migrate", "--contract", latest_revision(), DATABASE_URL=empty_database)
+    assert named.returncode == 0, named.stdout + named.stderr
+    assert f"database is at {latest_revision()}" in named.stdout
 
 
 def test_migrate_needs_no_metrics_directory(empty_database: str, tmp_path: Path) -> None:
@@ -75,7 +101,7 @@ def test_migrate_needs_no_metrics_directory(empty_database: str, tmp_path: Path)
         "migrate", DATABASE_URL=empty_database, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "absent")
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "database is at head" in result.stdout
+    assert f"database is at {code_head()}" in result.stdout
 
 
 def test_wait_for_schema_times_out_with_a_pointer_to_the_job(empty_database: str) -> None:

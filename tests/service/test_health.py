@@ -20,8 +20,16 @@ def test_livez_is_ok(client: FlaskClient) -> None:
     assert response.status_code == 200 and response.json == {"status": "ok"}
 
 
-def test_readyz_is_ok_at_head(client: FlaskClient) -> None:
-    response = client.get("/readyz")
+def test_readyz_is_ok_with_or_without_the_contract_steps(
+    client: FlaskClient, make_app: Any, empty_database: str
+) -> None:
+    response = client.get("/readyz")  # the suite's database: every revision, contract too
+    assert response.status_code == 200
+    schema = {"database": schema_revision.latest_revision(), "code": schema_revision.code_head()}
+    assert response.json["schema"] == schema
+    migrate(empty_database, schema_revision.code_head())  # what `migrate` alone leaves
+    url = empty_database.replace("postgresql://", "postgresql+psycopg://")
+    response = make_app(database_url=url).test_client().get("/readyz")
     assert response.status_code == 200
     assert response.json["schema"]["database"] == response.json["schema"]["code"]
 
@@ -55,12 +63,13 @@ def test_schema_behind_the_code_is_not_ready(
 ) -> None:
     migrate(empty_database)
     # The code's migrations as a newer release would ship them: one revision past ours.
-    head, known = schema_revision._script()
-    monkeypatch.setattr(schema_revision, "_script", lambda: ("future", known | {"future"}))
+    chain = schema_revision._script()
+    future = schema_revision.Chain(("future", *chain.revisions))
+    monkeypatch.setattr(schema_revision, "_script", lambda: future)
     url = empty_database.replace("postgresql://", "postgresql+psycopg://")
     response = make_app(database_url=url).test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.json["schema"] == {"database": head, "code": "future"}
+    assert response.json["schema"] == {"database": chain.latest, "code": "future"}
     assert "behind" in response.json["reason"]
 
 

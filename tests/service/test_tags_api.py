@@ -26,7 +26,8 @@ def test_create_get_and_list_tags(client: FlaskClient) -> None:
     response = client.post(TAGS, json={"name": "red"})
     assert response.status_code == 201
     red = response.json
-    assert set(red) == {"id", "name", "created_at"} and red["name"] == "red"
+    assert set(red) == {"id", "owner", "name", "created_at"} and red["name"] == "red"
+    assert red["owner"] == "anonymous"  # access control is off in this app
     assert response.headers["Location"] == f"{TAGS}/{red['id']}"
     assert client.get(f"{TAGS}/{red['id']}").json == red
     blue = tag(client, "blue")

@@ -212,6 +212,7 @@ AUTH_DISABLED: {{ toString .Values.auth.disabled | quote }}
 {{- if not .Values.auth.disabled }}
 AUTH_ISSUER: {{ .Values.auth.issuer | quote }}
 AUTH_AUDIENCE: {{ .Values.auth.audience | quote }}
+AUTH_OWNER_CLAIM: {{ .Values.auth.ownerClaim | quote }}
 {{- with .Values.auth.jwksUrl }}
 AUTH_JWKS_URL: {{ . | quote }}
 {{- end }}

@@ -60,7 +60,7 @@ field and says how to fix it. Included once, from deployment.yaml.
 
 {{- $chartOwned := dict "PORT" "containerPort" "PROMETHEUS_MULTIPROC_DIR" "the chart's /run/metrics mount" "DATABASE_URL_FILE" "existingSecret" "DATABASE_URL" "existingSecret (the URL is a mounted file, never an env var)" }}
 {{- $_ := merge $chartOwned (dict "DATABASE_HOST" "database.host" "DATABASE_PORT" "database.port" "DATABASE_NAME" "database.name" "DATABASE_USER" "database.credentialsSecret" "DATABASE_USER_FILE" "database.credentialsSecret" "DATABASE_PASSWORD" "database.credentialsSecret" "DATABASE_PASSWORD_FILE" "database.credentialsSecret" "DATABASE_SSLROOTCERT" "database.caSecret") }}
-{{- $_ := merge $chartOwned (dict "AUTH_ISSUER" "auth.issuer" "AUTH_AUDIENCE" "auth.audience" "AUTH_JWKS_URL" "auth.jwksUrl" "AUTH_JWKS_FILE" "auth.jwks" "AUTH_DISABLED" "auth.disabled") }}
+{{- $_ := merge $chartOwned (dict "AUTH_ISSUER" "auth.issuer" "AUTH_AUDIENCE" "auth.audience" "AUTH_JWKS_URL" "auth.jwksUrl" "AUTH_JWKS_FILE" "auth.jwks" "AUTH_OWNER_CLAIM" "auth.ownerClaim" "AUTH_DISABLED" "auth.disabled") }}
 {{- $seen := dict }}
 {{- range $i, $e := $v.extraEnv }}
 {{- if hasKey $chartOwned $e.name }}
