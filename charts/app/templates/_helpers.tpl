@@ -28,13 +28,15 @@ suite) it is "app": the Service is reachable as http://app.
 {{- end }}
 
 {{/*
-Labels on every object. Call with (dict "context" $ "component" "server").
+Labels on every object. Call with (dict "context" $ "component" "server"). The version is
+the app image's, unless "version" names the version of what the object runs instead (the
+dev database: a label that followed the app's tag would restart it on every upgrade).
 */}}
 {{- define "app.labels" -}}
 helm.sh/chart: {{ include "app.chart" .context }}
 {{ include "app.selectorLabels" . }}
-{{- with include "app.version" .context }}
-app.kubernetes.io/version: {{ . | quote }}
+{{- with (hasKey . "version" | ternary .version (include "app.version" .context)) }}
+app.kubernetes.io/version: {{ . | trunc 63 | trimSuffix "-" | quote }}
 {{- end }}
 app.kubernetes.io/managed-by: {{ .context.Release.Service }}
 app.kubernetes.io/part-of: {{ include "app.name" .context }}
