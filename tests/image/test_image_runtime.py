@@ -47,7 +47,8 @@ def server(
 def test_migrate_applies_the_migrations_and_exits(migrate_output: str) -> None:
     messages = [record["message"] for record in json_lines(migrate_output)]
     assert any("Running upgrade" in message for message in messages), messages
-    assert "migrations applied: database is at head" in messages
+    # At the revision this code needs; its contract steps wait for `migrate --contract`.
+    assert any(m.startswith("migrations applied: database is at ") for m in messages), messages
 
 
 def test_readyz_reports_the_schema_current(server: Container) -> None:
