@@ -58,8 +58,10 @@ def go_binary() -> str:
     found = configured or shutil.which("go") or (DEFAULT_GO if Path(DEFAULT_GO).is_file() else None)
     if not found:
         raise GoBuildError(
-            "`go` not found: install Go 1.26 (the build machines have it in /usr/local/go/bin), "
-            "or set GO=/path/to/go"
+            "`go` not found (only building Kubernetes from source needs it): install Go 1.26 "
+            "with: curl -fsSL https://go.dev/dl/go1.26.8.linux-amd64.tar.gz | sudo tar -C "
+            "/usr/local -xz (the build machines have it in /usr/local/go/bin), or set "
+            "GO=/path/to/go"
         )
     return found
 
