@@ -85,18 +85,12 @@ def base_image(log: Log = print) -> str:
 
 def kind_module_dir(pins: Pins) -> Path:
     """kind's module source (its images/base/files and node-image constants), from Go's cache."""
-    kind = pins["kind"]
-    result = subprocess.run(
-        [gobuild.go_binary(), "list", "-m", "-f", "{{.Dir}}", kind.module],
-        cwd=kind.module_dir,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"},
-        check=False,
-    )
-    directory = Path(result.stdout.strip())
-    if result.returncode != 0 or not (directory / "images" / "base" / "files").is_dir():
-        raise FromSourceError(f"kind's module source not found: {result.stderr.strip()}")
+    try:
+        directory = gobuild.module_source(pins["kind"])
+    except gobuild.GoBuildError as exc:
+        raise FromSourceError(f"kind's module source not found: {exc}") from exc
+    if not (directory / "images" / "base" / "files").is_dir():
+        raise FromSourceError(f"kind's module source has no images/base/files: {directory}")
     return directory
 
 
@@ -256,18 +250,10 @@ def node_image(pins: Pins | None = None, *, log: Log = print) -> ClusterImages:
 
 
 def kube_module_dir(pins: Pins) -> Path:
-    kubernetes = pins["kubernetes"]
-    result = subprocess.run(
-        [gobuild.go_binary(), "list", "-m", "-f", "{{.Dir}}", kubernetes.module],
-        cwd=kubernetes.module_dir,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"},
-        check=False,
-    )
-    if result.returncode != 0:
-        raise FromSourceError(f"k8s.io/kubernetes source not found: {result.stderr.strip()}")
-    return Path(result.stdout.strip())
+    try:
+        return gobuild.module_source(pins["kubernetes"])
+    except gobuild.GoBuildError as exc:
+        raise FromSourceError(f"k8s.io/kubernetes source not found: {exc}") from exc
 
 
 def install_tools(pins: Pins | None = None, *, bin_dir: Path = BIN_DIR, log: Log = print) -> None:

@@ -66,6 +66,22 @@ def go_binary() -> str:
     return found
 
 
+def go_env(**extra: str) -> dict[str, str]:
+    """The environment of every go command here (see the module docstring)."""
+    return {**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local", **extra}
+
+
+def module_source(component: GoComponent) -> Path:
+    """The directory of the component's pinned module in Go's module cache."""
+    result = subprocess.run(
+        [go_binary(), "list", "-m", "-f", "{{.Dir}}", component.module],
+        cwd=component.module_dir, capture_output=True, text=True, env=go_env(), check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise GoBuildError(f"{component.module}: source not found: {result.stderr.strip()}")
+    return Path(result.stdout.strip())
+
+
 def go_version(go: str) -> str:
     return subprocess.run(
         [go, "env", "GOVERSION"], capture_output=True, text=True, check=True
@@ -152,7 +168,7 @@ def build(component: GoComponent, *, log: Log = print) -> Built:
     work = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"}
+    env = go_env(CGO_ENABLED="0")
     patched = _patched_modfile(component, go, env, work)
     argv = [go, "build", "-trimpath", "-ldflags", flags, *patched, "-o", f"{work}/",
             *component.packages]  # fmt: skip
