@@ -132,7 +132,8 @@ COPY --from=code /app /app
 # Official python images ship the standard library without .pyc files. Importing what a
 # start imports (serve and migrate), with writing bytecode allowed, compiles exactly those
 # modules into the image (a few MB; nothing on bases that ship them) so no process compiles
-# at start on a read-only root. It doubles as a smoke test: code that cannot import fails
+# at start on a read-only root; the OpenTelemetry modules too, which only a pod with
+# tracing on imports. It doubles as a smoke test: code that cannot import fails
 # the build. The placeholder URLs (database, issuer) are never contacted: keys are fetched
 # on the first request that needs them, never at import.
 # Werkzeug's interactive debugger is a remote code-execution console; the production image
@@ -144,7 +145,7 @@ RUN rm -r /opt/venv/lib/python3*/site-packages/werkzeug/debug \
     && PYTHONDONTWRITEBYTECODE='' PROMETHEUS_MULTIPROC_DIR="$metrics_dir" \
         DATABASE_URL=postgresql://build:unused@127.0.0.1:9/build \
         AUTH_ISSUER=https://build.invalid AUTH_AUDIENCE=build \
-        python -c 'import gunicorn.app.wsgiapp, gunicorn.workers.sync, gunicorn.workers.gthread, alembic.command, service.__main__, service.runtime.gunicorn_conf, service.wsgi' \
+        python -c 'import gunicorn.app.wsgiapp, gunicorn.workers.sync, gunicorn.workers.gthread, alembic.command, service.__main__, service.runtime.gunicorn_conf, service.wsgi, service.telemetry.span_drops, opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.instrumentation.wsgi, opentelemetry.instrumentation.psycopg' \
     && rm -rf "$metrics_dir"
 
 USER 10001:10001

@@ -116,9 +116,11 @@ class Bench:
         ordered = runs if round_number % 2 else runs[::-1]
         return {key: self.run(server, scenario, key).rps for key, server, scenario in ordered}
 
-    def open_loop(self, server: Server, rate: float, seconds: float) -> tuple[WrkResult, int]:
-        """GET by id at a fixed `rate` (open loop) after a warm-up at the same rate: the
-        measured run, and the failed requests of both."""
+    def open_loop(
+        self, server: Server, rate: float, seconds: float, *, warmup: bool = True
+    ) -> tuple[WrkResult, int]:
+        """GET by id at a fixed `rate` (open loop), after a warm-up at the same rate unless
+        `warmup` is False: the measured run, and the failed requests of both."""
 
         dataset = (server.database or self.database).dataset
 
@@ -128,9 +130,9 @@ class Bench:
                 dataset=dataset, callers=server.callers,
             )  # fmt: skip
 
-        warm = once(self.warmup_s)
+        warm_errors = once(self.warmup_s).errors if warmup else 0
         result = once(seconds)
-        return result, warm.errors + result.errors
+        return result, warm_errors + result.errors
 
 
 def parse_scenarios(parser: argparse.ArgumentParser, text: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Where a request's time goes: the real app in-process against a seeded PostgreSQL.
 
     python -m bench.profile get_item [--requests 5000] [--pyinstrument | --instructions]
+        [--tracing RATIO [--traceparent sampled|unsampled]]
 
 Calls the WSGI app the way gunicorn does (production settings, multiprocess metrics),
 then writes the JSON access line as gunicorn's logger does, in a loop, and reports wall
@@ -13,6 +14,10 @@ that timings on a shared host cannot: the loop runs twice under valgrind, with f
 with many requests, and the difference divided by the extra requests is the cost of one,
 start-up excluded. gunicorn's HTTP parsing and socket work are not in the loop: they are
 the same for every route and for the reference; profile them with py-spy on a server.
+
+With --tracing the app traces (issue 28) at `parentbased_traceidratio` RATIO, its spans
+sent to an OTLP/HTTP receiver in this process (the exporter's thread is in the count);
+--traceparent gives every request a caller's sampled or unsampled context.
 """
 
 from __future__ import annotations
@@ -48,22 +53,36 @@ from bench.servers import (
     BenchCaller,
     bench_auth_env,
     seeded_postgres,
+    tracing_env,
 )
+from tools.otlp_receiver import running_receiver
 
 Environ = dict[str, Any]
 PROFILED = ("livez", *(s for s in ALL_SCENARIOS if s not in ("livez", "mixed")))
+# A caller's context (W3C traceparent), its flags sampled (01) or not (00).
+TRACEPARENTS = {
+    "sampled": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "unsampled": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+}
 
 
 _NAMES = (f"profile-{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count())
 
 
-def environs(scenario: str, callers: Sequence[BenchCaller], dataset: Dataset) -> Iterator[Environ]:
+def environs(
+    scenario: str,
+    callers: Sequence[BenchCaller],
+    dataset: Dataset,
+    extra: dict[str, str] | None = None,
+) -> Iterator[Environ]:
     """Request environments, as bench/wrk/<scenario>.lua builds them, taking turns among
-    `callers` (their tokens and their rows, as bench/wrk/callers.lua does)."""
+    `callers` (their tokens and their rows, as bench/wrk/callers.lua does); `extra` headers
+    (a caller's traceparent) on each."""
     rows = dataset.items
     for turn in itertools.count():
         caller = callers[turn % len(callers)]
         headers = {"Authorization": f"Bearer {caller.token()}"} if caller.with_token else {}
+        headers.update(extra or {})
         if scenario == "livez":
             builder = EnvironBuilder(path="/livez")
         elif scenario == "get_item":
@@ -126,6 +145,7 @@ def drive(
     prepared: int = 0,
     callers: Sequence[BenchCaller] = WITHOUT_TOKENS,
     dataset: Dataset | None = None,
+    extra: dict[str, str] | None = None,
 ) -> tuple[float, float, int]:
     """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
     seconds, and the number of non-2xx."""
@@ -138,7 +158,7 @@ def drive(
         response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    made = environs(scenario, callers, dataset or Dataset(SEED_ROWS))
+    made = environs(scenario, callers, dataset or Dataset(SEED_ROWS), extra)
     requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
@@ -152,7 +172,7 @@ def drive(
 
 
 def count_instructions(
-    scenario: str, requests: int, database_url: str, metrics: str, auth: str, rows: int
+    scenario: str, requests: int, database_url: str, options: list[str]
 ) -> float:
     """Instructions per request: two runs under valgrind, few and many requests. Both
     build as many request environments (werkzeug's EnvironBuilder costs about as much as
@@ -168,9 +188,11 @@ def count_instructions(
         run = subprocess.run(
             [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
              sys.executable, "-m", "bench.profile", scenario, "--requests", str(count),
-             "--prepared", str(many), "--warm-up", "300", "--metrics", metrics, "--auth", auth,
-             "--rows", str(rows), "--database-url", database_url],
+             "--prepared", str(many), "--warm-up", "300", "--database-url", database_url,
+             *options],
             capture_output=True, text=True,
+            # One hash seed for every run: dict and set layouts, so their probing, the same.
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )  # fmt: skip
         found = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
         if run.returncode != 0 or found is None:
@@ -195,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows", default=str(SEED_ROWS), help="items in the seeded database, e.g. 100k or 10m"
     )
+    parser.add_argument(
+        "--tracing", metavar="RATIO",
+        help="tracing on, parentbased_traceidratio at RATIO (0.01, 1), to a local receiver",
+    )  # fmt: skip
+    parser.add_argument(
+        "--traceparent", choices=tuple(TRACEPARENTS),
+        help="every request from a caller whose trace is sampled, or not (with --tracing)",
+    )  # fmt: skip
     parser.add_argument("--warm-up", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)  # seeded by the caller
@@ -206,10 +236,20 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         url = args.database_url or stack.enter_context(seeded_postgres(dataset.items)).url
-        if args.instructions:
-            per_request = count_instructions(
-                args.scenario, args.requests, url, args.metrics, args.auth, dataset.items
+        options = ["--metrics", args.metrics, "--auth", args.auth, "--rows", str(dataset.items)]
+        if args.tracing:
+            # One receiver, in this process, for the runs under valgrind too (they inherit
+            # the endpoint).
+            endpoint = (
+                os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                or stack.enter_context(running_receiver(decode=False)).endpoint
             )
+            os.environ.update(tracing_env(endpoint, args.tracing))
+            options += ["--tracing", args.tracing]
+        if args.traceparent:
+            options += ["--traceparent", args.traceparent]
+        if args.instructions:
+            per_request = count_instructions(args.scenario, args.requests, url, options)
             print(f"{args.scenario}: {per_request / 1000:,.1f} thousand instructions per request")
             return 0
         metrics_dir = stack.enter_context(tempfile.TemporaryDirectory())
@@ -223,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             callers = BENCH_CALLERS
         else:
             os.environ["AUTH_DISABLED"] = "true"
+        extra = {"traceparent": TRACEPARENTS[args.traceparent]} if args.traceparent else {}
         from service import create_app
         from service.runtime.gunicorn_conf import JsonAccessLogger, logconfig_dict
+        from service.telemetry import tracing
 
         # The JSON log lines go to a buffer, as they would to a container runtime's pipe.
         sys.stdout = io.StringIO()
@@ -232,7 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             logging.config.dictConfig(logconfig_dict)
             access = JsonAccessLogger(Config()).access  # requests at INFO, as configured
             app = create_app()
-            drive(app, args.scenario, min(args.warm_up, args.requests), access, 0, callers, dataset)
+            if args.tracing:
+                # What each gunicorn worker does after the fork (post_worker_init): without
+                # it the instrumentations run against the API's no-op tracer.
+                tracing.start_exporting()
+            warm_up = min(args.warm_up, args.requests)
+            drive(app, args.scenario, warm_up, access, 0, callers, dataset, extra)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
@@ -240,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
             wall, cpu, failed = drive(
-                app, args.scenario, args.requests, access, args.prepared, callers, dataset
+                app, args.scenario, args.requests, access, args.prepared, callers, dataset, extra
             )
             if profiler is not None:
                 profiler.stop()
+            # The spans still queued are sent too (under valgrind, they are in the count).
+            tracing.stop_exporting(timeout_seconds=60)
         finally:
             sys.stdout = sys.__stdout__
     per = 1e6 / args.requests

@@ -24,13 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.collector import LOAD_SHARE, collector_failures, running_collectors
+from bench.collector import report_lines as collector_report_lines
 from bench.comparisons import (
     PEER_SCENARIOS,
     peer_figures,
@@ -43,13 +44,17 @@ from bench.measure import SCENARIOS, SEED_ROWS, Bench, write_results
 from bench.servers import (
     CALLERS_DESCRIPTION,
     Server,
+    metrics_text,
+    non_2xx_answers,
     rss_kib,
     seeded_postgres,
     server_env,
     start_server,
+    tracing_env,
 )
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from service.telemetry.metrics_buffer import FLUSH_SECONDS
+from tools.service_process import stop_process
 
 # Minimum ratio to the reference (issue 7); mixed has none, it is reported for scale.
 RATIO_TARGETS = {
@@ -62,6 +67,11 @@ RSS_GROWTH_LIMIT = 0.05
 METRICS_COST_LIMIT = 0.10
 AUTH_COMPARED = ("get_item",)
 AUTH_COST_LIMIT = 0.10  # issue 16: auth may cost at most 10% of GET-by-id throughput
+# Issue 28: GET by id with tracing at 1% parent-based sampling and at 100%, beside the
+# service (tracing off), in the same rounds; spans go to a local OTLP receiver.
+TRACING_COMPARED = ("get_item",)
+TRACING_SAMPLES = {"1%": "0.01", "100%": "1"}
+# A collector that is down or answers 2 s late: bench/collector.py.
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str, Any]:
     print(f"seeding PostgreSQL with {SEED_ROWS:,} items ...", flush=True)
     with seeded_postgres(SEED_ROWS, durable=durable) as db, contextlib.ExitStack() as stack:
+        collectors = stack.enter_context(running_collectors())
 
         def start(name: str, *, reference: bool = False, **env: str) -> Server:
             full_env = server_env(db.url, workdir, reference=reference, **env)
@@ -122,6 +133,11 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         service = start("service")
         no_metrics = start("service-no-metrics", METRICS_ENABLED="false")
         no_auth = start("service-no-auth", AUTH_DISABLED="true")
+        traced = {
+            share: start(f"service-tracing-{share.rstrip('%')}pct",
+                         **tracing_env(collectors.healthy, ratio))
+            for share, ratio in TRACING_SAMPLES.items()
+        }  # fmt: skip
         peer = stack.enter_context(peer_server(db, workdir))
         process_model = _process_model(service)
         print(f"gunicorn: {process_model}", flush=True)
@@ -135,12 +151,18 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
             bench.run(no_metrics, scenario, f"{scenario} (metrics off)", warmup=True)
         for scenario in AUTH_COMPARED:
             bench.run(no_auth, scenario, f"{scenario} (auth off)", warmup=True)
+        for scenario in TRACING_COMPARED:
+            for share, server in traced.items():
+                bench.run(server, scenario, f"{scenario} (tracing {share})", warmup=True)
         for scenario in PEER_SCENARIOS:
             bench.run(peer, scenario, peer_key(scenario), warmup=True)
 
         ratios: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         metrics_costs: dict[str, list[float]] = {s: [] for s in METRICS_COMPARED}
         auth_costs: dict[str, list[float]] = {s: [] for s in AUTH_COMPARED}
+        tracing_costs: dict[str, list[float]] = {
+            f"{s} (tracing {share})": [] for s in TRACING_COMPARED for share in traced
+        }
         over_peer: dict[str, list[float]] = {s: [] for s in PEER_SCENARIOS}
         for round_number in range(1, plan.rounds + 1):
             print(f"round {round_number}/{plan.rounds}", flush=True)
@@ -150,6 +172,9 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                     runs.append((f"{scenario} (metrics off)", no_metrics, scenario))
                 if scenario in AUTH_COMPARED:
                     runs.append((f"{scenario} (auth off)", no_auth, scenario))
+                if scenario in TRACING_COMPARED:
+                    runs += [(f"{scenario} (tracing {share})", server, scenario)
+                             for share, server in traced.items()]  # fmt: skip
                 if scenario in PEER_SCENARIOS:
                     runs.append((peer_key(scenario), peer, scenario))
                 rps = bench.in_turn(round_number, runs)
@@ -161,9 +186,23 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                     metrics_costs[scenario].append(1 - rps[scenario] / off)
                 if scenario in AUTH_COMPARED:
                     auth_costs[scenario].append(1 - rps[scenario] / rps[f"{scenario} (auth off)"])
+                if scenario in TRACING_COMPARED:
+                    for key in (k for k in tracing_costs if k.startswith(f"{scenario} (")):
+                        tracing_costs[key].append(1 - rps[key] / rps[scenario])
 
         open_loop = _open_loop(service, bench, plan)
         server_non_2xx = _non_2xx_answers(service)
+        for server in traced.values():
+            server_non_2xx += _non_2xx_answers(server)
+        # Their CPU back for the collector runs and the RSS run.
+        for server in (no_metrics, no_auth, peer, *traced.values()):
+            stop_process(server.process, timeout=30)
+        # Below the traced service's saturation: half its closed-loop rate in the rounds.
+        collector_rate = LOAD_SHARE * bench.runs["get_item (tracing 1%)"].median("rps")
+        collector_p99 = collector_failures(
+            start, bench, service, collector_rate, collectors,
+            rounds=3, seconds=plan.open_loop_s / 3,
+        )  # fmt: skip
         stack.close()  # free the CPU before the long RSS run
         with stack:
             no_recycling = start("service-no-recycling", GUNICORN_MAX_REQUESTS="0")
@@ -186,6 +225,8 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         "auth_cost": {
             s: _cost(bench, s, f"{s} (auth off)", c, AUTH_COST_LIMIT) for s, c in auth_costs.items()
         },
+        "tracing_cost": {key: _tracing_cost(bench, key, c) for key, c in tracing_costs.items()},
+        "tracing_collector_failures": collector_p99,
         "worker_rss": rss,
         "cpu_us_per_request": {
             key: {
@@ -199,6 +240,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         | {
             "open loop": open_loop["errors"],
             "open loop without recycling": open_loop_steady["errors"],
+            "open loops with the collector down or slow": collector_p99["errors"],
             "RSS run": rss["errors"],
             "non-2xx counted by the service itself": server_non_2xx,
         },
@@ -294,6 +336,23 @@ def _cost(
     }
 
 
+def _tracing_cost(bench: Bench, key: str, per_round: list[float]) -> dict[str, Any]:
+    """Throughput lost to tracing against the same service without it (no target: the
+    cost is reported; the production ratio is chosen from it, docs/performance.md)."""
+    scenario = key.split(" ")[0]
+    on, off = bench.runs[key], bench.runs[scenario]
+    cpu_on = on.median("server_us") + on.median("database_us")
+    cpu_off = off.median("server_us") + off.median("database_us")
+    return {
+        "rps": round(on.median("rps"), 1),
+        "off_rps": round(off.median("rps"), 1),
+        "cost": round(statistics.median(per_round), 3),
+        "rounds": [round(x, 3) for x in per_round],
+        "cost_from_cpu": round(1 - cpu_off / cpu_on, 3),
+        "server_us": round(on.median("server_us")),
+    }
+
+
 def _rss_growth(server: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
     """Worker RSS before and after a long mixed run, on a server with recycling off.
 
@@ -325,13 +384,7 @@ def _rss_growth(server: Server, bench: Bench, plan: Plan) -> dict[str, Any]:
 def _non_2xx_answers(service: Server) -> int:
     """Every answer the service itself counted that was not 2xx (wrk counts only >= 400)."""
     time.sleep(2 * FLUSH_SECONDS)  # until every worker has written its last counts
-    with urllib.request.urlopen(service.base_url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("http_requests_total{") and 'status="2' not in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+    return non_2xx_answers(metrics_text(service))
 
 
 def _machine(
@@ -363,6 +416,9 @@ def _machine(
         "psycopg",
         "pydantic",
         "prometheus-client",
+        "opentelemetry-sdk",
+        "opentelemetry-instrumentation-wsgi",
+        "opentelemetry-instrumentation-psycopg",
     )
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -433,6 +489,13 @@ def _print_report(report: dict[str, Any]) -> list[str]:
             f"CPU per request, {a['cost']:.1%} less throughput (target < {AUTH_COST_LIMIT:.0%}: "
             f"{_verdict(a['met'])}); throughput cost per round {a['rounds']}"
         )
+    for key, t in report["tracing_cost"].items():
+        print(
+            f"tracing, {key}: {t['rps']:.0f} req/s against {t['off_rps']:.0f} with tracing off;"
+            f" {t['cost_from_cpu']:.1%} more CPU per request, {t['cost']:.1%} less throughput;"
+            f" throughput cost per round {t['rounds']}"
+        )
+    print(collector_report_lines(report["tracing_collector_failures"]))
     r = report["worker_rss"]
     print(
         f"worker RSS over {r['seconds']:.0f} s of mixed load: worst growth {r['worst_growth']:.1%}"

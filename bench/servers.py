@@ -289,6 +289,34 @@ def bench_auth_env(workdir: Path) -> dict[str, str]:
     }
 
 
+def tracing_env(endpoint: str, ratio: str) -> dict[str, str]:
+    """Tracing on, sampling `ratio` of the traces started here (the bench sends no
+    traceparent), as staging and prod configure it (values/*.yaml)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+        "OTEL_SERVICE_NAME": "bench",
+    }
+
+
+def metrics_text(server: Server) -> str:
+    """The server's /metrics, as Prometheus scrapes it."""
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def non_2xx_answers(exposition: str) -> int:
+    """Every answer the service itself counted that was not 2xx (wrk counts only >= 400)."""
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines()
+            if line.startswith("http_requests_total{") and 'status="2' not in line
+        )
+    )
+
+
 def _service_argv() -> list[str]:
     # The port reaches the service through $PORT, as in the image.
     return [sys.executable, "-m", "service", "serve"]

@@ -21,6 +21,17 @@ doctor: venv ## Check Docker, tool versions, ports 80/443, inotify, kube context
 cluster: venv ## Create the kind cluster app-local with ingress-nginx and local TLS (idempotent)
 	$(PY) -m tools.localcluster up
 
+# Built from source (our CI machines, or any machine without a container registry): kind,
+# skaffold and a kind node image from the Go module proxy and the local Debian base, each
+# at the version local/from-source.toml pins, cached (README, "Local Kubernetes").
+.PHONY: from-source
+from-source: venv ## Build (or reuse) kind, skaffold and a kind node image from source: Go module proxy + local Debian base, no registry
+	DOCKER=$(DOCKER) $(PY) -m tools.from_source all
+
+.PHONY: cluster-from-source
+cluster-from-source: from-source ## `make cluster` on the node image built from source; Traefik serves the ingress (IngressClass nginx)
+	DOCKER=$(DOCKER) CLUSTER_FROM_SOURCE=1 $(PY) -m tools.localcluster up
+
 .PHONY: cluster-delete
 cluster-delete: venv ## Delete the kind cluster app-local (keeps the local CA in .local/tls)
 	$(PY) -m tools.localcluster down

@@ -6,7 +6,7 @@ GRAFANA_PORT ?= 3000
 PROMETHEUS_PORT ?= 9090
 
 .PHONY: monitoring
-monitoring: venv ## Install pinned kube-prometheus-stack on the kind cluster + the app's alerts and dashboard
+monitoring: venv ## Install pinned kube-prometheus-stack and Grafana Tempo on the kind cluster + the app's alerts and dashboard
 	$(PY) -m tools.localmonitoring up --namespace "$(NAMESPACE)"
 
 .PHONY: grafana

@@ -9,12 +9,12 @@ from service.http.json_provider import OrjsonProvider
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app: settings -> db -> blueprints -> errors -> observability."""
+    """Build the app: settings -> db -> blueprints -> errors -> traces, logs and metrics."""
     from service import auth
     from service.api import items, notes, tags
     from service.http import errors, health, openapi, security_headers
     from service.store.database import Database
-    from service.telemetry import metrics, middleware
+    from service.telemetry import metrics, middleware, tracing
 
     settings = settings or Settings.from_env()
     settings.refuse_anonymous_api()  # whatever the entry point, never an open API by accident
@@ -45,5 +45,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app, settings.auth)
     errors.init_app(app)
     security_headers.init_app(app)
+    # Inside the request observer: the request id is set before the span starts, and the
+    # observer's metrics see the span (a sampled one's trace id is an exemplar).
+    tracing.init_app(app, settings.tracing)
     middleware.init_app(app, metrics_enabled=settings.metrics_enabled)
     return app

@@ -82,8 +82,11 @@ def migrate(args: argparse.Namespace) -> int:
         if len(current) == 1 and current[0] not in chain.revisions:
             log.info("nothing to migrate: schema %s is ahead of this code", current[0])
             return
-        if len(current) == 1 and chain.reached(current[0], target):
-            log.info("nothing to migrate: schema %s is at or past %s", current[0], target)
+        # At the target itself, alembic still runs (no revision to apply): its env.py
+        # re-grants MIGRATION_GRANT_ROLE on every run, which a Job retried after the
+        # serving role appeared (CloudNativePG creates managed roles late) relies on.
+        if len(current) == 1 and current[0] != target and chain.reached(current[0], target):
+            log.info("nothing to migrate: schema %s is past %s", current[0], target)
             return
         upgrade_with_lock_retries(
             lambda: command.upgrade(config, target), url,

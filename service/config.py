@@ -35,6 +35,41 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message is meant for a person."""
 
 
+# The OpenTelemetry SDK's own variables (service/telemetry/tracing.py). The SDK reads them
+# itself; here they are only checked, because the SDK answers a bad value with a warning
+# and its default (a misspelt sampler would trace every request).
+TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+# The batch span processor's settings, (lowest value, the SDK's default): milliseconds or
+# spans. The batch may not exceed the queue (the SDK raises on that, in each worker).
+BSP_VARIABLES = {
+    "OTEL_BSP_SCHEDULE_DELAY": (1, 5000),
+    "OTEL_BSP_EXPORT_TIMEOUT": (0, 30000),
+    "OTEL_BSP_MAX_QUEUE_SIZE": (1, 2048),
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": (1, 512),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """Traces over OTLP/HTTP: on when an OTLP endpoint is set (and the SDK not disabled)."""
+
+    endpoint: str = ""  # where spans go, as the exporter will resolve it
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     """Bearer-token access control (service/auth/); off when `issuer` is empty."""
@@ -139,6 +174,7 @@ class Settings:
     metrics_enabled: bool = True
     prometheus_multiproc_dir: str | None = None
     auth: AuthSettings = field(default_factory=AuthSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -191,6 +227,7 @@ class Settings:
             metrics_enabled=env.boolean("METRICS_ENABLED", True),
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
             auth=auth_settings_from_env(env.environ),
+            tracing=tracing_settings_from_env(env.environ),
         )
         settings.refuse_unsafe()
         return settings
@@ -321,6 +358,75 @@ def _owner_claim(environ: Mapping[str, str]) -> str:
             "identifies a user or tenant (`sub`, the default, or e.g. `tenant_id`)."
         )
     return claim
+
+
+def tracing_settings_from_env(environ: Mapping[str, str]) -> TracingSettings:
+    """OTEL_*: tracing is on with an endpoint; then every variable the SDK reads is checked."""
+    env = _Env(environ)
+    traces_endpoint = environ.get(TRACES_ENDPOINT, "").strip()
+    base_endpoint = environ.get(OTLP_ENDPOINT, "").strip()
+    if not (traces_endpoint or base_endpoint):
+        return TracingSettings()  # no exporter at all: nothing else is read
+    if env.boolean("OTEL_SDK_DISABLED", False):
+        return TracingSettings()
+    for name, value in ((TRACES_ENDPOINT, traces_endpoint), (OTLP_ENDPOINT, base_endpoint)):
+        if value:
+            _otlp_url(name, value)
+    # As the SDK's exporter resolves it: the traces URL as given, else the base + /v1/traces.
+    endpoint = traces_endpoint or base_endpoint.rstrip("/") + "/v1/traces"
+    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+        protocol = environ.get(name, "").strip()
+        if protocol and protocol != "http/protobuf":
+            raise ConfigError(
+                f"{name}={protocol!r} is not supported: this service exports OTLP over HTTP "
+                "with protobuf (port 4318 on a collector). Unset it or set http/protobuf."
+            )
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return TracingSettings()
+    if exporter not in ("", "otlp"):
+        raise ConfigError(
+            f"OTEL_TRACES_EXPORTER={exporter!r} is not supported: expected otlp (the default) "
+            "or none (no traces)."
+        )
+    sampler = env.choice("OTEL_TRACES_SAMPLER", SAMPLERS, "parentbased_always_on")
+    if sampler in RATIO_SAMPLERS:
+        env.number("OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
+    sizes = {name: env.integer(name, default, low, 10**9)
+             for name, (low, default) in BSP_VARIABLES.items()}  # fmt: skip
+    queue, batch = sizes["OTEL_BSP_MAX_QUEUE_SIZE"], sizes["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"]
+    if batch > queue:
+        raise ConfigError(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({batch}) is larger than OTEL_BSP_MAX_QUEUE_SIZE "
+            f"({queue}): a batch is taken from the queue; lower the batch or raise the queue."
+        )
+    _resource_attributes(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    return TracingSettings(endpoint=endpoint)
+
+
+def _otlp_url(name: str, url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:
+        host, parts = None, urlsplit("")
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(
+            f"{name}={url!r} is invalid: expected the collector's OTLP/HTTP URL, e.g. "
+            "http://otel-collector.observability:4318 (https:// with TLS)."
+        )
+
+
+def _resource_attributes(raw: str) -> None:
+    """`key=value` pairs separated by commas, as the W3C Baggage format writes them."""
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"OTEL_RESOURCE_ATTRIBUTES has {item!r}: expected key=value pairs "
+                "separated by commas, e.g. deployment.environment.name=prod,team=payments."
+            )
 
 
 def _issuer_url(environ: Mapping[str, str], name: str) -> str:

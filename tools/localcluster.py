@@ -1,8 +1,14 @@
-"""The local kind cluster: create it, install ingress-nginx, wait for its webhook, add TLS.
+"""The local kind cluster: create it, install its ingress controller, add TLS.
 
 `make cluster` runs `python -m tools.localcluster up`; the e2e suite imports the same
 functions, so both bring the cluster up one way. Every step is idempotent: a second `up`
 reuses the cluster, the controller, the namespace and the certificate, and changes nothing.
+
+Two flavours. The official one (laptops, hosted CI): kind's published node image and
+ingress-nginx's release manifest, from the internet. Built from source
+(CLUSTER_FROM_SOURCE=1, `make cluster-from-source`; our CI machines, which reach only the
+package registries): a node image built here (tools/from_source) and Traefik serving the
+IngressClass `nginx`, since ingress-nginx's image cannot be built offline.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from tools.kind_sandbox import KindSandboxError, kind_environment
 from tools.localca import ensure_local_tls, trust_hint
 from tools.prereq import find_tool
 
@@ -45,6 +52,10 @@ INGRESS_NGINX_MANIFEST_URL = (
 INGRESS_NAMESPACE = "ingress-nginx"
 INGRESS_CONTROLLER = "deployment/ingress-nginx-controller"
 WEBHOOK_CONFIG = "ingress-nginx-admission"
+# The from-source flavour's controller (local/from-source/traefik.yaml).
+TRAEFIK_NAMESPACE = "ingress-traefik"
+TRAEFIK_CONTROLLER = "deployment/traefik"
+FROM_SOURCE_ENV = "CLUSTER_FROM_SOURCE"
 
 # A server-side dry run sends this through the admission webhook without creating it:
 # it succeeds only once the webhook answers, which is when creating a real Ingress works.
@@ -84,8 +95,27 @@ def tool(name: str) -> str:
     return path
 
 
+def from_source(env: Mapping[str, str] = os.environ) -> bool:
+    """CLUSTER_FROM_SOURCE=1: the cluster is built from source (see the module docstring)."""
+    raw = env.get(FROM_SOURCE_ENV, "").strip().lower()
+    if raw in {"", "0", "false", "no", "off"}:
+        return False
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    raise LocalClusterError(f"{FROM_SOURCE_ENV}={raw!r} is not a yes/no value; use 1 or 0")
+
+
+def ingress_namespace(env: Mapping[str, str] = os.environ) -> str:
+    """Where the flavour's ingress controller runs (NetworkPolicies let it reach the pods)."""
+    return TRAEFIK_NAMESPACE if from_source(env) else INGRESS_NAMESPACE
+
+
 def run(
-    args: Sequence[str], *, input_text: str | None = None, timeout: float | None = 600
+    args: Sequence[str],
+    *,
+    input_text: str | None = None,
+    timeout: float | None = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(
@@ -94,6 +124,7 @@ def run(
             capture_output=True,
             text=True,
             timeout=timeout,
+            env=env,
             check=False,
         )
     except FileNotFoundError as exc:
@@ -172,8 +203,17 @@ def ports_taken_message(busy: Sequence[int], address: str = HOST_ADDRESS) -> str
     )
 
 
-def create_cluster(name: str = CLUSTER_NAME, config: Path = KIND_CONFIG, log: Log = print) -> str:
-    """Create the kind cluster unless it exists; return its kube context."""
+def create_cluster(
+    name: str = CLUSTER_NAME,
+    config: Path = KIND_CONFIG,
+    log: Log = print,
+    *,
+    image: str | None = None,
+) -> str:
+    """Create the kind cluster unless it exists; return its kube context.
+
+    `image`: the node image instead of the config's (the one built from source).
+    """
     context = context_name(name)
     if cluster_exists(name):
         log(f"cluster {name} exists: reusing it")
@@ -184,20 +224,13 @@ def create_cluster(name: str = CLUSTER_NAME, config: Path = KIND_CONFIG, log: Lo
     if busy:
         raise LocalClusterError(ports_taken_message(busy))
     log(f"creating kind cluster {name} from {config} (about a minute)")
-    run(
-        [
-            tool("kind"),
-            "create",
-            "cluster",
-            "--name",
-            name,
-            "--config",
-            str(config),
-            "--wait",
-            "3m",
-        ],
-        timeout=900,
-    )
+    argv = [tool("kind"), "create", "cluster", "--name", name, "--config", str(config)]
+    argv += ["--wait", "3m", *([f"--image={image}"] if image else [])]
+    try:
+        env = kind_environment(tool("docker"))
+    except KindSandboxError as exc:
+        raise LocalClusterError(str(exc)) from None
+    run(argv, timeout=900, env=env)
     return context
 
 
@@ -317,6 +350,31 @@ def wait_for_ingress_webhook(
         return attempt
 
 
+def install_traefik(context: str, log: Log = print, timeout_s: int = 300) -> None:
+    """The from-source flavour's ingress controller (its image is preloaded in the node)."""
+    from tools.from_source.build import traefik_manifest  # the official flavour needs none of it
+
+    log(f"installing Traefik in {TRAEFIK_NAMESPACE} (serves IngressClass nginx)")
+    kubectl(context, "apply", "-f", "-", input_text=traefik_manifest())
+    kubectl(
+        context,
+        "-n",
+        TRAEFIK_NAMESPACE,
+        "rollout",
+        "status",
+        TRAEFIK_CONTROLLER,
+        f"--timeout={timeout_s}s",
+    )
+
+
+def install_ingress(context: str, log: Log = print) -> None:
+    """The flavour's ingress controller, waited for until it serves Ingresses."""
+    if from_source():
+        install_traefik(context, log)
+    else:
+        install_ingress_nginx(context, log)
+
+
 def ensure_namespace(context: str, namespace: str = APP_NAMESPACE) -> None:
     """The app namespace, enforcing Pod Security "restricted" like a production cluster."""
     kubectl(
@@ -371,8 +429,13 @@ def ensure_tls_secret(
 
 def up(name: str = CLUSTER_NAME, config: Path = KIND_CONFIG, log: Log = print) -> str:
     """Everything `make cluster` does; returns the kube context."""
-    context = create_cluster(name, config, log)
-    install_ingress_nginx(context, log)
+    image = None
+    if from_source():
+        from tools.from_source.build import node_image  # builds or reuses, see tools/from_source
+
+        image = node_image(log=log).node
+    context = create_cluster(name, config, log, image=image)
+    install_ingress(context, log)
     ensure_namespace(context)
     ensure_tls_secret(context, log=log)
     log(

@@ -1,8 +1,10 @@
 """The monitoring stack of the local loop: kube-prometheus-stack on the kind cluster,
-configured to pick up the app chart's ServiceMonitor, PrometheusRule and dashboard.
+configured to pick up the app chart's ServiceMonitor, PrometheusRule and dashboard, and
+Grafana Tempo, where the dev release sends its traces (values/dev.yaml), as a Grafana
+data source that the dashboard's latency exemplars link to.
 
 `make monitoring` runs `python -m tools.localmonitoring up`: it installs the pinned stack
-(idempotent: `helm upgrade --install`) and applies the chart's three monitoring objects,
+and Tempo (idempotent: `helm upgrade --install`) and applies the chart's three monitoring objects,
 rendered from values/dev.yaml, into the app's namespace. They are applied beside the
 release rather than through it, so `make dev` (skaffold) and `make deploy ENV=dev` need no
 CRDs and keep working on a cluster without the stack; they select the release's Service
@@ -38,6 +40,12 @@ STACK_VALUES = ROOT / "local" / "monitoring-values.yaml"
 # Service names follow fullnameOverride in local/monitoring-values.yaml.
 PROMETHEUS_SERVICE = "monitoring-prometheus"
 GRAFANA_SERVICE = "monitoring-grafana"
+# Grafana Tempo 2.10.8 in single-binary mode (chart 2.2.4, from the grafana-community
+# charts, where grafana/helm-charts moved it in 2026); its OCI artifact on ghcr.io.
+TEMPO_CHART = "oci://ghcr.io/grafana-community/helm-charts/tempo"
+TEMPO_VERSION = "2.2.4"
+TEMPO_RELEASE = "tempo"
+TEMPO_VALUES = ROOT / "local" / "tempo-values.yaml"
 APP_CHART = ROOT / "charts" / "app"
 APP_RELEASE = "app"
 DEV_VALUES = ROOT / "values" / "dev.yaml"
@@ -53,6 +61,15 @@ def stack_install_args(context: str, *, timeout: str = "10m") -> list[str]:
     return [
         "upgrade", "--install", STACK_RELEASE, STACK_CHART, "--version", STACK_VERSION,
         "--namespace", STACK_NAMESPACE, "--create-namespace", "--values", str(STACK_VALUES),
+        "--kube-context", context, "--wait", f"--timeout={timeout}",
+    ]  # fmt: skip
+
+
+def tempo_install_args(context: str, *, timeout: str = "5m") -> list[str]:
+    """`helm upgrade --install` of the pinned Tempo, beside the stack, waiting until it runs."""
+    return [
+        "upgrade", "--install", TEMPO_RELEASE, TEMPO_CHART, "--version", TEMPO_VERSION,
+        "--namespace", STACK_NAMESPACE, "--create-namespace", "--values", str(TEMPO_VALUES),
         "--kube-context", context, "--wait", f"--timeout={timeout}",
     ]  # fmt: skip
 
@@ -76,6 +93,11 @@ def install_stack(context: str, log: Log = print) -> None:
     run([tool("helm"), *stack_install_args(context)], timeout=900)
 
 
+def install_tempo(context: str, log: Log = print) -> None:
+    log(f"installing Grafana Tempo (chart {TEMPO_VERSION}) into {context}/{STACK_NAMESPACE}")
+    run([tool("helm"), *tempo_install_args(context)], timeout=600)
+
+
 def apply_app_objects(context: str, namespace: str = APP_NAMESPACE, log: Log = print) -> str:
     manifest = run([tool("helm"), *app_objects_args(namespace)]).stdout
     ensure_namespace(context, namespace)
@@ -90,6 +112,8 @@ def next_steps(context: str) -> str:
         f"  Grafana:    kubectl --context {context} -n {STACK_NAMESPACE} port-forward "
         f"service/{GRAFANA_SERVICE} 3000:80   (make grafana)",
         "              http://127.0.0.1:3000 -> Dashboards -> 'Python service (Flask + gunicorn)'",
+        "              the latency panel's dots are exemplars: each links to its trace in Tempo",
+        "              (Explore -> Tempo searches every trace the dev release sent)",
         f"  Prometheus: kubectl --context {context} -n {STACK_NAMESPACE} port-forward "
         f"service/{PROMETHEUS_SERVICE} 9090:9090   (make prometheus)",
     ))  # fmt: skip
@@ -97,6 +121,7 @@ def next_steps(context: str) -> str:
 
 def up(context: str, namespace: str = APP_NAMESPACE, log: Log = print) -> None:
     install_stack(context, log)
+    install_tempo(context, log)
     apply_app_objects(context, namespace, log)
     log(next_steps(context))
 

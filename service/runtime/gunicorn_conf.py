@@ -19,7 +19,9 @@ from gunicorn import glogging
 from service.auth import SUBJECT_KEY
 from service.config import ConfigError, Settings
 from service.http import server_errors
+from service.telemetry import tracing
 from service.telemetry.logs import (
+    SPAN_ID_ENVIRON_KEY,
     TRACE_ID_ENVIRON_KEY,
     client_address,
     log_line,
@@ -32,8 +34,9 @@ QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
-    """One JSON line per request, with the request id the app put on the response (and the
-    trace id of the request's W3C `traceparent`, when it had a valid one).
+    """One JSON line per request, with the request id the app put on the response, and the
+    trace id (and span id) of the request's span with tracing on, or else of its W3C
+    `traceparent`, when it had a valid one.
 
     The line has the shape every log line has (service/telemetry/logs.py) but is written directly,
     not through `logging`: a LogRecord, the handler chain and the formatter cost 27 us per
@@ -59,9 +62,12 @@ class JsonAccessLogger(glogging.Logger):  # type: ignore[misc]
             # itself is never logged.
             "sub": environ.get(SUBJECT_KEY),
         }
-        trace_id = environ.get(TRACE_ID_ENVIRON_KEY)  # a valid traceparent's, set by the app
+        trace_id = environ.get(TRACE_ID_ENVIRON_KEY)  # set by the app (see above)
         if trace_id is not None:
             fields["trace_id"] = trace_id
+            span_id = environ.get(SPAN_ID_ENVIRON_KEY)
+            if span_id is not None:
+                fields["span_id"] = span_id
         message = f"{method} {path} {resp.status_code}"
         name, level_name = self.access_log.name, logging.getLevelName(level)
         try:
@@ -82,6 +88,12 @@ def _settings() -> Settings:
 
 settings = _settings()
 server_errors.install()
+# The app is preloaded here, in the master: each worker starts its own exporter
+# (post_worker_init).
+tracing.start_in_workers()
+# A stopping worker flushes its spans within half the graceful timeout, leaving the rest
+# for the requests it is finishing.
+TRACES_FLUSH_SECONDS = settings.gunicorn_graceful_timeout / 2
 
 wsgi_app = "service.wsgi:app"
 bind = [f"0.0.0.0:{settings.port}"]
@@ -141,6 +153,11 @@ def worker_exit(server: Any, worker: Any) -> None:
     normal way, so the master still sees the code.
     """
     # gunicorn also calls this hook in the master, for a worker that was already gone.
+    if worker.pid == os.getpid():
+        try:
+            tracing.stop_exporting(TRACES_FLUSH_SECONDS)
+        except Exception:  # logged; the worker still exits as below
+            server.log.exception("could not send this worker's last spans")
     if settings.metrics_enabled and worker.pid == os.getpid():
         from service.telemetry import metrics
 
@@ -197,6 +214,13 @@ def post_worker_init(worker: Any) -> None:
     except Exception:  # logged; the worker serves, and connects on its first request
         worker.log.exception("could not open a database connection ahead of requests")
     get_db(worker.wsgi).tag_sweeper.start()  # deleted tags' links, in the background
+    # With tracing on, the worker's own exporter (thread, connection), started after the
+    # warm-up so that its connection setup statements make no spans outside any request.
+    if worker.wsgi.extensions["settings"].tracing.enabled:
+        try:
+            tracing.start_exporting()
+        except Exception:  # logged; the worker serves without traces
+            worker.log.exception("could not start exporting spans")
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -15,8 +15,10 @@ What every server session starts with, however it is pooled, is its role's defau
   no-op when they already are), so every server connection a pooler opens has them;
 - each new connection also sets them for its own session (one round trip per connect),
   which covers a direct connection opened before the role's defaults were set, and a
-  role that may not change its defaults (the warning then says what to run instead).
-tests/reliability/test_failover.py checks both through a real PgBouncer.
+  role that may not change its defaults (the warning then says what to run instead);
+- the transaction that sets the defaults sets them for its own session first: the server
+  connection it runs on may predate them.
+tests/reliability/test_pooler.py checks both through a real PgBouncer.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def ensure_role_defaults(connection: Connection, statement_timeout_ms: int) -> N
     Runs in `connection`'s transaction and commits it; never raises."""
     want = wanted(statement_timeout_ms)
     try:
+        # First, for this session: through a transaction pooler this transaction may be
+        # the first on a server connection the pooler opened before the role's defaults
+        # were set (another worker holding the lock below, or its ALTER not committed), and
+        # that connection would keep no timeout for its lifetime. The transaction pins
+        # it, and a non-local setting outlives the commit.
+        connection.exec_driver_sql(_SET_FOR_SESSION, (str(statement_timeout_ms), UTC))
         if _missing(connection, want):
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ALTER_LOCK_KEY})
             if missing := _missing(connection, want):  # another worker may have done it

@@ -27,11 +27,16 @@ import orjson
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
-# The W3C trace id of the request, when it came with a valid `traceparent` header.
+# The request's W3C trace id: its span's when tracing is on (service/telemetry/tracing.py),
+# else the one of a valid incoming `traceparent` header; and its span id (tracing only).
 trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id", default=None)
-# Where the middleware leaves that trace id for gunicorn's access log, which is handed the
-# same WSGI environ (service/runtime/gunicorn_conf.py).
+span_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("span_id", default=None)
+# Where the middleware and the tracing leave them for gunicorn's access log, which is
+# handed the same WSGI environ (service/runtime/gunicorn_conf.py); and the trace id again
+# when the trace is sampled (recorded), for the latency histogram's exemplar.
 TRACE_ID_ENVIRON_KEY = "service.trace_id"
+SPAN_ID_ENVIRON_KEY = "service.span_id"
+SAMPLED_TRACE_ID_ENVIRON_KEY = "service.sampled_trace_id"
 
 # A sane incoming id: short and plain (a UUID, a hex or base64url token), nothing a log
 # query or a URL could read as structure (`/`, `=`, `:`, `@`, `+`).
@@ -88,7 +93,8 @@ def trace_id_from(traceparent: str) -> str | None:
 
 
 class RequestIdFilter(logging.Filter):
-    """Puts the request id, and the trace id when the request has one, on every record."""
+    """Puts the request id, and the trace and span ids when the request has them, on every
+    record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
@@ -96,6 +102,9 @@ class RequestIdFilter(logging.Filter):
         trace_id = trace_id_var.get()
         if trace_id is not None and not hasattr(record, "trace_id"):
             record.trace_id = trace_id
+            span_id = span_id_var.get()
+            if span_id is not None:
+                record.span_id = span_id
         return True
 
 

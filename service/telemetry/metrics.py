@@ -19,23 +19,25 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
 )
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 from sqlalchemy import Engine, event
 
 from service.store import commits
+from service.telemetry import exemplars
 from service.telemetry.metrics_buffer import RequestMetricsBuffer
 
 if TYPE_CHECKING:
@@ -90,6 +92,12 @@ BREAKER_OPEN = Gauge(
     ["side"],
     multiprocess_mode="livesum",
 )
+# Labels: the fixed reasons in service/telemetry/span_drops.py. Only with tracing on.
+SPANS_DROPPED = Counter(
+    "tracing_spans_dropped_total",
+    "Sampled spans never sent to the collector (down, slow or refusing them).",
+    ["reason"],
+)
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -100,17 +108,38 @@ def multiprocess_dir() -> str | None:
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    """Prometheus exposition of this pod's metrics (all workers)."""
+    """Prometheus exposition of this pod's metrics (all workers): OpenMetrics, with the
+    latency histogram's exemplars, when the scraper asks for it, as Prometheus does."""
     REQUEST_METRICS.flush()  # this worker's requests are exact; others' FLUSH_SECONDS late
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    with_exemplars = content_type.startswith(OPENMETRICS.split(";")[0])
     directory = multiprocess_dir()
+    registry = CollectorRegistry()
     if directory:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        with _locked(directory, fcntl.LOCK_SH):
-            body = generate_latest(registry)
+        source: Any = multiprocess.MultiProcessCollector(None, directory)  # type: ignore[no-untyped-call]
     else:
-        body = generate_latest(REGISTRY)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        source = REGISTRY
+    registry.register(_Exposed(source, EXEMPLARS if with_exemplars else None))
+    if directory:
+        with _locked(directory, fcntl.LOCK_SH):
+            body = encode(registry)
+    else:
+        body = encode(registry)
+    return Response(body, content_type=content_type)
+
+
+class _Exposed:
+    """What /metrics shows: `source`'s metrics, with exemplars when `store` is given."""
+
+    def __init__(self, source: Any, store: exemplars.ExemplarStore | None) -> None:
+        self.source, self.store = source, store
+
+    def collect(self) -> Iterator[Metric]:
+        metrics: Iterator[Metric] = iter(self.source.collect())
+        if self.store is None:
+            return metrics
+        bounds = tuple(LATENCY._upper_bounds)
+        return exemplars.attach(metrics, LATENCY._name, bounds, self.store.current())
 
 
 # Methods with a meaning in HTTP; any other token a client sends is counted as "OTHER",
@@ -118,11 +147,18 @@ def metrics() -> Response:
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUEST_METRICS = RequestMetricsBuffer(REQUESTS, LATENCY)
+EXEMPLARS = exemplars.ExemplarStore(multiprocess_dir())
+REQUEST_METRICS.exemplar_sink = EXEMPLARS.merge
+os.register_at_fork(after_in_child=EXEMPLARS.forget_parent)  # a worker's own exemplars only
 
 
-def observe(method: str, route: str, status: str, seconds: float) -> None:
-    """One answered request; `status` is the code as the status line has it ("200")."""
-    REQUEST_METRICS.record((method if method in KNOWN_METHODS else "OTHER", route, status), seconds)
+def observe(
+    method: str, route: str, status: str, seconds: float, trace_id: str | None = None
+) -> None:
+    """One answered request; `status` is the code as the status line has it ("200");
+    `trace_id`, a sampled trace's, becomes its latency bucket's exemplar."""
+    key = (method if method in KNOWN_METHODS else "OTHER", route, status)
+    REQUEST_METRICS.record(key, seconds, trace_id)
 
 
 def track_pool(engine: Engine, pool_size: int) -> None:
@@ -154,7 +190,7 @@ def wipe_multiprocess_dir() -> None:
     if directory:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
+        for stale in (*path.glob("*.db"), *path.glob(f"{exemplars.FILE_PREFIX}*")):
             stale.unlink(missing_ok=True)
 
 
@@ -164,6 +200,7 @@ def mark_worker_dead(pid: int) -> None:
     if not directory:
         return
     multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    exemplars.remove(directory, pid)
     with _locked(directory, fcntl.LOCK_EX):
         for kind in ("counter", "histogram"):
             fold_into_archive(Path(directory), kind, pid)

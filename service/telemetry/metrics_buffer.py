@@ -27,7 +27,9 @@ import bisect
 import logging
 import os
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -37,13 +39,17 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 1.0
 
 Key = tuple[str, str, str]  # method, route template, status code
+# (labels, bucket index) -> (trace id, seconds, Unix time): service/telemetry/exemplars.py
+Exemplars = dict[tuple[Key, int], tuple[str, float, float]]
 
 
 class RequestMetricsBuffer:
     """Counts requests into a counter and a latency histogram that share their labels.
 
     Each label set has one tally: [sum of seconds, count per bucket..., count above the
-    last bucket]; the number of requests is the sum of the bucket counts.
+    last bucket]; the number of requests is the sum of the bucket counts. A request that
+    comes with a sampled trace id leaves it as its bucket's exemplar, handed to
+    `exemplar_sink` at the next flush.
     """
 
     def __init__(self, counter: Counter, histogram: Histogram) -> None:
@@ -58,9 +64,11 @@ class RequestMetricsBuffer:
         self._children: dict[Key, tuple[Any, Any]] = {}
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._exemplars: Exemplars = {}
+        self.exemplar_sink: Callable[[Exemplars], None] | None = None
         _buffers.add(self)
 
-    def record(self, key: Key, seconds: float) -> None:
+    def record(self, key: Key, seconds: float, trace_id: str | None = None) -> None:
         # The bucket a request falls in: the first bound at or above it, as Histogram does.
         index = 1 + bisect.bisect_left(self._bounds, seconds)
         with self._lock:
@@ -69,12 +77,17 @@ class RequestMetricsBuffer:
                 tally = self._tallies[key] = [0.0] * self._tally_size
             tally[0] += seconds
             tally[index] += 1
+            if trace_id is not None:
+                self._exemplars[(key, index - 1)] = (trace_id, seconds, time.time())
 
     def flush(self) -> None:
         """Add what was counted since the last flush to the Prometheus values."""
         with self._flush_lock:
             with self._lock:
                 pending, self._tallies = self._tallies, {}
+                exemplars, self._exemplars = self._exemplars, {}
+            if exemplars and self.exemplar_sink is not None:
+                self.exemplar_sink(exemplars)
             keys = list(pending)
             for position, key in enumerate(keys):
                 try:
@@ -134,6 +147,7 @@ class RequestMetricsBuffer:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._tallies = {}
+        self._exemplars = {}
         self._stop = threading.Event()
         self._flusher = None
 

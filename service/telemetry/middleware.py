@@ -16,6 +16,7 @@ from flask import Flask, has_request_context, request
 
 from service.telemetry import metrics
 from service.telemetry.logs import (
+    SAMPLED_TRACE_ID_ENVIRON_KEY,
     TRACE_ID_ENVIRON_KEY,
     accept_or_make_request_id,
     request_id_var,
@@ -60,9 +61,11 @@ class RequestObserver:
             if self.metrics_enabled:
                 metrics.observe(
                     environ["REQUEST_METHOD"],
-                    _route_template(),
+                    route_template() or "<unmatched>",
                     status[:3],
                     time.perf_counter() - started,
+                    # Set by service/telemetry/tracing.py for a sampled request's span.
+                    environ.get(SAMPLED_TRACE_ID_ENVIRON_KEY),
                 )
             return start_response(status, headers, exc_info)
 
@@ -74,11 +77,12 @@ class RequestObserver:
                 trace_id_var.reset(trace_token)
 
 
-def _route_template() -> str:
-    # The route template, never the raw path: ids in paths would explode cardinality.
-    # Flask calls start_response while the request context is still active.
+def route_template() -> str | None:
+    """The matched route's template, never the raw path (ids in paths would explode label
+    cardinality); None when no route matched. Flask calls start_response while the request
+    context is still active."""
     rule = request.url_rule if has_request_context() else None
-    return rule.rule if rule is not None else "<unmatched>"
+    return rule.rule if rule is not None else None
 
 
 def init_app(app: Flask, *, metrics_enabled: bool) -> None:

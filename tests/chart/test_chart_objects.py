@@ -338,6 +338,24 @@ def test_checksum_annotations_roll_pods_on_config_change(
     assert changed_secret["checksum/config"] == base["checksum/config"]
 
 
+def test_an_app_upgrade_leaves_the_dev_database_running(helm4: str) -> None:
+    """A new app image must not change the dev database's pod template: any change there
+    restarts PostgreSQL, and every request in flight during the upgrade fails with 503
+    (found by the live zero-downtime test on the cluster built from source)."""
+
+    def database(tag: str) -> Obj:
+        rendered = render(helm4, "dev", [f"image.tag={tag}"])
+        template: Obj = rendered.one("StatefulSet", "app-postgresql")["spec"]["template"]
+        return template
+
+    before, after = database("1.4.2"), database("1.5.0")
+    assert before == after
+    assert (
+        before["metadata"]["labels"]["app.kubernetes.io/version"]
+        == (DEFAULTS["devDatabase"]["image"]["tag"])
+    )
+
+
 def test_dev_has_its_own_database_and_prod_does_not(renders: dict[str, Render]) -> None:
     dev = renders["dev"]
     assert dev.config_map()["data"]["APP_ENV"] == "dev"
@@ -502,8 +520,8 @@ def test_network_policy_selects_every_app_image_pod(renders: dict[str, Render]) 
         assert not matches(pod_source["matchLabels"], pod_labels(rendered.deployment()))
         assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
         egress_ports = Counter(str(p["port"]) for rule in policy["egress"] for p in rule["ports"])
-        assert egress_ports == {"53": 2, "5432": 1, "443": 1, "http": 1}, (
-            "DNS, the database, the identity provider, the server"
+        assert egress_ports == {"53": 2, "5432": 1, "443": 1, "4318": 1, "http": 1}, (
+            "DNS, the database, the identity provider, the trace collector, the server"
         )
         server_rule = next(r for r in policy["egress"] if r["ports"][0]["port"] == "http")
         assert matches(

@@ -32,11 +32,13 @@ def helm(request: pytest.FixtureRequest) -> str:
 
 
 def version_labels(rendered: Render) -> dict[str, str | None]:
-    """app.kubernetes.io/version of every pod the release creates, by pod."""
+    """app.kubernetes.io/version of every pod of the app image the release creates, by pod
+    (the dev database is labelled with its PostgreSQL tag: test_chart_objects.py)."""
     return {
         where: meta["labels"].get("app.kubernetes.io/version")
         for where, meta, _ in pod_specs(rendered)
         if meta["labels"].get("app.kubernetes.io/name") == "app"
+        and meta["labels"].get("app.kubernetes.io/component") != "dev-database"
     }
 
 

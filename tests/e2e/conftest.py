@@ -3,6 +3,10 @@
 Nothing here runs unless a live test asks for it, so the harness unit tests next door
 never touch Docker or a cluster. Without Docker, kind or the internet the live tests skip
 naming what is missing; with E2E_REQUIRED=1 (hosted CI) they fail instead.
+
+With CLUSTER_FROM_SOURCE=1 (our CI machines) the cluster runs on the node image built from
+source (tools/from_source; `make from-source` builds it, the fixture reuses it) with Traefik
+as its ingress controller, and nothing needs the internet.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from tests.e2e.harness.migration_images import (
 )
 from tests.e2e.harness.prerequisites import ClusterChoice, SettingError
 from tools import localcluster
+from tools.kind_sandbox import KindSandboxError, kind_environment
 from tools.prereq import find_tool
 
 
@@ -57,7 +62,7 @@ def e2e_tools(e2e_choice: ClusterChoice) -> E2ETools:
         problems.append("`make` not found (install it with: apt-get install make)")
     if found["docker"] and (problem := prerequisites.docker_problem(found["docker"])):
         problems.append(problem)
-    if problem := prerequisites.internet_problem():
+    if not from_source() and (problem := prerequisites.internet_problem()):
         problems.append(problem)
     kubeconfig = e2e_choice.existing_kubeconfig
     if (
@@ -100,6 +105,13 @@ def e2e_cluster(
             )
             log(f"tests failed: kind logs, events and ingress-nginx logs saved in {dest}")
 
+    image, create_env = None, None
+    if e2e_choice.create:
+        image = source_node_image() if from_source() else None
+        try:
+            create_env = kind_environment(e2e_tools.docker)
+        except KindSandboxError as exc:
+            unavailable(e2e_choice, [str(exc)])
     with (
         provide_cluster(
             e2e_choice,
@@ -107,12 +119,14 @@ def e2e_cluster(
             kubectl=e2e_tools.kubectl,
             state_dir=STATE_DIR / e2e_choice.name,
             before_delete=diagnose_if_failed,
+            image=image,
+            create_env=create_env,
         ) as cluster,
         pytest.MonkeyPatch.context() as env,
     ):
         # tools.localcluster, helm and skaffold all find the cluster through KUBECONFIG.
         env.setenv("KUBECONFIG", str(cluster.kubeconfig))
-        localcluster.install_ingress_nginx(cluster.context, log=log)
+        localcluster.install_ingress(cluster.context, log=log)
         yield cluster
         if request.session.testsfailed and cluster.created_here and e2e_choice.keep:
             log(
@@ -120,6 +134,24 @@ def e2e_cluster(
                 f"tests.e2e.harness.cluster_diagnostics --name {cluster.name} --out "
                 f"{ARTIFACTS_DIR / CLUSTER_ARTIFACTS}` (hosted CI does)"
             )
+
+
+def from_source() -> bool:
+    try:
+        return localcluster.from_source()
+    except localcluster.LocalClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def source_node_image() -> str:
+    """The node image built from source: reused when `make from-source` built it already."""
+    from tools.from_source import build
+
+    try:
+        return build.node_image(log=log).node
+    except Exception as exc:  # any build failure fails the fixture, named
+        pytest.fail(f"CLUSTER_FROM_SOURCE=1 but the node image does not build: {exc}",
+                    pytrace=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

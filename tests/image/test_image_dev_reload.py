@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 import requests
+from requests.exceptions import ChunkedEncodingError
 
 from tests.image.conftest import ROOT, BuiltImages
 from tests.image.imagelib import container, inspect, run
@@ -75,9 +76,10 @@ def test_a_synced_py_file_is_served_without_restarting_the_container(
                 if response.status_code == 200:
                     answer = response.json()
                     break
-            except (requests.ConnectionError, requests.Timeout):
+            except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError):
                 # The reloader is restarting the server process: refused while it is
-                # down, and slow to answer while the new one imports (a busy machine).
+                # down, slow to answer while the new one imports (a busy machine), and an
+                # answer the old one had begun is cut off when it stops.
                 pass
             time.sleep(0.2)
         logs = dev.logs()

@@ -1,9 +1,9 @@
 """skaffold.yaml, proven without skaffold: fields, image wiring, file sync, and helm renders.
 
-Skaffold cannot be installed on our CI machines, so each profile's helm invocation is
-rebuilt from skaffold.yaml the way skaffold's helm deployer builds it (valuesFiles, then
-setValues, then setValueTemplates filled with the IMAGE_* values of the built artifact) and
-rendered with the real helm.
+Every machine runs these, skaffold or not (the live suite runs skaffold itself where a
+cluster exists): each profile's helm invocation is rebuilt from skaffold.yaml the way
+skaffold's helm deployer builds it (valuesFiles, then setValues, then setValueTemplates
+filled with the IMAGE_* values of the built artifact) and rendered with the real helm.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ DEFINITIONS: dict[str, Any] = {
             {
                 "image": str,
                 "context": str,
-                "docker": {"dockerfile": str, "target": str},
+                "docker": {"dockerfile": str, "target": str, "buildArgs": {str: str}},
                 "sync": {"manual": [{"src": str, "dest": str, "strip": str}]},
             }
         ],
@@ -95,9 +95,12 @@ def check(node: Any, schema: Any, where: str) -> list[str]:
     if isinstance(schema, dict):
         if not isinstance(node, dict):
             return [f"{where}: expected a mapping"]
-        if list(schema) == [str]:  # free-form string map (setValues)
+        if list(schema) == [str]:  # free-form string map (setValues, buildArgs)
+            # A buildArg without a value (null) is taken from the environment.
             return [
-                f"{where}.{k}: expected a string" for k, v in node.items() if not isinstance(v, str)
+                f"{where}.{k}: expected a string"
+                for k, v in node.items()
+                if not isinstance(v, str) and not (v is None and where.endswith(".buildArgs"))
             ]
         errors = [
             f"{where}.{key}: not a skaffold/v4beta14 field here"
@@ -211,6 +214,19 @@ def test_build_targets_exist_in_the_dockerfile() -> None:
     (dev,) = PROFILES["dev"]["build"]["artifacts"]
     assert dev["docker"]["target"] == "dev"
     assert "dev" in stages
+
+
+def test_every_artifact_names_its_base_image_the_way_skaffold_can_read_it_offline() -> None:
+    """skaffold reads the FROM image itself (ONBUILD, before it hashes the build's inputs)
+    with the build args it was given; for an arg without a value it takes the Dockerfile's
+    default, a registry image a machine without a registry cannot fetch (found by the live
+    suite on our CI machines). So each artifact spells out the environment's BASE_IMAGE,
+    falling back to the Dockerfile's own default."""
+    default = re.search(r"^ARG BASE_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert default is not None, "the Dockerfile's ARG BASE_IMAGE has no default"
+    expected = f'{{{{ default "{default[1]}" .BASE_IMAGE }}}}'
+    for artifact in artifacts():
+        assert artifact["docker"]["buildArgs"]["BASE_IMAGE"] == expected, artifact["image"]
 
 
 def test_dev_sync_globs_match_real_files_in_the_images_working_directory() -> None:

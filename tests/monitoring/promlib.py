@@ -47,7 +47,10 @@ class Prometheus:
             with urllib.request.urlopen(url, timeout=10) as response:
                 body: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as exc:
-            body = json.load(exc)
+            try:
+                body = json.load(exc)
+            except ValueError:  # not the API yet: "Service Unavailable" while it starts
+                body = {"status": "unavailable", "error": f"HTTP {exc.code}"}
         return body
 
     def query(self, expr: str) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def config(target: str, rule_file: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def running_prometheus(
-    binary: str, target: str, rule_file: Path, workdir: Path
+    binary: str, target: str, rule_file: Path, workdir: Path, *flags: str
 ) -> Iterator[Prometheus]:
     config_file = workdir / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config(target, rule_file)))
@@ -95,7 +98,7 @@ def running_prometheus(
     with log.open("w") as out:
         process = subprocess.Popen(
             [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
+             f"--web.listen-address=127.0.0.1:{port}", *flags],
             stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     prometheus = Prometheus(process, port, log)

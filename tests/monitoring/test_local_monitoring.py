@@ -1,5 +1,6 @@
 """`make monitoring` (tools/localmonitoring.py) without a cluster: the pinned stack is
-configured to pick up this chart's objects, and the objects it applies are the chart's."""
+configured to pick up this chart's objects, and the objects it applies are the chart's;
+the pinned Tempo receives what the dev release sends, and Grafana links exemplars to it."""
 
 from __future__ import annotations
 
@@ -27,6 +28,33 @@ def test_the_stack_is_pinned_and_waited_for() -> None:
     assert localmonitoring.STACK_VERSION.count(".") == 2  # an exact version, not a range
     assert args[args.index("--values") + 1] == str(localmonitoring.STACK_VALUES)
     assert "--wait" in args and args[args.index("--kube-context") + 1] == "kind-app-local"
+
+
+def test_tempo_is_pinned_and_where_the_dev_release_sends_its_spans(helm4: str) -> None:
+    args = localmonitoring.tempo_install_args("kind-app-local")
+    assert args[:4] == ["upgrade", "--install", "tempo", localmonitoring.TEMPO_CHART]
+    assert args[args.index("--version") + 1] == localmonitoring.TEMPO_VERSION
+    assert localmonitoring.TEMPO_VERSION.count(".") == 2
+    assert args[args.index("--namespace") + 1] == localmonitoring.STACK_NAMESPACE
+    assert "--wait" in args
+    tempo: dict[str, Any] = yaml.safe_load(localmonitoring.TEMPO_VALUES.read_text())
+    service = tempo["fullnameOverride"]
+    # The dev release exports to that Service's OTLP/HTTP port, in the stack's namespace.
+    rendered = parse(run(helm4, "template", "app", str(localmonitoring.APP_CHART),
+                         "--values", str(localmonitoring.DEV_VALUES), "--set", "image.tag=x",
+                         "--show-only", "templates/configmap.yaml"))  # fmt: skip
+    endpoint = rendered.one("ConfigMap")["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert endpoint == f"http://{service}.{localmonitoring.STACK_NAMESPACE}.svc.cluster.local:4318"
+
+
+def test_grafana_links_latency_exemplars_to_tempo() -> None:
+    grafana = stack_values()["grafana"]
+    [tempo] = grafana["additionalDataSources"]
+    assert tempo["type"] == "tempo" and tempo["url"].startswith("http://tempo.monitoring.")
+    destinations = grafana["sidecar"]["datasources"]["exemplarTraceIdDestinations"]
+    assert destinations == {"datasourceUid": tempo["uid"], "traceIdLabelName": "trace_id"}
+    # Prometheus drops the exemplars of a scrape unless told to keep them.
+    assert "exemplar-storage" in stack_values()["prometheus"]["prometheusSpec"]["enableFeatures"]
 
 
 def test_the_stack_selects_objects_of_other_releases() -> None:
@@ -81,7 +109,8 @@ def test_up_installs_then_applies_then_says_how_to_look(
     said: list[str] = []
     localmonitoring.up("kind-app-local", "app", log=said.append)
     assert calls[0][1:4] == ("helm", "upgrade", "--install")
-    assert calls[1][1:3] == ("helm", "template")
+    assert calls[1][1:5] == ("helm", "upgrade", "--install", "tempo")
+    assert calls[2][1:3] == ("helm", "template")
     applied = calls[-1]
     assert applied[:4] == ("kubectl", "kind-app-local", "apply", "--namespace")
     assert "kind: PrometheusRule" in applied[-1]

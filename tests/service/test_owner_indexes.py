@@ -147,7 +147,12 @@ def test_a_callers_tag_filter_and_tag_names_run_on_the_owner_index(
         assert scan["Node Type"] == "Index Scan" and "id = " in scan["Index Cond"], scan
     replace = {"item_id": 1, "item_owner": "owner-7", "names": ["tag-1", "tag-2"]}
     known = plan(large, _REPLACE, replace, generic=generic)
-    assert assert_owner_index(large, known, "tags") == ["uq_tags_owner_name"]
+    # Custom plans look the names up in (owner, name). A generic plan does not know how
+    # many names come: with ~10 tags an owner, PostgreSQL 18 reads the owner's tags by
+    # (owner, id) and keeps the names asked for, where 15 uses (owner, name). Both read
+    # the caller's rows only, which is what this test is for.
+    allowed = [["uq_tags_owner_name"]] + ([["ix_tags_owner_id"]] if generic else [])
+    assert assert_owner_index(large, known, "tags") in allowed, known
     print(json.dumps(page, indent=1))
 
 

@@ -28,13 +28,15 @@ suite) it is "app": the Service is reachable as http://app.
 {{- end }}
 
 {{/*
-Labels on every object. Call with (dict "context" $ "component" "server").
+Labels on every object. Call with (dict "context" $ "component" "server"). The version is
+the app image's, unless "version" names the version of what the object runs instead (the
+dev database: a label that followed the app's tag would restart it on every upgrade).
 */}}
 {{- define "app.labels" -}}
 helm.sh/chart: {{ include "app.chart" .context }}
 {{ include "app.selectorLabels" . }}
-{{- with include "app.version" .context }}
-app.kubernetes.io/version: {{ . | quote }}
+{{- with (hasKey . "version" | ternary .version (include "app.version" .context)) }}
+app.kubernetes.io/version: {{ . | trunc 63 | trimSuffix "-" | quote }}
 {{- end }}
 app.kubernetes.io/managed-by: {{ .context.Release.Service }}
 app.kubernetes.io/part-of: {{ include "app.name" .context }}
@@ -216,6 +218,31 @@ AUTH_JWKS_URL: {{ . | quote }}
 {{- end }}
 {{- if include "app.authJwksMounted" . }}
 AUTH_JWKS_FILE: {{ printf "%s/%s" (include "app.authJwksDir" .) .Values.auth.jwks.key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Tracing (service/telemetry/tracing.py), as the OpenTelemetry SDK's own variables; none
+at all without an endpoint, so the service neither traces nor exports.
+*/}}
+{{- define "app.tracingEnv" -}}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .endpoint | quote }}
+OTEL_SERVICE_NAME: {{ .serviceName | default (include "app.fullname" $) | quote }}
+{{- $attributes := dict "deployment.environment.name" (toString $.Values.config.APP_ENV) "k8s.namespace.name" $.Release.Namespace }}
+{{- with include "app.version" $ }}{{ $_ := set $attributes "service.version" . }}{{ end }}
+{{- range $key, $value := .resourceAttributes }}{{ $_ := set $attributes $key (toString $value) }}{{ end }}
+{{- $pairs := list }}
+{{- range $key := keys $attributes | sortAlpha }}{{ $pairs = append $pairs (printf "%s=%s" $key (get $attributes $key)) }}{{ end }}
+OTEL_RESOURCE_ATTRIBUTES: {{ join "," $pairs | quote }}
+{{- with .sampler }}
+OTEL_TRACES_SAMPLER: {{ . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" .ratio) }}
+OTEL_TRACES_SAMPLER_ARG: {{ toString .ratio | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -61,6 +61,9 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- $chartOwned := dict "PORT" "containerPort" "PROMETHEUS_MULTIPROC_DIR" "the chart's /run/metrics mount" "DATABASE_URL_FILE" "existingSecret" "DATABASE_URL" "existingSecret (the URL is a mounted file, never an env var)" }}
 {{- $_ := merge $chartOwned (dict "DATABASE_HOST" "database.host" "DATABASE_PORT" "database.port" "DATABASE_NAME" "database.name" "DATABASE_USER" "database.credentialsSecret" "DATABASE_USER_FILE" "database.credentialsSecret" "DATABASE_PASSWORD" "database.credentialsSecret" "DATABASE_PASSWORD_FILE" "database.credentialsSecret" "DATABASE_SSLROOTCERT" "database.caSecret") }}
 {{- $_ := merge $chartOwned (dict "AUTH_ISSUER" "auth.issuer" "AUTH_AUDIENCE" "auth.audience" "AUTH_JWKS_URL" "auth.jwksUrl" "AUTH_JWKS_FILE" "auth.jwks" "AUTH_OWNER_CLAIM" "auth.ownerClaim" "AUTH_DISABLED" "auth.disabled") }}
+{{- if $v.tracing.endpoint }}
+{{- $_ := merge $chartOwned (dict "OTEL_EXPORTER_OTLP_ENDPOINT" "tracing.endpoint" "OTEL_SERVICE_NAME" "tracing.serviceName" "OTEL_RESOURCE_ATTRIBUTES" "tracing.resourceAttributes" "OTEL_TRACES_SAMPLER" "tracing.sampler" "OTEL_TRACES_SAMPLER_ARG" "tracing.ratio") }}
+{{- end }}
 {{- $seen := dict }}
 {{- range $i, $e := $v.extraEnv }}
 {{- if hasKey $chartOwned $e.name }}
@@ -112,6 +115,18 @@ field and says how to fix it. Included once, from deployment.yaml.
 {{- if has $m.mountPath $chartMounts }}
 {{- fail (printf "extraVolumeMounts[%d].mountPath %q is mounted by the chart already (%s): choose another path" $i $m.mountPath (join ", " $chartMounts)) }}
 {{- end }}
+{{- end }}
+
+{{- /* `--set tracing.ratio=0.05` gives the string "0.05" (Helm parses only integers on the
+command line), `--set-json` and values files a number: both are accepted, as the same
+decimal from 0 to 1; the schema bounds a number, this a string. */}}
+{{- if kindIs "string" $v.tracing.ratio }}
+{{- if or (not (regexMatch "^(0|1|0?\\.[0-9]+|[01]\\.[0-9]*)$" $v.tracing.ratio)) (gt (float64 $v.tracing.ratio) 1.0) }}
+{{- fail (printf "tracing.ratio %q is not a number from 0 to 1: give the share of new traces to sample as a decimal, e.g. --set tracing.ratio=0.05 (or null to leave it unset)" $v.tracing.ratio) }}
+{{- end }}
+{{- end }}
+{{- if and (not (kindIs "invalid" $v.tracing.ratio)) (not (has (toString $v.tracing.sampler) (list "traceidratio" "parentbased_traceidratio"))) }}
+{{- fail (printf "tracing.ratio (%v) is only read by the traceidratio samplers, and tracing.sampler is %q: set tracing.sampler=parentbased_traceidratio, or unset tracing.ratio" $v.tracing.ratio (toString $v.tracing.sampler)) }}
 {{- end }}
 
 {{- if and $v.migration.argocdHook (not $v.migration.argocdSyncWaves) }}

@@ -10,7 +10,8 @@ The kind and kubectl it runs are ours (bin/ via `make tools`), never its downloa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +52,15 @@ def provide_cluster(
     kubectl: str,
     state_dir: Path,
     before_delete: Callable[[bool], None] | None = None,
+    image: str | None = None,
+    create_env: Mapping[str, str] | None = None,
 ) -> Iterator[E2ECluster]:
     """Yield the cluster; delete it afterwards only if this run created it and may.
 
     `before_delete(raised)` runs just before that delete, with whether the block raised:
     the last moment to read the cluster (the suite collects diagnostics of a failed run).
+    `image`: the node image instead of the config's (a cluster built from source);
+    `create_env`: the environment `kind create cluster` runs in (tools/kind_sandbox.py).
     """
     if choice.existing_kubeconfig is not None:
         yield E2ECluster(choice.name, choice.existing_kubeconfig, created_here=False)
@@ -77,10 +82,12 @@ def provide_cluster(
     cluster = KindCluster(
         choice.name,
         kubeconfig=kubeconfig,
+        image=image,
         kind_path=Path(kind),
         kubectl_path=Path(kubectl),
     )
-    cluster.create(config_file=KIND_CONFIG)
+    with _environment(create_env):  # pytest-kind runs kind with os.environ
+        cluster.create(config_file=KIND_CONFIG)
     raised = True
     try:
         yield E2ECluster(choice.name, kubeconfig, created_here=not existed)
@@ -92,6 +99,21 @@ def provide_cluster(
                     before_delete(raised)
             finally:
                 cluster.delete()
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def restricted_namespace_manifest(name: str) -> dict[str, object]:

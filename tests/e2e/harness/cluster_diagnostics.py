@@ -1,7 +1,8 @@
 """What a failed run needs to know about the whole kind cluster, kept after it is gone.
 
 kind's own node logs (kubelet, containerd, the control plane's pods: `kind export logs`),
-the events and objects of every namespace, the nodes, and ingress-nginx's logs. The
+the events and objects of every namespace, the nodes, and the ingress controller's logs
+(ingress-nginx's, or Traefik's on a cluster built from source: CLUSTER_FROM_SOURCE=1). The
 suite writes them before it deletes a cluster it created after a failure; hosted CI,
 which keeps the cluster (E2E_KEEP_CLUSTER=1), runs this module in its failure step:
 
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tests.e2e.harness import commands
-from tools.localcluster import INGRESS_CONTROLLER, INGRESS_NAMESPACE
+from tools import localcluster
 
 EXPORT_TIMEOUT_S = 300
 KUBECTL_TIMEOUT_S = 120
@@ -31,15 +32,35 @@ CLUSTER_LISTINGS: dict[str, tuple[str, ...]] = {
     "objects-all-namespaces.txt": ("get", "all,jobs,ingress,pvc", "--all-namespaces", "-o",
                                    "wide"),
     "nodes-describe.txt": ("describe", "nodes"),
-    "ingress-nginx-pods-describe.txt": ("describe", "pods", f"--namespace={INGRESS_NAMESPACE}"),
-    "ingress-nginx-controller.log": ("logs", f"--namespace={INGRESS_NAMESPACE}",
-                                     INGRESS_CONTROLLER, "--all-containers", "--prefix",
-                                     "--tail=5000"),
 }  # fmt: skip
 
 
-def collect(*, kind: str, kubectl: str, cluster: str, dest: Path) -> list[str]:
-    """Write everything into `dest`; return what could not be collected (also in the files)."""
+def listings(ingress_namespace: str, ingress_controller: str) -> dict[str, tuple[str, ...]]:
+    """CLUSTER_LISTINGS and the ingress controller's pods and logs, named by its namespace."""
+    return {
+        **CLUSTER_LISTINGS,
+        f"{ingress_namespace}-pods-describe.txt": ("describe", "pods",
+                                                   f"--namespace={ingress_namespace}"),
+        f"{ingress_namespace}-controller.log": ("logs", f"--namespace={ingress_namespace}",
+                                                ingress_controller, "--all-containers",
+                                                "--prefix", "--tail=5000"),
+    }  # fmt: skip
+
+
+def flavour_ingress() -> tuple[str, str]:
+    """The ingress controller of this machine's cluster flavour (tools/localcluster.py)."""
+    if localcluster.from_source():
+        return localcluster.TRAEFIK_NAMESPACE, localcluster.TRAEFIK_CONTROLLER
+    return localcluster.INGRESS_NAMESPACE, localcluster.INGRESS_CONTROLLER
+
+
+def collect(
+    *, kind: str, kubectl: str, cluster: str, dest: Path, ingress: tuple[str, str] | None = None
+) -> list[str]:
+    """Write everything into `dest`; return what could not be collected (also in the files).
+
+    `ingress`: (namespace, controller) whose logs to keep; default: the flavour's.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     problems = []
     export = commands.run(
@@ -59,7 +80,7 @@ def collect(*, kind: str, kubectl: str, cluster: str, dest: Path) -> list[str]:
             return problems
         kubeconfig.write_text(config.stdout, encoding="utf-8")
         kubeconfig.chmod(0o600)
-        for name, args in CLUSTER_LISTINGS.items():
+        for name, args in listings(*(ingress or flavour_ingress())).items():
             try:
                 proc = commands.run(
                     [kubectl, f"--kubeconfig={kubeconfig}", *args],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ ARTIFACTS_DIR = STATE_DIR / "artifacts"
 CLUSTER_ARTIFACTS = "cluster"  # ARTIFACTS_DIR/<namespace>/ per test namespace, and this
 IMAGE_REPOSITORY = "service"
 APP_CONTAINER = "app"  # the chart's name for the serving container
+DOCKER_WITHOUT_BUILDX = Path(__file__).resolve().parent / "docker-without-buildx"
 
 
 def log(message: str) -> None:
@@ -68,13 +70,32 @@ class BuiltImage:
 ImageFactory = Callable[[str, Sequence[ExtraRevision]], BuiltImage]
 
 
-def skaffold_environment(tools: E2ETools, skaffold: str) -> dict[str, str]:
+def has_buildx(docker: str) -> bool:
+    try:
+        return (
+            subprocess.run(
+                [docker, "buildx", "version"], capture_output=True, timeout=60, check=False
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def skaffold_environment(
+    tools: E2ETools, skaffold: str, *, buildx: Callable[[str], bool] = has_buildx
+) -> dict[str, str]:
     """skaffold runs docker, kind, helm and kubectl from PATH: ours come first. Its builds
-    go to `kind load`, so without default attestations (harness/images.py says why)."""
+    go to `kind load`, so without default attestations (harness/images.py says why). A
+    docker CLI without buildx gets the shim in DOCKER_WITHOUT_BUILDX first (it says why)."""
     dirs = [str(Path(p).parent) for p in (skaffold, tools.kind, tools.helm, tools.kubectl)]
     dirs.append(str(Path(tools.docker).parent))
+    extra: dict[str, str] = {}
+    if not buildx(tools.docker):
+        dirs.insert(0, str(DOCKER_WITHOUT_BUILDX))
+        extra["SKAFFOLD_REAL_DOCKER"] = tools.docker
     path = os.pathsep.join([*dict.fromkeys(dirs), os.environ.get("PATH", "")])
-    return {**os.environ, **NO_DEFAULT_ATTESTATIONS, "PATH": path}
+    return {**os.environ, **NO_DEFAULT_ATTESTATIONS, **extra, "PATH": path}
 
 
 def app_image(pod: dict[str, Any]) -> str:

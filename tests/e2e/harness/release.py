@@ -76,11 +76,28 @@ def ingress_plan(dev_values: dict[str, Any], host: str) -> IngressPlan:
 def write_overlay(plan: IngressPlan, directory: Path) -> Path:
     path = directory / "e2e-ingress-values.yaml"
     path.write_text(
-        "# Written by the e2e suite: dev.yaml's Ingress on the suite's own hostname.\n"
-        + yaml.safe_dump(plan.overlay, sort_keys=False),
+        "# Written by the e2e suite: dev.yaml's Ingress on the suite's own hostname (and, on\n"
+        "# a cluster built from source, the dev database image built there).\n"
+        + yaml.safe_dump({**plan.overlay, **flavour_values()}, sort_keys=False),
         encoding="utf-8",
     )
     return path
+
+
+def flavour_values() -> dict[str, Any]:
+    """What a cluster built from source changes in dev.yaml: the dev database's image.
+
+    values/dev.yaml runs the official postgres image, which our CI machines cannot pull;
+    their node image preloads a PostgreSQL built from the Debian base with the same
+    contract (local/from-source/dev-values.yaml). Nothing on the official flavour.
+    """
+    from tools import localcluster
+
+    if not localcluster.from_source():
+        return {}
+    from tools.from_source.build import dev_values
+
+    return dev_values()
 
 
 def image_values(repository: str, tag: str) -> dict[str, str]:

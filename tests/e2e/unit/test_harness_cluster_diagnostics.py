@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness.cluster_diagnostics import CLUSTER_LISTINGS, collect, main
+from tests.e2e.harness.cluster_diagnostics import CLUSTER_LISTINGS, collect, listings, main
 from tests.e2e.unit.standins import FAKE_KUBECTL, FakeKind
+from tools import localcluster
 
 
 @pytest.fixture
@@ -31,15 +32,19 @@ def kubectl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]
 
 
 def test_collects_kind_logs_events_objects_nodes_and_ingress_nginx(
-    fake_kind: FakeKind, kubectl: tuple[str, Path], tmp_path: Path
+    fake_kind: FakeKind, kubectl: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(localcluster.FROM_SOURCE_ENV, raising=False)
     binary, log = kubectl
     dest = tmp_path / "artifacts" / "cluster"
     problems = collect(kind=str(fake_kind.binary), kubectl=binary, cluster="app-e2e", dest=dest)
     assert problems == []
     assert (dest / "kind-logs" / "app-e2e-control-plane" / "kubelet.log").is_file()
     assert ["export", "logs", str(dest / "kind-logs"), "--name", "app-e2e"] in fake_kind.calls()
-    assert {p.name for p in dest.iterdir()} == {"kind-logs", *CLUSTER_LISTINGS}
+    assert {p.name for p in dest.iterdir()} == {
+        "kind-logs", *listings("ingress-nginx", "deployment/ingress-nginx-controller")
+    }  # fmt: skip
+    assert set(CLUSTER_LISTINGS) < set(listings("x", "y"))
     assert "LAST SEEN" in (dest / "events-all-namespaces.txt").read_text()
     ingress_log = (dest / "ingress-nginx-controller.log").read_text()
     assert "logs deployment/ingress-nginx-controller --all-containers" in ingress_log
@@ -56,9 +61,24 @@ def test_collects_kind_logs_events_objects_nodes_and_ingress_nginx(
             "--all-containers", "--prefix", "--tail=5000"] in [c[1:] for c in calls]  # fmt: skip
 
 
+def test_a_cluster_built_from_source_keeps_traefiks_logs(
+    fake_kind: FakeKind, kubectl: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(localcluster.FROM_SOURCE_ENV, "1")
+    dest = tmp_path / "out"
+    problems = collect(kind=str(fake_kind.binary), kubectl=kubectl[0], cluster="app-e2e", dest=dest)
+    assert problems == []
+    assert not (dest / "ingress-nginx-controller.log").exists()
+    calls = [json.loads(line)[1:] for line in kubectl[1].read_text().splitlines()]
+    assert ["logs", "--namespace=ingress-traefik", "deployment/traefik", "--all-containers",
+            "--prefix", "--tail=5000"] in calls  # fmt: skip
+    assert (dest / "ingress-traefik-pods-describe.txt").is_file()
+
+
 def test_one_failing_part_is_noted_and_the_rest_still_written(
     fake_kind: FakeKind, kubectl: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(localcluster.FROM_SOURCE_ENV, raising=False)
     monkeypatch.setenv("FAKE_KUBECTL_FAIL", "logs")
     dest = tmp_path / "out"
     problems = collect(kind=str(fake_kind.binary), kubectl=kubectl[0], cluster="app-e2e", dest=dest)

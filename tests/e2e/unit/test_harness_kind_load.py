@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness.images import KindLoadError, kind_load
-from tests.e2e.harness.live import E2ETools, skaffold_environment
+from tests.e2e.harness.live import DOCKER_WITHOUT_BUILDX, E2ETools, skaffold_environment
 from tests.e2e.unit.standins import FakeKind
 from tools.prereq import find_tool, missing
 
@@ -120,6 +120,33 @@ def test_the_suites_skaffold_runs_our_tools_first_without_default_attestations(
     monkeypatch.delenv("BUILDX_NO_DEFAULT_ATTESTATIONS", raising=False)
     tools = E2ETools(docker="/usr/bin/docker", kind="/repo/bin/kind", kubectl="/repo/bin/kubectl",
                      helm="/repo/bin/helm", make="/usr/bin/make")  # fmt: skip
-    env = skaffold_environment(tools, "/repo/bin/skaffold")
+    env = skaffold_environment(tools, "/repo/bin/skaffold", buildx=lambda docker: True)
     assert env["BUILDX_NO_DEFAULT_ATTESTATIONS"] == "1"
     assert env["PATH"].split(os.pathsep)[:3] == ["/repo/bin", "/usr/bin", "/usr/local/bin"]
+    assert "SKAFFOLD_REAL_DOCKER" not in env
+
+
+def test_without_buildx_skaffolds_docker_build_drops_only_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """skaffold adds buildx's --load to `docker build`; a docker CLI without buildx refuses
+    it, so the suite's skaffold then runs docker through the shim, which drops it."""
+    real = tmp_path / "docker"
+    real.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    real.chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin")
+    tools = E2ETools(docker=str(real), kind="/repo/bin/kind", kubectl="/repo/bin/kubectl",
+                     helm="/repo/bin/helm", make="/usr/bin/make")  # fmt: skip
+    env = skaffold_environment(tools, "/repo/bin/skaffold", buildx=lambda docker: False)
+    assert env["PATH"].split(os.pathsep)[0] == str(DOCKER_WITHOUT_BUILDX)
+    assert env["SKAFFOLD_REAL_DOCKER"] == str(real)
+
+    def docker(*args: str) -> list[str]:
+        shim = DOCKER_WITHOUT_BUILDX / "docker"
+        done = subprocess.run([str(shim), *args], env=env, capture_output=True, text=True,
+                              timeout=30, check=True)  # fmt: skip
+        return done.stdout.splitlines()
+
+    built = docker("build", ".", "--load", "-t", "service:x y")
+    assert built == ["build", ".", "-t", "service:x y"]
+    assert docker("run", "--load") == ["run", "--load"]
