@@ -36,8 +36,8 @@ def peer_server(database: Database, workdir: Path) -> Iterator[Server]:
     config is the reference's process model)."""
     env = server_env(database.url, workdir, reference=True)
     with start_server("peer", env, workdir, app_config=PEER_CONFIG, database=database) as server:
-        # Its requests carry the bench owner's token, as the service's do (the peer reads
-        # the owner from it), not the auth-off twin's none.
+        # Its requests carry the bench callers' tokens, as the service's do (the peer reads
+        # the owner and items:admin from them), not the auth-off twin's none.
         yield dataclasses.replace(server, auth_disabled=False)
 
 

@@ -8,14 +8,18 @@ so a scenario does the same work per request at each size and only the tables gr
   8 to `owner-2` and `owner-3`, 9 to `unowned` (10% each), interleaved as rows arrive. An
   item links only to tags of its own owner (same slot). `seed` fills `owner` in each
   table that has the column (issue 25 added it; the previous release's schema has none).
-  The scenarios read and write only the bench owner's rows (`random_id` in
-  bench/wrk/callers.lua), the auth-off twin only the unowned ones.
+  The scenarios act for two owners and an admin in turn (issue 25; bench/servers.py,
+  BENCH_CALLERS): the bench owner, `owner-1`, and `owner-2` with `items:admin`; each asks
+  only for rows it reaches (`random_id` in bench/wrk/callers.lua), the auth-off twin
+  only for the unowned ones.
 - **Tag names.** Where `items.tag_names` exists (issue 26), each item's is written with
   the item, from the same formulas as its links, sorted as the service sorts them.
 - **Tags.** Tag 1 is `popular`, on 10% of the bench owner's items (ids 1, 21, 41...);
-  tag 2 is `rare`, on exactly 10 of them, spread over the ids; the others are
-  `tag-<id>`. Every item has three tags: each other item's first tag is skewed towards
-  the low tag ids (P ~ 1/rank, as real tag use is), the other two spread evenly.
+  tag 2 is `rare`, on exactly 10 of them, spread over the ids; `owner-1` has the same
+  two shapes among its own items, tag 6 `popular-1` (ids 6, 56, 106...) and tag 7
+  `rare-1`; the others are `tag-<id>`. Every item has three tags: each other item's
+  first tag is skewed towards the low tag ids (P ~ 1/rank, as real tag use is), the
+  other two spread evenly.
 
 Loading is `INSERT ... SELECT generate_series(...)` in the server, with every index and
 constraint dropped first and rebuilt after from the definitions the migrations left (read
@@ -34,12 +38,19 @@ from typing import Any
 import psycopg
 
 BENCH_OWNER = "bench"
+SECOND_OWNER = "owner-1"  # slots 5 and 6: the bench's other owner
+ADMIN_OWNER = "owner-2"  # slot 7: the bench's admin acts as it (its own tags for its posts)
 # Slot 9's rows are `unowned` (service/store/owners.py: from before owners existed), what a
 # request reaches with access control off (the bench's auth-off twin).
 UNOWNED_SLOT = 9
 # Owner of each slot, a row's id modulo 10 (ids start at 1: slot = (id - 1) % 10).
-SLOT_OWNERS = (BENCH_OWNER,) * 5 + ("owner-1",) * 2 + ("owner-2", "owner-3", "unowned")
+SLOT_OWNERS = (BENCH_OWNER,) * 5 + (SECOND_OWNER,) * 2 + (ADMIN_OWNER, "owner-3", "unowned")
 POPULAR_TAG, RARE_TAG = "popular", "rare"
+# The named tags by id, each of its slot's owner: the bench owner's (slots 0 and 1) and
+# owner-1's (slots 5 and 6). Names stay unique across owners, as the schema before the
+# owners' contract step requires.
+SECOND_POPULAR_TAG, SECOND_RARE_TAG = "popular-1", "rare-1"
+NAMED_TAGS = {1: POPULAR_TAG, 2: RARE_TAG, 6: SECOND_POPULAR_TAG, 7: SECOND_RARE_TAG}
 RARE_ITEMS = 10
 TABLES = ("items", "tags", "item_tags", "notes")  # notes: empty, but its key refers to items
 # Settings while loading (ALTER SYSTEM, then a restart); reset before measuring.
@@ -63,7 +74,7 @@ class Dataset:
         if self.items < 2000 or self.items % 200:
             raise ValueError(
                 f"{self.items:,} items: a data size must be a multiple of 200 and at least 2,000 "
-                "(the rare tag needs ten items of the bench owner)"
+                "(a rare tag needs ten items of its owner)"
             )
 
     @property
@@ -121,23 +132,32 @@ SELECT g.i, 'seed-' || g.i,
        {owner_value}{names_value}
 FROM ({tagged}) AS g
 """
+# A tag's name from its id `t`: a named tag's, else tag-<id>.
+TAG_NAME_SQL = (
+    "CASE t "
+    + " ".join(f"WHEN {tag_id} THEN %(tag_{tag_id})s" for tag_id in NAMED_TAGS)
+    + " ELSE 'tag-' || t END"
+)
 TAGS_SQL = """
 INSERT INTO tags (id, name{owner_column}) OVERRIDING SYSTEM VALUE
-SELECT t, CASE t WHEN 1 THEN %(popular)s WHEN 2 THEN %(rare)s ELSE 'tag-' || t END
+SELECT t, {tag_name}
        {owner_value}
 FROM generate_series(1, %(tags)s) AS t
 """
-# Tag ids of slot s are 10q + s + 1. q = 0 holds the two named tags (and eight unused
+# Tag ids of slot s are 10q + s + 1. q = 0 holds the four named tags (and six unused
 # ones); each item's three others are q0, q0 + d, q0 + 2d around the ring 1..m (m = tags/10
-# - 1), distinct because 0 < d < m/2. The popular items (every 20th id, slot 0) and the
-# rare ones (slot 1, ten ids spread over the range) carry their named tag instead of the
-# third.
+# - 1), distinct because 0 < d < m/2. The popular items (every 20th id, slot 0; owner-1's,
+# every 50th, slot 5) and the rare ones (slots 1 and 6, ten ids each spread over the
+# range) carry their named tag instead of the third.
 # Each item with what picks its tags (TAG_ID_SQL): its named tag, if any, q0 and d.
 TAGGED_SQL = """
     SELECT i,
            CASE WHEN (i - 1) %% 20 = 0 THEN 1
                 WHEN (i - 1) %% 10 = 1
                      AND ((i - 1) / 10) %% %(rare_every)s = %(rare_offset)s THEN 2
+                WHEN (i - 1) %% 50 = 5 THEN 6
+                WHEN (i - 1) %% 10 = 6
+                     AND ((i - 1) / 10) %% %(rare_every)s = %(rare_offset)s THEN 7
                 ELSE 0 END AS named,
            floor(power(%(ring)s::float8, {skew}))::bigint AS q0,
            1 + floor({spread} * ((%(ring)s - 1) / 2))::bigint AS d
@@ -153,7 +173,7 @@ FROM ({tagged}) AS g CROSS JOIN generate_series(0, 2) AS k
 """
 # An item's `tag_names` (issue 26), sorted as the service sorts them: its three tags' names.
 TAG_NAMES_SQL = """ARRAY(
-           SELECT CASE t WHEN 1 THEN %(popular)s WHEN 2 THEN %(rare)s ELSE 'tag-' || t END
+           SELECT {tag_name}
            FROM unnest(ARRAY[{ids}]) AS t ORDER BY 1)"""
 
 
@@ -172,8 +192,7 @@ def load_sql(
     params = {
         "items": dataset.items,
         "tags": dataset.tags,
-        "popular": POPULAR_TAG,
-        "rare": RARE_TAG,
+        **{f"tag_{tag_id}": name for tag_id, name in NAMED_TAGS.items()},
         "ring": ring,
         # Slot-1 items are ids 10j + 2, j < items/10: every (items/100)th j, ten of them.
         "rare_every": dataset.items // 10 // RARE_ITEMS,
@@ -186,10 +205,11 @@ def load_sql(
     names = {"names_column": "", "names_value": ""}
     if tag_names:
         ids = ", ".join(TAG_ID_SQL.format(k=k) for k in range(3))
-        names = {"names_column": ", tag_names", "names_value": ", " + TAG_NAMES_SQL.format(ids=ids)}
+        names_value = TAG_NAMES_SQL.format(ids=ids, tag_name=TAG_NAME_SQL)
+        names = {"names_column": ", tag_names", "names_value": ", " + names_value}
     return [
         (ITEMS_SQL.format(tagged=tagged, **owner("items", "g.i"), **names), params),
-        (TAGS_SQL.format(**owner("tags", "t")), params),
+        (TAGS_SQL.format(tag_name=TAG_NAME_SQL, **owner("tags", "t")), params),
         (links, params),
     ]
 

@@ -8,7 +8,8 @@ answers are equal), in the idiomatic way: ORM models, a session per request, the
 loaded with `selectinload`, `jsonify` of `to_dict()`.
 
 Rows have owners, as the service's do (issue 25): each request acts for the bearer
-token's `sub`, read without checking the signature, and reaches only that owner's rows.
+token's `sub`, read without checking the signature, and reaches only that owner's rows,
+or every owner's with `items:admin` in the token's scope (the benchmark's admin).
 It does less than the service, which only makes the comparison harder for the service:
 no access control (no signature, scope or expiry checked), no access log, no metrics, no
 request ids, a body validated by hand rather than by a schema.
@@ -84,12 +85,14 @@ def create_app(database_url: str | None = None) -> Flask:
     return app
 
 
-def _owner() -> str:
-    """The token's `sub` (not verified: the peer checks no signature), else `anonymous`."""
+def _caller() -> tuple[str, bool]:
+    """The token's `sub` and whether its scope has `items:admin` (not verified: the peer
+    checks no signature), else `anonymous`."""
     token = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if not token:
-        return "anonymous"
-    return str(jwt.decode(token, options={"verify_signature": False})["sub"])
+        return "anonymous", False
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return str(claims["sub"]), "items:admin" in str(claims.get("scope", "")).split()
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -105,22 +108,22 @@ def _routes() -> Blueprint:
 
     @api.get("/api/v1/items/<int:item_id>")
     def get_item(item_id: int) -> Response:
-        query = select(Item).options(selectinload(Item.tags))
-        item = db.first_or_404(query.where(Item.id == item_id, Item.owner == _owner()))
+        owner, admin = _caller()
+        query = select(Item).options(selectinload(Item.tags)).where(Item.id == item_id)
+        item = db.first_or_404(query if admin else query.where(Item.owner == owner))
         return jsonify(item.to_dict())
 
     @api.get("/api/v1/items")
     def list_items() -> Response:
         limit = request.args.get("limit", 20, type=int)
         cursor = request.args.get("cursor", 0, type=int)
-        owner = _owner()
-        query = (
-            select(Item)
-            .options(selectinload(Item.tags))
-            .where(Item.owner == owner, Item.id > cursor)
-        )
+        owner, admin = _caller()
+        query = select(Item).options(selectinload(Item.tags)).where(Item.id > cursor)
+        if not admin:
+            query = query.where(Item.owner == owner)
         if tag := request.args.get("tag"):
-            query = query.where(Item.tags.any((Tag.name == tag) & (Tag.owner == owner)))
+            named = Tag.name == tag
+            query = query.where(Item.tags.any(named if admin else named & (Tag.owner == owner)))
         items = db.session.scalars(query.order_by(Item.id).limit(limit)).all()
         next_cursor = str(items[-1].id) if len(items) == limit else None
         return jsonify(items=[item.to_dict() for item in items], next_cursor=next_cursor)
@@ -130,7 +133,7 @@ def _routes() -> Blueprint:
         data = request.get_json()
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             return _error(422, "name is required")
-        owner = _owner()
+        owner, _ = _caller()  # its own tags, and the item its own, as the service's POST
         names = sorted(set(data.get("tags", [])))
         named = select(Tag).where(Tag.owner == owner, Tag.name.in_(names))
         tags = db.session.scalars(named).all() if names else []

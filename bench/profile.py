@@ -45,7 +45,7 @@ from typing import Any
 from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
-from bench.dataset import POPULAR_TAG, RARE_TAG, Dataset, parse_size
+from bench.dataset import Dataset, parse_size
 from bench.measure import ALL_SCENARIOS, SEED_ROWS
 from bench.servers import (
     BENCH_CALLERS,
@@ -89,16 +89,16 @@ def environs(
             path = f"/api/v1/items/{random_id(caller, dataset)}"
             builder = EnvironBuilder(path=path, headers=headers)
         elif scenario == "list_page":
-            cursor = random.randint(0, rows - 40)
+            cursor = random.randint(0, rows - 100)
             builder = EnvironBuilder(
                 path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
             )
-        elif scenario == "list_by_tag":  # 10% of the bench owner's items, every 20th id
-            cursor = random.randint(0, rows - 400)
-            query = f"tag={POPULAR_TAG}&limit=20&cursor={cursor}"
+        elif scenario == "list_by_tag":  # 10% of its owner's items
+            cursor = random.randint(0, rows - 1000)
+            query = f"tag={caller.popular}&limit=20&cursor={cursor}"
             builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
         elif scenario == "list_by_rare_tag":
-            query = f"tag={RARE_TAG}"
+            query = f"tag={caller.rare}"
             builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
         elif scenario in ("post_item", "post_item_tags"):
             body: dict[str, Any] = {"name": next(_NAMES), "description": "profiled"}
@@ -114,18 +114,18 @@ def environs(
 
 
 def random_id(caller: BenchCaller, dataset: Dataset) -> int:
-    """One of the caller's items (random_id in bench/wrk/callers.lua)."""
+    """One of the items the caller reaches (random_id in bench/wrk/callers.lua)."""
     slots = [int(slot) for slot in caller.slots]
     k = random.randrange(dataset.items // 10 * len(slots))
     return 10 * (k // len(slots)) + slots[k % len(slots)] + 1
 
 
 def _tag_names(caller: BenchCaller, dataset: Dataset, count: int) -> set[str]:
-    """Distinct tags of the caller's (random_tag_name in bench/wrk/callers.lua)."""
+    """Distinct tags of the caller's own (random_tag_name in bench/wrk/callers.lua)."""
     names: set[str] = set()
     while len(names) < count:
         q = random.randint(1, dataset.tags // 10 - 1)
-        names.add(f"tag-{10 * q + int(random.choice(caller.slots)) + 1}")
+        names.add(f"tag-{10 * q + int(random.choice(caller.tag_slots)) + 1}")
     return names
 
 

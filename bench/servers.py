@@ -22,7 +22,18 @@ from pathlib import Path
 
 import psycopg
 
-from bench.dataset import BENCH_OWNER, UNOWNED_SLOT, Dataset, seed
+from bench.dataset import (
+    ADMIN_OWNER,
+    BENCH_OWNER,
+    POPULAR_TAG,
+    RARE_TAG,
+    SECOND_OWNER,
+    SECOND_POPULAR_TAG,
+    SECOND_RARE_TAG,
+    UNOWNED_SLOT,
+    Dataset,
+    seed,
+)
 from tools.devtoken import SigningKey, jwks
 from tools.localpg import free_port, throwaway_postgres
 from tools.service_process import ROOT, stop_process
@@ -54,36 +65,56 @@ BENCH_KEY = SigningKey.generate("bench")
 @dataclass(frozen=True)
 class BenchCaller:
     """Who a benchmark request acts for, and so which seeded rows it asks for: those whose
-    slot, (id - 1) % 10, is in `slots` (bench/dataset.py gives each slot an owner)."""
+    slot, (id - 1) % 10, is in `slots` (bench/dataset.py gives each slot an owner). The
+    tags it posts are its owner's, of `own_slots` (by default `slots`); `popular` and
+    `rare` are the tags its ?tag= pages ask for, ones it reaches."""
 
     owner: str  # the token's sub
     slots: str  # digits
+    popular: str = POPULAR_TAG
+    rare: str = RARE_TAG
+    own_slots: str = ""
+    admin: bool = False  # items:admin: reaches every owner's rows
     with_token: bool = True
+
+    @property
+    def tag_slots(self) -> str:
+        return self.own_slots or self.slots
 
     def token(self) -> str:
         """Its bearer token, the same for the whole run (the client reuses it)."""
-        return _token(self.owner)
+        return _token(self.owner, self.admin)
 
     def wrk_spec(self) -> str:
-        """How bench/wrk/callers.lua reads it: slots:token."""
-        return f"{self.slots}:{self.token() if self.with_token else '-'}"
+        """How bench/wrk/callers.lua reads it: slots:tag slots:popular:rare:token."""
+        token = self.token() if self.with_token else "-"
+        return f"{self.slots}:{self.tag_slots}:{self.popular}:{self.rare}:{token}"
 
 
 @functools.cache
-def _token(owner: str) -> str:
-    """Both scopes, valid for longer than any run."""
+def _token(owner: str, admin: bool) -> str:
+    """Both scopes (and items:admin for an admin), valid for longer than any run."""
+    scope = "items:read items:write" + (" items:admin" if admin else "")
     return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=owner,
-                          scope="items:read items:write", lifetime=12 * 3600)  # fmt: skip
+                          scope=scope, lifetime=12 * 3600)  # fmt: skip
 
 
-# The token of the bench owner (half the rows, the scenarios' shapes: bench/dataset.py),
-# reused for the whole run (the case the verified-token cache serves). With access control
-# off, every request is `anonymous`, which reaches the rows from before owners: slot 9.
-BENCH_CALLERS = (BenchCaller(BENCH_OWNER, "01234"),)
+# Requests take turns (issue 25): two owners and an admin, each caller's token reused (the
+# case the verified-token cache serves). The bench owner has half the rows and issue 26's
+# shapes (`popular`, `rare`), owner-1 a fifth and the same shapes of its own; the admin
+# (owner-2 with items:admin) asks for any row, pages the bench owner's tags and posts with
+# its own. With access control off, every request is `anonymous`, which reaches the rows
+# from before owners: slot 9.
+BENCH_CALLERS = (
+    BenchCaller(BENCH_OWNER, "01234"),
+    BenchCaller(SECOND_OWNER, "56", SECOND_POPULAR_TAG, SECOND_RARE_TAG),
+    BenchCaller(ADMIN_OWNER, "0123456789", own_slots="7", admin=True),
+)
 WITHOUT_TOKENS = (BenchCaller("anonymous", str(UNOWNED_SLOT), with_token=False),)
 CALLERS_DESCRIPTION = (
-    f"the token of {BENCH_OWNER} (half the rows; the others belong to four other owners "
-    "and `unowned`); with auth off, anonymous (the unowned tenth)"
+    f"tokens of two owners ({BENCH_OWNER}: half the rows, {SECOND_OWNER}: a fifth) and of "
+    f"an admin ({ADMIN_OWNER} with items:admin: every row), in turn; with auth off, "
+    "anonymous (the unowned tenth)"
 )
 
 

@@ -1,5 +1,6 @@
--- GET the first page of the items with the tag `rare` (ten items, spread over the ids:
--- bench/dataset.py): one page holds them all.
+-- GET the first page of the items with the caller's rare tag (ten items, spread over the
+-- ids: bench/dataset.py): one page holds them all.
 function request()
-   return wrk.format("GET", "/api/v1/items?tag=rare", next_caller().get)
+   local caller = next_caller()
+   return wrk.format("GET", "/api/v1/items?tag=" .. caller.rare, caller.get)
 end

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import psycopg
 import pytest
 
@@ -14,6 +15,9 @@ from bench.dataset import (
     POPULAR_TAG,
     RARE_ITEMS,
     RARE_TAG,
+    SECOND_OWNER,
+    SECOND_POPULAR_TAG,
+    SECOND_RARE_TAG,
     SLOT_OWNERS,
     Dataset,
     Schema,
@@ -78,24 +82,28 @@ def test_every_seeded_item_has_three_distinct_tags(seeded: Database) -> None:
     assert len(counts) == seeded.dataset.items and set(counts) == {(3, 3)}
 
 
-def test_popular_is_on_a_tenth_of_the_bench_owners_items_and_rare_on_ten(
-    seeded: Database,
+@pytest.mark.parametrize(
+    ("owner", "popular_tag", "rare_tag", "first", "every"),
+    [(BENCH_OWNER, POPULAR_TAG, RARE_TAG, 1, 20),
+     (SECOND_OWNER, SECOND_POPULAR_TAG, SECOND_RARE_TAG, 6, 50)],
+)  # fmt: skip
+def test_popular_is_on_a_tenth_of_its_owners_items_and_rare_on_ten(
+    seeded: Database, owner: str, popular_tag: str, rare_tag: str, first: int, every: int
 ) -> None:
     d = seeded.dataset
     tagged = """SELECT array_agg(item_id ORDER BY item_id) FROM item_tags
                 JOIN tags ON tags.id = tag_id WHERE tags.name = %(tag)s AND item_id <= %(n)s"""
-    [(popular,)] = rows(seeded, tagged, tag=POPULAR_TAG, n=d.items)
-    assert popular == list(range(1, d.items + 1, 20))
-    assert len(popular) == d.bench_items // 10
-    [(rare,)] = rows(seeded, tagged, tag=RARE_TAG, n=d.items)
+    [(popular,)] = rows(seeded, tagged, tag=popular_tag, n=d.items)
+    assert popular == list(range(first, d.items + 1, every))
+    owned = SLOT_OWNERS.count(owner) * d.items // 10
+    assert len(popular) == owned // 10
+    [(rare,)] = rows(seeded, tagged, tag=rare_tag, n=d.items)
     assert len(rare) == RARE_ITEMS
-    assert all(bench_owned(item_id) for item_id in popular + rare)
+    assert all(SLOT_OWNERS[(item_id - 1) % 10] == owner for item_id in popular + rare)
     # Spread over the ids: one in each tenth of the table.
     assert [item_id * 10 // d.items for item_id in rare] == list(range(10))
-
-
-def bench_owned(row_id: int) -> bool:
-    return SLOT_OWNERS[(row_id - 1) % 10] == BENCH_OWNER
+    owners = "SELECT DISTINCT owner FROM tags WHERE name IN (%(popular)s, %(rare)s)"
+    assert rows(seeded, owners, popular=popular_tag, rare=rare_tag) == [(owner,)]
 
 
 def test_every_items_tag_names_are_its_links_names(seeded: Database) -> None:
@@ -130,23 +138,46 @@ def test_tag_use_is_skewed_like_real_tags(seeded: Database) -> None:
     assert top >= 5 * median
 
 
+def test_the_bench_acts_for_two_owners_and_an_admin() -> None:
+    """Issue 25's callers, in turn: two owners and an admin, each with a token."""
+    owners = [c for c in BENCH_CALLERS if c.with_token and not c.admin]
+    admins = [c for c in BENCH_CALLERS if c.with_token and c.admin]
+    assert len(owners) == 2 and len(admins) == 1 and len(BENCH_CALLERS) == 3
+    assert {c.owner for c in BENCH_CALLERS} == {BENCH_OWNER, SECOND_OWNER, admins[0].owner}
+    scopes = {c.owner: jwt.decode(c.token(), options={"verify_signature": False})["scope"]
+              for c in BENCH_CALLERS}  # fmt: skip
+    assert [("items:admin" in scopes[c.owner].split()) for c in BENCH_CALLERS] == [
+        c.admin for c in BENCH_CALLERS
+    ]
+
+
 @pytest.mark.parametrize("caller", [*BENCH_CALLERS, *WITHOUT_TOKENS], ids=lambda c: c.owner)
 def test_the_scripts_pick_only_the_callers_rows(seeded: Database, caller: BenchCaller) -> None:
     """bench/wrk/callers.lua's formulas (random_id, random_tag_name), over their range: each
-    caller asks only for rows its owner has (`unowned` for the auth-off twin's anonymous)."""
+    caller asks only for rows it reaches (its owner's; every row for an admin; `unowned`
+    for the auth-off twin's anonymous), posts its owner's own tags, and pages tags it
+    reaches."""
     d, slots = seeded.dataset, [int(s) for s in caller.slots]
     owner = caller.owner if caller.with_token else "unowned"
     n = len(slots)
     ids = [10 * (k // n) + slots[k % n] + 1 for k in range(d.items // 10 * n)]
     assert len(set(ids)) == len(ids) and max(ids) <= d.items
-    assert all(SLOT_OWNERS[(i - 1) % 10] == owner for i in ids)
-    names = [f"tag-{10 * q + s + 1}" for q in range(1, d.tags // 10) for s in slots]
+    if caller.admin:
+        assert sorted(ids) == list(range(1, d.items + 1))
+    else:
+        assert all(SLOT_OWNERS[(i - 1) % 10] == owner for i in ids)
+    tag_slots = [int(s) for s in caller.tag_slots]
+    names = [f"tag-{10 * q + s + 1}" for q in range(1, d.tags // 10) for s in tag_slots]
     by_owner = "SELECT owner, count(*) FROM tags WHERE name = ANY(%(n)s) GROUP BY 1"
     found = rows(seeded, by_owner, n=names)
     assert found == [(owner, len(names))]
+    named = "SELECT owner FROM tags WHERE name IN (%(popular)s, %(rare)s)"
+    named_owners = {o for (o,) in rows(seeded, named, popular=caller.popular, rare=caller.rare)}
+    if caller.with_token:
+        assert named_owners == ({BENCH_OWNER} if caller.admin else {owner})
     script = (SCRIPTS / "callers.lua").read_text()
     assert "10 * math.floor(k / n) + caller.slots[k % n + 1] + 1" in script
-    assert '"tag-" .. (10 * q + caller.slots[math.random(1, #caller.slots)] + 1)' in script
+    assert "(10 * q + caller.tag_slots[math.random(1, #caller.tag_slots)] + 1)" in script
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from bench.dataset import BENCH_OWNER, POPULAR_TAG, RARE_TAG
 from bench.peer_app import create_app as create_peer
-from bench.servers import BENCH_CALLERS, Database, bench_auth_env
+from bench.servers import BENCH_CALLERS, BenchCaller, Database, bench_auth_env
 from service import create_app
 from service.config import Settings
 
@@ -44,8 +44,10 @@ def peer(seeded: Database) -> Iterator[FlaskClient]:
         db.engine.dispose()
 
 
-def both(service: FlaskClient, peer: FlaskClient, url: str) -> Any:
-    ours, theirs = service.get(url), peer.get(url)
+def both(
+    service: FlaskClient, peer: FlaskClient, url: str, headers: dict[str, str] | None = None
+) -> Any:
+    ours, theirs = service.get(url, headers=headers), peer.get(url, headers=headers)
     assert (ours.status_code, theirs.status_code) == (200, 200), url
     assert ours.json == theirs.json, url
     return ours.json
@@ -69,6 +71,26 @@ def test_the_same_json_for_every_read_the_benchmark_makes(
 ) -> None:
     body = both(service, peer, url)
     assert body  # not an empty answer that would compare equal by accident
+
+
+@pytest.mark.parametrize("caller", BENCH_CALLERS[1:], ids=lambda c: c.owner)
+def test_the_same_json_for_the_other_owner_and_the_admin(
+    service: FlaskClient, peer: FlaskClient, caller: BenchCaller
+) -> None:
+    """The benchmark's other callers (issue 25: two owners and an admin) read the same: an
+    item of owner-1's, a page of what each reaches, and its ?tag= pages."""
+    headers = {"Authorization": f"Bearer {caller.token()}"}
+    for url in (
+        f"{ITEMS}/6",
+        f"{ITEMS}?limit=20&cursor=1234",
+        f"{ITEMS}?tag={caller.popular}&limit=20&cursor=500",
+        f"{ITEMS}?tag={caller.rare}",
+    ):
+        body = both(service, peer, url, headers)
+        assert body, url
+    page = both(service, peer, f"{ITEMS}?limit=20&cursor=0", headers)
+    owners = {item["owner"] for item in page["items"]}
+    assert len(owners) > 1 if caller.admin else owners == {caller.owner}
 
 
 def test_the_pages_hold_what_the_scenarios_expect(service: FlaskClient, peer: FlaskClient) -> None:

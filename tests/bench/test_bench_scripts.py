@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from bench.comparisons import peer_server
-from bench.dataset import BENCH_OWNER, SLOT_OWNERS
+from bench.dataset import SLOT_OWNERS
 from bench.measure import ALL_SCENARIOS
-from bench.servers import Database, Server, server_env, start_server
+from bench.servers import BENCH_CALLERS, BenchCaller, Database, Server, server_env, start_server
 from bench.wrk import Wrk, WrkResult
 from tools.prereq import require_tool
 
@@ -63,8 +63,11 @@ def access_lines(server: Server) -> list[dict[str, object]]:
     return [line for line in map(json.loads, lines) if line.get("method")]
 
 
-def bench_owned(row_id: int) -> bool:
-    return SLOT_OWNERS[(row_id - 1) % 10] == BENCH_OWNER
+CALLERS = {caller.owner: caller for caller in BENCH_CALLERS}
+
+
+def reaches(caller: BenchCaller, row_id: int) -> bool:
+    return caller.admin or SLOT_OWNERS[(row_id - 1) % 10] == caller.owner
 
 
 @pytest.mark.parametrize("scenario", API_SCENARIOS)
@@ -77,30 +80,37 @@ def test_every_scenario_succeeds_on_the_peer(wrk: Wrk, peer: Server, scenario: s
     load(wrk, peer, scenario, uuid.uuid4().hex[:12])
 
 
-def test_gets_ask_only_for_the_bench_owners_items(
+def test_gets_take_turns_and_ask_only_for_items_their_caller_reaches(
     wrk: Wrk, service: Server, seeded: Database
 ) -> None:
+    """Two owners and an admin (issue 25), each asking for an item it reaches: its owner's,
+    or any for the admin (items:admin)."""
     before = len(access_lines(service))
     load(wrk, service, "get_item", "gets")
-    paths = [str(line["path"]) for line in access_lines(service)[before:]]
-    ids = [int(path.rsplit("/", 1)[1]) for path in paths if path.startswith("/api/v1/items/")]
-    assert ids and len(ids) == len(paths)
-    assert all(bench_owned(i) and i <= seeded.dataset.items for i in ids)
-    assert all(line["sub"] == BENCH_OWNER for line in access_lines(service)[before:])
+    lines = access_lines(service)[before:]
+    paths = [str(line["path"]) for line in lines]
+    assert lines and all(path.startswith("/api/v1/items/") for path in paths)
+    for line, path in zip(lines, paths, strict=True):
+        item_id = int(path.rsplit("/", 1)[1])
+        assert reaches(CALLERS[str(line["sub"])], item_id) and item_id <= seeded.dataset.items
+    assert {line["sub"] for line in lines} == set(CALLERS)
 
 
-def test_a_post_with_tags_links_five_of_the_bench_owners_tags(
+def test_a_post_with_tags_links_five_of_its_callers_own_tags(
     wrk: Wrk, service: Server, seeded: Database
 ) -> None:
     nonce = uuid.uuid4().hex[:12]
     result = load(wrk, service, "post_item_tags", nonce)
     with psycopg.connect(seeded.url) as conn:
         created = conn.execute(
-            """SELECT items.id, array_agg(tag_id) FROM items JOIN item_tags ON item_id = items.id
+            """SELECT items.owner, array_agg(tag_id), array_agg(tags.owner)
+               FROM items JOIN item_tags ON item_id = items.id JOIN tags ON tags.id = tag_id
                WHERE items.name LIKE %(prefix)s GROUP BY items.id""",
             {"prefix": f"bench-{nonce}-%"},
         ).fetchall()
     # Requests still in flight when wrk stops are not in its count, but may be done.
     assert result.requests <= len(created) <= result.requests + wrk.connections
-    for _, tag_ids in created:
-        assert len(set(tag_ids)) == 5 and all(bench_owned(t) and t > 10 for t in tag_ids)
+    for owner, tag_ids, tag_owners in created:
+        assert len(set(tag_ids)) == 5 and all(t > 10 for t in tag_ids)
+        assert set(tag_owners) == {owner}
+    assert {owner for owner, _, _ in created} == set(CALLERS)
