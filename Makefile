@@ -10,6 +10,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 UV_VERSION ?= 0.13.9
+# pytest-xdist workers for `make test` (tests/scheduling.py keeps a file's tests together)
+PYTEST_WORKERS ?= auto
 export PATH := $(CURDIR)/bin:$(PATH)
 
 .PHONY: help
@@ -52,8 +54,12 @@ fmt: venv ## Apply ruff's fixes and formatting
 	$(PY) -m ruff format .
 
 .PHONY: test
-test: venv lint ## Lint, then the whole test suite against a real PostgreSQL
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: test-workers venv lint ## Lint, then the whole test suite against a real PostgreSQL
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+.PHONY: test-workers
+test-workers:  # checked before the lint, so a typo fails at once
+	@[[ "$(PYTEST_WORKERS)" =~ ^(auto|[0-9]+)$$ ]] || { echo "PYTEST_WORKERS='$(PYTEST_WORKERS)' is not a worker count: use auto (one per core), a number, or 0 to run in this process" >&2; exit 2; }
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and local database data

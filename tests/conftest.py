@@ -59,6 +59,17 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown when run with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs `-n auto --dist loadfile`: the tests/scheduling.py refinement
+    keeps the image directories on one worker too. Any other --dist is xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import FileAndImageScheduling
+
+    return FileAndImageScheduling(config, log)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     url = os.environ.get("TEST_DATABASE_URL")
