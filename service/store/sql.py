@@ -35,6 +35,7 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql import visitors
@@ -46,7 +47,17 @@ from service.store.owners import Reach, Scope
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 Row = TypeVar("Row", bound=Mapping[str, Any], default=dict[str, Any])
-OwnerFilter = Callable[[FromClause], ColumnElement[bool]]
+
+
+class OwnerFilter:
+    """`owned(table)` in a statement's build: the owner filter of the Reach it is compiled
+    for (ScopedSQL compiles each statement once per Reach)."""
+
+    def __init__(self, reach: Reach) -> None:
+        self.reach = reach
+
+    def __call__(self, table: FromClause) -> ColumnElement[bool]:
+        return reached(table, self.reach)
 
 
 class UnscopedStatementError(TypeError):
@@ -79,6 +90,27 @@ def compile_with_values(
     return str(compiled), compiled.params
 
 
+def after_in_key_order(
+    table: FromClause, key: ColumnElement[Any], owned: OwnerFilter
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
+    """A page's rows (those after `after_id`, in key order) and its ORDER BY, for a
+    table with an index on (owner, id).
+
+    One owner's page is `(owner, id) > (:owner, :after_id) AND owner <= :owner`, the rows
+    of `owner = :owner AND id > :after_id`, in (owner, id) order: so its only good plan
+    walks (owner, id) from the page's first row. With the equality, PostgreSQL may instead
+    read the primary key in id order and keep the owner's rows; a prepared statement's
+    generic plan (a page's LIMIT is in its text, PagedSQL) prices an owner at 1/(owners)
+    of the table, whoever asks, and with few owners chooses that: a small owner's page
+    beside a big one would scan the big one's rows (tests/service/test_owner_indexes.py).
+    Other reaches read every owner's rows, or a list of them: `id > :after_id`."""
+    if owned.reach is Reach.OWNER:
+        owner = table.c.owner
+        after = tuple_(owner, key) > tuple_(bindparam("owner"), bindparam("after_id"))
+        return [after, owner <= bindparam("owner")], [owner, key]
+    return [key > bindparam("after_id"), owned(table)], [key]
+
+
 def reached(table: FromClause, reach: Reach) -> ColumnElement[bool]:
     """The rows of `table` that a scope of this `reach` may touch."""
     if "owner" not in table.c:
@@ -104,7 +136,7 @@ class ScopedSQL:
     ) -> None:
         variants = []
         for reach in Reach:
-            statement = build(partial(reached, reach=reach))
+            statement = build(OwnerFilter(reach))
             if reach is Reach.OWNER:  # the others filter less, or not at all, on purpose
                 refuse_unscoped(statement, unscoped or {})
             variants.append(str(statement.compile(dialect=_DIALECT)))
@@ -278,15 +310,16 @@ class Resource(Generic[Row]):
         self._exists = scoped(
             lambda owned: select(literal_column("1")).where(by_id, owned(table), *alive)
         )
-        self._page = PagedSQL(
-            lambda owned, limit: (
-                select(*columns)
-                .where(key > bindparam("after_id"), owned(table), *alive, *(f() for f in filters))
-                .order_by(key)
-                .limit(limit)
-            ),
-            unscoped=unscoped,
-        )
+
+        def page(owned: OwnerFilter, limit: ColumnElement[Any]) -> ClauseElement:
+            if parent is None and not unowned:
+                after, order = after_in_key_order(table, key, owned)
+            else:  # a child's page is bounded by its parent's index (notes: item_id, id)
+                after, order = [key > bindparam("after_id"), owned(table)], [key]
+            query = select(*columns).where(*after, *alive, *(f() for f in filters))
+            return query.order_by(*order).limit(limit)
+
+        self._page = PagedSQL(page, unscoped=unscoped)
         self._delete = scoped(
             lambda owned: (
                 delete(table).where(key == bindparam("id"), owned(table), *alive).returning(key)

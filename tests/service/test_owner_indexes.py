@@ -168,3 +168,38 @@ def test_tag_names_are_unique_per_owner_by_an_index_that_starts_with_it(
         " GROUP BY c.relname"
     ).fetchall()
     assert unique == [("uq_tags_owner_name", ["owner", "name"])]
+
+
+# A tenant claim (AUTH_OWNER_CLAIM) can leave few owners, one of them holding nearly every
+# row. A prepared statement's generic plan then prices `owner = $1` at 1 / (number of
+# owners) of the table, whoever asks: were it to read the page in id order and keep the
+# owner's rows, the small owner's page would scan the big owner's rows first.
+SKEWED = """
+INSERT INTO items (owner, name)
+SELECT CASE WHEN n % 20000 = 0 THEN 'small' ELSE 'big' END, 'item-' || n
+FROM generate_series(1, 200000) n;
+INSERT INTO tags (owner, name) VALUES ('big', 'tag-1'), ('small', 'tag-1');
+ANALYZE items; ANALYZE tags
+"""
+
+
+@pytest.fixture(scope="module")
+def skewed(postgres: Any) -> Iterator[psycopg.Connection[Any]]:
+    name = postgres.create_database()
+    url = postgres.database_url(name)
+    migrate(url)
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
+        for statement in SKEWED.split(";"):
+            connection.execute(statement)
+        yield connection
+    postgres.drop_database(name)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+def test_a_small_owners_page_beside_a_big_one_runs_on_the_owner_index(
+    skewed: psycopg.Connection[Any], generic: bool
+) -> None:
+    small = Scope.of("small")
+    params = {**small.params, "after_id": 0, "limit": 20}
+    items_page = plan(skewed, ITEMS._page.sql(small, 20), params, generic=generic)
+    assert assert_owner_index(skewed, items_page, "items") == ["ix_items_owner_id"], items_page
