@@ -40,16 +40,21 @@ ANALYZE items; ANALYZE tags; ANALYZE item_tags
 ALICE = Scope.of("owner-7")
 
 
-@pytest.fixture(scope="module")
-def large(postgres: Any) -> Iterator[psycopg.Connection[Any]]:
+def seeded(postgres: Any, seed: str) -> Iterator[psycopg.Connection[Any]]:
+    """A migrated database of this module's, filled by `seed`'s statements."""
     name = postgres.create_database()
     url = postgres.database_url(name)
     migrate(url)
     with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
-        for statement in SEED.split(";"):
+        for statement in seed.split(";"):
             connection.execute(statement)
         yield connection
     postgres.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def large(postgres: Any) -> Iterator[psycopg.Connection[Any]]:
+    yield from seeded(postgres, SEED)
 
 
 def plan(connection: psycopg.Connection[Any], statement: str, params: dict[str, Any], *,
@@ -185,14 +190,7 @@ ANALYZE items; ANALYZE tags
 
 @pytest.fixture(scope="module")
 def skewed(postgres: Any) -> Iterator[psycopg.Connection[Any]]:
-    name = postgres.create_database()
-    url = postgres.database_url(name)
-    migrate(url)
-    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as connection:
-        for statement in SKEWED.split(";"):
-            connection.execute(statement)
-        yield connection
-    postgres.drop_database(name)
+    yield from seeded(postgres, SKEWED)
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
