@@ -49,11 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(sizes) < 2:
         parser.error(f"--sizes {args.sizes!r}: give at least two sizes to compare, e.g. 100k,10m")
     scenarios = parse_scenarios(parser, args.scenarios)
-    try:
-        wrk_path()
-    except WrkMissingError as exc:
-        print(f"bench.sizes: {exc}", file=sys.stderr)
-        return 2
     settings = {}
     if args.shared_buffers:
         if not re.fullmatch(r"[1-9][0-9]*(kB|MB|GB)", args.shared_buffers):
@@ -61,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"--shared-buffers {args.shared_buffers!r}: give a size, e.g. 128MB or 2GB"
             )
         settings["shared_buffers"] = args.shared_buffers
+    # Every argument is checked before the tools: a typo is named even where wrk is missing.
+    try:
+        wrk_path()
+    except WrkMissingError as exc:
+        print(f"bench.sizes: {exc}", file=sys.stderr)
+        return 2
     rounds = args.rounds or (2 if args.quick else 7)
     run_s = args.duration or (2 if args.quick else 4)
     warmup_s = 2 if args.quick else 5

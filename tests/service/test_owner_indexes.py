@@ -181,8 +181,8 @@ def test_tag_names_are_unique_per_owner_by_an_index_that_starts_with_it(
 # owner's rows, the small owner's page would scan the big owner's rows first.
 SKEWED = """
 INSERT INTO items (owner, name)
-SELECT CASE WHEN n % 20000 = 0 THEN 'small' ELSE 'big' END, 'item-' || n
-FROM generate_series(1, 200000) n;
+SELECT CASE WHEN n % 5000 = 0 THEN 'small' ELSE 'big' END, 'item-' || n
+FROM generate_series(1, 50000) n;
 INSERT INTO tags (owner, name) VALUES ('big', 'tag-1'), ('small', 'tag-1');
 ANALYZE items; ANALYZE tags
 """
