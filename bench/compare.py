@@ -22,7 +22,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.measure import SCENARIOS, SEED_ROWS, Bench
+from bench.dataset import parse_size
+from bench.measure import SEED_ROWS, Bench, parse_scenarios
 from bench.servers import CALLERS_DESCRIPTION, seeded_postgres, server_env, start_server
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 from tools.service_process import ROOT
@@ -80,10 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also GET by id at this fixed rate (req/s), open loop, per variant",
     )
     parser.add_argument("--open-loop-duration", type=float, default=20)
+    parser.add_argument(
+        "--rows",
+        default=str(SEED_ROWS),
+        help="items in the seeded database (bench/dataset.py), e.g. 100k or 10m",
+    )
     args = parser.parse_args(argv)
-    scenarios = [s for s in args.scenarios.split(",") if s]
-    if unknown := set(scenarios) - set(SCENARIOS):
-        parser.error(f"unknown scenario(s) {sorted(unknown)}: choose from {', '.join(SCENARIOS)}")
+    scenarios = parse_scenarios(parser, args.scenarios)
+    try:
+        rows = parse_size(args.rows)
+    except ValueError as exc:
+        parser.error(f"--rows: {exc}")
     try:
         wrk_path()
     except WrkMissingError as exc:
@@ -92,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp,
-        seeded_postgres(SEED_ROWS) as db,
+        seeded_postgres(rows) as db,
         contextlib.ExitStack() as stack,
     ):
         workdir = Path(tmp)

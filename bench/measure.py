@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
+import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.servers import Database, Server, tree_cpu_seconds
 from bench.wrk import Wrk, WrkResult
 
 SCENARIOS = ("livez", "get_item", "list_page", "list_by_tag", "post_item", "mixed")
-# Scenarios whose Lua script builds each request (random ids, unique names); the others
-# send one fixed URL.
-_DYNAMIC = ("get_item", "list_page", "list_by_tag", "post_item", "mixed")
+# Every scenario a script in bench/wrk/ can run: `make bench`'s, and the data shapes of
+# the data-size mode (bench/sizes.py): a tag on ten items, a POST with five tags.
+ALL_SCENARIOS = (*SCENARIOS, "list_by_rare_tag", "post_item_tags")
+# Scenarios whose Lua script builds each request (random ids, unique names, the token);
+# the others send one fixed URL.
+_DYNAMIC = tuple(s for s in ALL_SCENARIOS if s != "livez")
 SEED_ROWS = 100_000
 
 
@@ -73,20 +80,21 @@ class Bench:
             script, path = scenario, "/"
         else:
             script, path = "static", "/livez"
-        server_cpu, database_cpu = server.cpu_seconds(), self._database_cpu()
+        database = server.database or self.database
+        server_cpu, database_cpu = server.cpu_seconds(), _database_cpu(database)
         load = self.wrk.run(
             server.base_url + path,
             script,
             seconds or (self.warmup_s if warmup else self.run_s),
             nonce=uuid.uuid4().hex[:12],
-            max_id=SEED_ROWS,
+            dataset=database.dataset,
             callers=server.callers,
         )
         per_request = 1e6 / max(load.requests, 1)
         result = Measurement(
             load,
             server_us=(server.cpu_seconds() - server_cpu) * per_request,
-            database_us=(self._database_cpu() - database_cpu) * per_request,
+            database_us=(_database_cpu(database) - database_cpu) * per_request,
         )
         runs = self.runs.setdefault(key, Runs())
         runs.errors += load.errors
@@ -114,15 +122,36 @@ class Bench:
         """GET by id at a fixed `rate` (open loop), after a warm-up at the same rate unless
         `warmup` is False: the measured run, and the failed requests of both."""
 
+        dataset = (server.database or self.database).dataset
+
         def once(duration: float) -> WrkResult:
             return self.wrk.open_loop(
                 server.base_url + "/", rate, duration, nonce=uuid.uuid4().hex[:12],
-                max_id=SEED_ROWS, callers=server.callers,
+                dataset=dataset, callers=server.callers,
             )  # fmt: skip
 
         warm_errors = once(self.warmup_s).errors if warmup else 0
         result = once(seconds)
         return result, warm_errors + result.errors
 
-    def _database_cpu(self) -> float:
-        return tree_cpu_seconds(self.database.postmaster_pid)
+
+def parse_scenarios(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """`--scenarios a,b` as a list; an unknown name is a usage error naming the known ones."""
+    scenarios = [s for s in text.split(",") if s]
+    if unknown := sorted(set(scenarios) - set(ALL_SCENARIOS)):
+        parser.error(f"--scenarios: unknown {unknown}: choose from {', '.join(ALL_SCENARIOS)}")
+    return scenarios
+
+
+def write_results(report: dict[str, Any], output: str, failures: list[str]) -> int:
+    """Write the report as JSON; the exit status: 1 if any request failed."""
+    Path(output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _database_cpu(database: Database) -> float:
+    return tree_cpu_seconds(database.postmaster_pid)

@@ -45,6 +45,8 @@ from typing import Any
 from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
+from bench.dataset import Dataset, parse_size
+from bench.measure import ALL_SCENARIOS, SEED_ROWS
 from bench.servers import (
     BENCH_CALLERS,
     WITHOUT_TOKENS,
@@ -55,8 +57,8 @@ from bench.servers import (
 )
 from tools.otlp_receiver import running_receiver
 
-SEED_ROWS = 100_000
 Environ = dict[str, Any]
+PROFILED = ("livez", *(s for s in ALL_SCENARIOS if s not in ("livez", "mixed")))
 # A caller's context (W3C traceparent), its flags sampled (01) or not (00).
 TRACEPARENTS = {
     "sampled": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -68,10 +70,15 @@ _NAMES = (f"profile-{uuid.uuid4().hex[:12]}-{n}" for n in itertools.count())
 
 
 def environs(
-    scenario: str, callers: Sequence[BenchCaller], extra: dict[str, str] | None = None
+    scenario: str,
+    callers: Sequence[BenchCaller],
+    dataset: Dataset,
+    extra: dict[str, str] | None = None,
 ) -> Iterator[Environ]:
-    """Request environments, taking turns among `callers` (their tokens and their rows, as
-    bench/wrk/callers.lua does); `extra` headers (a caller's traceparent) on each."""
+    """Request environments, as bench/wrk/<scenario>.lua builds them, taking turns among
+    `callers` (their tokens and their rows, as bench/wrk/callers.lua does); `extra` headers
+    (a caller's traceparent) on each."""
+    rows = dataset.items
     for turn in itertools.count():
         caller = callers[turn % len(callers)]
         headers = {"Authorization": f"Bearer {caller.token()}"} if caller.with_token else {}
@@ -79,35 +86,47 @@ def environs(
         if scenario == "livez":
             builder = EnvironBuilder(path="/livez")
         elif scenario == "get_item":
-            path = f"/api/v1/items/{random_id(caller)}"
+            path = f"/api/v1/items/{random_id(caller, dataset)}"
             builder = EnvironBuilder(path=path, headers=headers)
         elif scenario == "list_page":
-            cursor = random.randint(0, SEED_ROWS - 60)
+            cursor = random.randint(0, rows - 100)
             builder = EnvironBuilder(
                 path="/api/v1/items", query_string=f"limit=20&cursor={cursor}", headers=headers
             )
-        elif scenario == "list_by_tag":  # tag-3: 10% of an owner's items (bench/servers.py)
-            cursor = random.randint(0, SEED_ROWS - 600)
-            query = f"tag={caller.tag_prefix}tag-3&limit=20&cursor={cursor}"
+        elif scenario == "list_by_tag":  # 10% of its owner's items
+            cursor = random.randint(0, rows - 1000)
+            query = f"tag={caller.popular}&limit=20&cursor={cursor}"
             builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
-        elif scenario == "post_item":
-            body = json.dumps({"name": next(_NAMES), "description": "profiled"})
+        elif scenario == "list_by_rare_tag":
+            query = f"tag={caller.rare}"
+            builder = EnvironBuilder(path="/api/v1/items", query_string=query, headers=headers)
+        elif scenario in ("post_item", "post_item_tags"):
+            body: dict[str, Any] = {"name": next(_NAMES), "description": "profiled"}
+            if scenario == "post_item_tags":
+                body["tags"] = sorted(_tag_names(caller, dataset, 5))
             builder = EnvironBuilder(
-                path="/api/v1/items", method="POST", data=body, content_type="application/json",
-                headers=headers,
+                path="/api/v1/items", method="POST", data=json.dumps(body),
+                content_type="application/json", headers=headers,
             )  # fmt: skip
         else:
-            raise SystemExit(
-                f"unknown scenario {scenario!r}: livez, get_item, list_page, list_by_tag, post_item"
-            )
+            raise SystemExit(f"unknown scenario {scenario!r}: {', '.join(PROFILED)}")
         yield builder.get_environ()
 
 
-def random_id(caller: BenchCaller) -> int:
-    """A seeded id the caller reaches: any for an admin, else one with its residue mod 3."""
-    if caller.residue is None:
-        return random.randint(1, SEED_ROWS)
-    return random.choice(range(caller.residue or 3, SEED_ROWS + 1, 3))
+def random_id(caller: BenchCaller, dataset: Dataset) -> int:
+    """One of the items the caller reaches (random_id in bench/wrk/callers.lua)."""
+    slots = [int(slot) for slot in caller.slots]
+    k = random.randrange(dataset.items // 10 * len(slots))
+    return 10 * (k // len(slots)) + slots[k % len(slots)] + 1
+
+
+def _tag_names(caller: BenchCaller, dataset: Dataset, count: int) -> set[str]:
+    """Distinct tags of the caller's own (random_tag_name in bench/wrk/callers.lua)."""
+    names: set[str] = set()
+    while len(names) < count:
+        q = random.randint(1, dataset.tags // 10 - 1)
+        names.add(f"tag-{10 * q + int(random.choice(caller.tag_slots)) + 1}")
+    return names
 
 
 class _Response:
@@ -125,6 +144,7 @@ def drive(
     access: Callable[..., None],
     prepared: int = 0,
     callers: Sequence[BenchCaller] = WITHOUT_TOKENS,
+    dataset: Dataset | None = None,
     extra: dict[str, str] | None = None,
 ) -> tuple[float, float, int]:
     """Run `count` requests (of `prepared`, if more, built first); return wall and CPU
@@ -138,7 +158,7 @@ def drive(
         response.status_code, response.headers = int(status[:3]), headers
         return lambda data: None
 
-    made = environs(scenario, callers, extra)
+    made = environs(scenario, callers, dataset or Dataset(SEED_ROWS), extra)
     requests = [next(made) for _ in range(max(count, prepared))][:count]
     wall, cpu = time.perf_counter(), time.process_time()
     for environ in requests:
@@ -183,9 +203,7 @@ def count_instructions(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument(
-        "scenario", choices=("livez", "get_item", "list_page", "list_by_tag", "post_item")
-    )
+    parser.add_argument("scenario", choices=PROFILED)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--pyinstrument", action="store_true", help="print the call tree")
     parser.add_argument(
@@ -196,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "--auth", default="true", choices=("true", "false"),
         help="access control on (one reused bearer token, as a client sends) or off",
     )  # fmt: skip
+    parser.add_argument(
+        "--rows", default=str(SEED_ROWS), help="items in the seeded database, e.g. 100k or 10m"
+    )
     parser.add_argument(
         "--tracing", metavar="RATIO",
         help="tracing on, parentbased_traceidratio at RATIO (0.01, 1), to a local receiver",
@@ -208,10 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepared", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)  # seeded by the caller
     args = parser.parse_args(argv)
+    try:
+        dataset = Dataset(parse_size(args.rows))
+    except ValueError as exc:
+        parser.error(f"--rows: {exc}")
 
     with contextlib.ExitStack() as stack:
-        url = args.database_url or stack.enter_context(seeded_postgres(SEED_ROWS)).url
-        options = ["--metrics", args.metrics, "--auth", args.auth]
+        url = args.database_url or stack.enter_context(seeded_postgres(dataset.items)).url
+        options = ["--metrics", args.metrics, "--auth", args.auth, "--rows", str(dataset.items)]
         if args.tracing:
             # One receiver, in this process, for the runs under valgrind too (they inherit
             # the endpoint).
@@ -254,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 # it the instrumentations run against the API's no-op tracer.
                 tracing.start_exporting()
             warm_up = min(args.warm_up, args.requests)
-            drive(app, args.scenario, warm_up, access, 0, callers, extra)
+            drive(app, args.scenario, warm_up, access, 0, callers, dataset, extra)
             profiler = None
             if args.pyinstrument:
                 from pyinstrument import Profiler
@@ -262,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler = Profiler(interval=0.0001)
                 profiler.start()
             wall, cpu, failed = drive(
-                app, args.scenario, args.requests, access, args.prepared, callers, extra
+                app, args.scenario, args.requests, access, args.prepared, callers, dataset, extra
             )
             if profiler is not None:
                 profiler.stop()

@@ -32,7 +32,15 @@ from typing import Any
 
 from bench.collector import LOAD_SHARE, collector_failures, running_collectors
 from bench.collector import report_lines as collector_report_lines
-from bench.measure import SCENARIOS, SEED_ROWS, Bench
+from bench.comparisons import (
+    PEER_SCENARIOS,
+    peer_figures,
+    peer_key,
+    peer_server,
+    print_comparisons,
+    relative_figures,
+)
+from bench.measure import SCENARIOS, SEED_ROWS, Bench, write_results
 from bench.servers import (
     CALLERS_DESCRIPTION,
     Server,
@@ -109,14 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         report.pop("_gunicorn"),
         durable=args.durable,
     )
-    failures = _print_report(report)
-    output = Path(args.output)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {output}")
-    if failures:
-        print("FAILED: " + "; ".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return write_results(report, args.output, _print_report(report))
 
 
 def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str, Any]:
@@ -137,6 +138,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                          **tracing_env(collectors.healthy, ratio))
             for share, ratio in TRACING_SAMPLES.items()
         }  # fmt: skip
+        peer = stack.enter_context(peer_server(db, workdir))
         process_model = _process_model(service)
         print(f"gunicorn: {process_model}", flush=True)
         bench = Bench(wrk, db, run_s=plan.run_s, warmup_s=plan.warmup_s)
@@ -152,6 +154,8 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         for scenario in TRACING_COMPARED:
             for share, server in traced.items():
                 bench.run(server, scenario, f"{scenario} (tracing {share})", warmup=True)
+        for scenario in PEER_SCENARIOS:
+            bench.run(peer, scenario, peer_key(scenario), warmup=True)
 
         ratios: dict[str, list[float]] = {s: [] for s in SCENARIOS}
         metrics_costs: dict[str, list[float]] = {s: [] for s in METRICS_COMPARED}
@@ -159,6 +163,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         tracing_costs: dict[str, list[float]] = {
             f"{s} (tracing {share})": [] for s in TRACING_COMPARED for share in traced
         }
+        over_peer: dict[str, list[float]] = {s: [] for s in PEER_SCENARIOS}
         for round_number in range(1, plan.rounds + 1):
             print(f"round {round_number}/{plan.rounds}", flush=True)
             for scenario in SCENARIOS:
@@ -170,7 +175,11 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
                 if scenario in TRACING_COMPARED:
                     runs += [(f"{scenario} (tracing {share})", server, scenario)
                              for share, server in traced.items()]  # fmt: skip
+                if scenario in PEER_SCENARIOS:
+                    runs.append((peer_key(scenario), peer, scenario))
                 rps = bench.in_turn(round_number, runs)
+                if scenario in PEER_SCENARIOS:
+                    over_peer[scenario].append(rps[scenario] / rps[peer_key(scenario)])
                 ratios[scenario].append(rps[scenario] / rps["reference"])
                 if scenario in METRICS_COMPARED:
                     off = rps[f"{scenario} (metrics off)"]
@@ -186,7 +195,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         for server in traced.values():
             server_non_2xx += _non_2xx_answers(server)
         # Their CPU back for the collector runs and the RSS run.
-        for server in (no_metrics, no_auth, *traced.values()):
+        for server in (no_metrics, no_auth, peer, *traced.values()):
             stop_process(server.process, timeout=30)
         # Below the traced service's saturation: half its closed-loop rate in the rounds.
         collector_rate = LOAD_SHARE * bench.runs["get_item (tracing 1%)"].median("rps")
@@ -208,6 +217,8 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         },
         "reference": bench.runs["reference"].summary(),
         "rounds": {s: [round(r, 3) for r in ratios[s]] for s in SCENARIOS},
+        "peer": peer_figures(bench, over_peer),
+        "relative_to_get": relative_figures(ratios),
         "get_item_at_70_percent": open_loop,
         "get_item_at_70_percent_without_recycling": open_loop_steady,
         "metrics_cost": {s: _metrics_cost(bench, s, c) for s, c in metrics_costs.items()},
@@ -490,6 +501,7 @@ def _print_report(report: dict[str, Any]) -> list[str]:
         f"worker RSS over {r['seconds']:.0f} s of mixed load: worst growth {r['worst_growth']:.1%}"
         f" (target < {RSS_GROWTH_LIMIT:.0%}: {_verdict(r['met'])})"
     )
+    print_comparisons(report)
     print(f"ratios per round: {report['rounds']}")
     return [f"{what}: {count} failed requests" for what, count in report["errors"].items() if count]
 

@@ -16,12 +16,24 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
+from bench.dataset import (
+    ADMIN_OWNER,
+    BENCH_OWNER,
+    POPULAR_TAG,
+    RARE_TAG,
+    SECOND_OWNER,
+    SECOND_POPULAR_TAG,
+    SECOND_RARE_TAG,
+    UNOWNED_SLOT,
+    Dataset,
+    seed,
+)
 from tools.devtoken import SigningKey, jwks
 from tools.localpg import free_port, throwaway_postgres
 from tools.service_process import ROOT, stop_process
@@ -48,82 +60,83 @@ OWNED_VARIABLES = (
 BENCH_ISSUER = "https://bench.invalid"
 BENCH_AUDIENCE = "items-api"
 BENCH_KEY = SigningKey.generate("bench")
-# The rows have owners (issue 25), a third each by id: id % 3 = 1 is bench-a's, 2 is
-# bench-b's, 0 is `unowned` (from before owners: what access control off reaches).
-OWNERS = ("unowned", "bench-a", "bench-b")  # by id % 3
-SEED_SQL = """
-INSERT INTO items (owner, name, description)
-SELECT (%(owners)s::text[])[n %% 3 + 1], 'seed-' || n,
-       'Seeded item ' || n || ', one of the rows the load benchmark reads.'
-FROM generate_series(1, %(rows)s) AS n
-"""
-# Every item carries two of its owner's tags, so the item scenarios return tags as real
-# ones would: <p>tag-0 ... <p>tag-9 (each held by 10% of an owner's items; list_by_tag
-# pages through <p>tag-3) and <p>tag-10 ... <p>tag-16, where <p> is the owner's prefix
-# (u-, a-, b-). Names stay unique across owners, as the previous release's code (a
-# `rev=` variant of bench.compare, on the same data) needs them.
-SEED_TAGS_SQL = """
-INSERT INTO tags (owner, name)
-SELECT owner, left(replace(owner, 'bench-', ''), 1) || '-tag-' || n
-FROM unnest(%(owners)s::text[]) AS owner, generate_series(0, 16) AS n;
-INSERT INTO item_tags (item_id, tag_id)
-SELECT items.id, tags.id FROM items JOIN tags ON tags.owner = items.owner
-  AND tags.name IN (left(replace(items.owner, 'bench-', ''), 1) || '-tag-' || items.id / 3 %% 10,
-               left(replace(items.owner, 'bench-', ''), 1) || '-tag-' || 10 + items.id / 3 %% 7)
-"""
 
 
 @dataclass(frozen=True)
 class BenchCaller:
-    """Who a benchmark request acts for, and so which seeded rows it asks for: its own
-    (ids with id % 3 == residue), or every row (an admin: residue None)."""
+    """Who a benchmark request acts for, and so which seeded rows it asks for: those whose
+    slot, (id - 1) % 10, is in `slots` (bench/dataset.py gives each slot an owner). The
+    tags it posts are its owner's, of `own_slots` (by default `slots`); `popular` and
+    `rare` are the tags its ?tag= pages ask for, ones it reaches."""
 
     owner: str  # the token's sub
-    residue: int | None
-    tag_prefix: str  # its tags are <prefix>tag-N
-    admin: bool = False
+    slots: str  # digits
+    popular: str = POPULAR_TAG
+    rare: str = RARE_TAG
+    own_slots: str = ""
+    admin: bool = False  # items:admin: reaches every owner's rows
     with_token: bool = True
+
+    @property
+    def tag_slots(self) -> str:
+        return self.own_slots or self.slots
 
     def token(self) -> str:
         """Its bearer token, the same for the whole run (the client reuses it)."""
-        return _token(self)
+        return _token(self.owner, self.admin)
 
     def wrk_spec(self) -> str:
-        """How bench/wrk/callers.lua reads it: residue:tag prefix:token."""
-        residue = "*" if self.residue is None else str(self.residue)
-        return f"{residue}:{self.tag_prefix}:{self.token() if self.with_token else '-'}"
+        """How bench/wrk/callers.lua reads it: slots:tag slots:popular:rare:token."""
+        token = self.token() if self.with_token else "-"
+        return f"{self.slots}:{self.tag_slots}:{self.popular}:{self.rare}:{token}"
 
 
 @functools.cache
-def _token(caller: BenchCaller) -> str:
+def _token(owner: str, admin: bool) -> str:
     """Both scopes (and items:admin for an admin), valid for longer than any run."""
-    scope = "items:read items:write" + (" items:admin" if caller.admin else "")
-    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=caller.owner,
+    scope = "items:read items:write" + (" items:admin" if admin else "")
+    return BENCH_KEY.mint(issuer=BENCH_ISSUER, audience=BENCH_AUDIENCE, subject=owner,
                           scope=scope, lifetime=12 * 3600)  # fmt: skip
 
 
-# Requests take turns: two owners and an admin, each caller's token reused (the case the
-# verified-token cache serves). With access control off, every request is `anonymous`,
-# which reaches the unowned third of the rows.
+# Requests take turns (issue 25): two owners and an admin, each caller's token reused (the
+# case the verified-token cache serves). The bench owner has half the rows and issue 26's
+# shapes (`popular`, `rare`), owner-1 a fifth and the same shapes of its own; the admin
+# (owner-2 with items:admin) asks for any row, pages the bench owner's tags and posts with
+# its own. With access control off, every request is `anonymous`, which reaches the rows
+# from before owners: slot 9.
 BENCH_CALLERS = (
-    BenchCaller("bench-a", 1, "a-"),
-    BenchCaller("bench-b", 2, "b-"),
-    BenchCaller("bench-admin", None, "a-", admin=True),
+    BenchCaller(BENCH_OWNER, "01234"),
+    BenchCaller(SECOND_OWNER, "56", SECOND_POPULAR_TAG, SECOND_RARE_TAG),
+    BenchCaller(ADMIN_OWNER, "0123456789", own_slots="7", admin=True),
 )
-WITHOUT_TOKENS = (BenchCaller("anonymous", 0, "u-", with_token=False),)
+WITHOUT_TOKENS = (BenchCaller("anonymous", str(UNOWNED_SLOT), with_token=False),)
 CALLERS_DESCRIPTION = (
-    "tokens of two owners (bench-a, bench-b: a third of the rows each) and of an admin "
-    "(items:admin: every row), in turn; with auth off, anonymous (the unowned third)"
+    f"tokens of two owners ({BENCH_OWNER}: half the rows, {SECOND_OWNER}: a fifth) and of "
+    f"an admin ({ADMIN_OWNER} with items:admin: every row), in turn; with auth off, "
+    "anonymous (the unowned tenth)"
 )
 
 
 @contextlib.contextmanager
-def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
-    """A throwaway server (as the tests start it), migrated, with `rows` items."""
+def seeded_postgres(
+    rows: int,
+    *,
+    durable: bool = False,
+    report: Callable[[str], None] = print,
+    before_seeding: Callable[[str], None] | None = None,
+    server_settings: dict[str, str] | None = None,
+) -> Iterator[Database]:
+    """A throwaway server (as the tests start it), migrated with the contract steps (a
+    release's steady state: no rollout triggers on the writes), seeded with `rows` items and
+    their tags and links (bench/dataset.py), then running with `server_settings` (e.g.
+    shared_buffers). `before_seeding` gets the migrated database's URL first (tests add a
+    column there)."""
+    dataset = Dataset(rows)
     with throwaway_postgres(durable=durable) as server:
         url = server.url()
         migrate = subprocess.run(
-            [sys.executable, "-m", "service", "migrate"],
+            [sys.executable, "-m", "service", "migrate", "--contract"],
             env={**os.environ, "DATABASE_URL": url, "APP_ENV": "prod", "LOG_LEVEL": "WARNING"},
             cwd=ROOT,
             capture_output=True,
@@ -131,14 +144,29 @@ def seeded_postgres(rows: int, *, durable: bool = False) -> Iterator[Database]:
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{migrate.stdout}{migrate.stderr}")
+
+        def restart() -> None:
+            server.stop()
+            server.start()
+
+        if before_seeding is not None:
+            before_seeding(url)
+        started = time.monotonic()
+        steps = seed(url, server.admin_url, restart, dataset, report, server_settings)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SEED_SQL, {"rows": rows, "owners": list(OWNERS)})
-            for statement in SEED_TAGS_SQL.split(";"):
-                conn.execute(statement, {"owners": list(OWNERS)})
-            conn.execute("VACUUM ANALYZE items, tags, item_tags")
             version = conn.execute("SHOW server_version").fetchone()
+            shared_buffers = conn.execute("SHOW shared_buffers").fetchone()
         postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-        yield Database(url, postmaster, version[0] if version else "unknown")
+        yield Database(
+            url,
+            postmaster,
+            version[0] if version else "unknown",
+            dataset,
+            seeding_s=round(time.monotonic() - started, 1),
+            seeding_steps=steps,
+            admin_url=server.admin_url,
+            shared_buffers=shared_buffers[0] if shared_buffers else "unknown",
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,11 @@ class Database:
     url: str
     postmaster_pid: int
     version: str
+    dataset: Dataset
+    seeding_s: float = 0.0
+    seeding_steps: dict[str, float] = field(default_factory=dict)
+    admin_url: str = ""
+    shared_buffers: str = ""
 
 
 @dataclass
@@ -157,6 +190,7 @@ class Server:
     port: int
     log_path: Path
     is_reference: bool = False
+    database: Database | None = None  # the one it serves, when a run has several
     auth_disabled: bool = False
 
     @property
@@ -214,13 +248,24 @@ def rss_kib(pid: int) -> int:
 
 @contextlib.contextmanager
 def start_server(
-    name: str, env: dict[str, str], workdir: Path, *, reference: bool = False, code: Path = ROOT
+    name: str,
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    reference: bool = False,
+    code: Path = ROOT,
+    app_config: str | None = None,
+    database: Database | None = None,
 ) -> Iterator[Server]:
     """Start the service (or the reference) with output to a file, as a container runtime
-    keeps it; stop it after. `code` is the tree to run (another git revision, for A/B)."""
+    keeps it; stop it after. `code` is the tree to run (another git revision, for A/B);
+    `app_config`, another app's gunicorn config module (the peer's); `database`, the one
+    it serves, if not the benchmark's only one."""
     port = free_port()
     log_path = workdir / f"{name}.log"
-    argv = _reference_argv(port) if reference else _service_argv()
+    if reference:
+        app_config = REFERENCE_CONFIG
+    argv = _service_argv() if app_config is None else _gunicorn_argv(app_config, port)
     with log_path.open("w") as log:
         popen = subprocess.Popen(
             argv,
@@ -231,7 +276,10 @@ def start_server(
             text=True,
         )
     auth_off = env.get("AUTH_DISABLED", "").lower() == "true"
-    server = Server(name, popen, port, log_path, is_reference=reference, auth_disabled=auth_off)
+    server = Server(
+        name, popen, port, log_path, is_reference=reference, database=database,
+        auth_disabled=auth_off,
+    )  # fmt: skip
     try:
         server.wait_until_answering("/" if reference else "/livez")
         yield server
@@ -305,16 +353,13 @@ def _service_argv() -> list[str]:
     return [sys.executable, "-m", "service", "serve"]
 
 
-def _reference_argv(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:bench.reference_gunicorn_conf",
-        "--bind",
-        f"127.0.0.1:{port}",
-    ]
+REFERENCE_CONFIG = "bench.reference_gunicorn_conf"
+PEER_CONFIG = "bench.peer_gunicorn_conf"
+
+
+def _gunicorn_argv(config: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "--config", f"python:{config}",
+            "--bind", f"127.0.0.1:{port}"]  # fmt: skip
 
 
 def service_env(database_url: str, workdir: Path, **overrides: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.dataset import Dataset
 from bench.servers import BenchCaller
 from tools.prereq import find_tool
 
@@ -67,16 +68,17 @@ class Wrk:
     timeout_s: int = 2
 
     def run(
-        self, url: str, script: str, seconds: float, *, nonce: str, max_id: int,
+        self, url: str, script: str, seconds: float, *, nonce: str, dataset: Dataset,
         callers: Sequence[BenchCaller] = (),
     ) -> WrkResult:  # fmt: skip
         """Load `url` as fast as it answers with bench/wrk/<script>.lua (closed loop), the
-        requests taking turns among `callers` (their tokens and rows)."""
+        requests taking turns among `callers` (their tokens and rows in `dataset`)."""
         lua = _read("callers.lua", "common.lua", f"{script}.lua")
-        return self._wrk(lua, url, seconds, self.threads, [nonce, str(max_id)], callers)
+        args = [nonce, str(dataset.items), str(dataset.tags)]
+        return self._wrk(lua, url, seconds, self.threads, args, callers)
 
     def open_loop(
-        self, url: str, rate: float, seconds: float, *, nonce: str, max_id: int,
+        self, url: str, rate: float, seconds: float, *, nonce: str, dataset: Dataset,
         callers: Sequence[BenchCaller] = (),
     ) -> WrkResult:  # fmt: skip
         """GET by id at a fixed `rate`, latency from each request's due time (open loop).
@@ -85,7 +87,7 @@ class Wrk:
         response with its due time.
         """
         lua = _read("callers.lua", "open_loop.lua")
-        args = [nonce, str(max_id), str(rate), str(self.connections)]
+        args = [nonce, str(dataset.items), str(rate), str(self.connections)]
         return self._wrk(lua, url, seconds, self.connections, args, callers)
 
     def _wrk(

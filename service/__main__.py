@@ -1,4 +1,4 @@
-"""The one entrypoint: `python -m service serve | migrate | wait-for-schema | dev`.
+"""The one entrypoint: `python -m service serve | migrate | wait-for-schema | dev | sweep-tags`.
 
 The image runs this; the command alone decides whether a container serves traffic,
 migrates the database or waits for the schema. Configuration errors end the process
@@ -159,7 +159,26 @@ def dev(args: argparse.Namespace) -> int:
     from service import create_app
 
     app = create_app(settings)
+    if os.environ.get("WERKZEUG_RUN_MAIN") == "true":  # the reloader's child: the one serving
+        from service.store.database import get_db
+
+        get_db(app).tag_sweeper.start()
     app.run(host="0.0.0.0", port=settings.port, debug=settings.debug, use_reloader=True)  # noqa: S104
+    return 0
+
+
+def sweep_tags(args: argparse.Namespace) -> int:
+    """Finish the tags deleted with 202 (their links and names, in batches), then exit: what
+    each worker's sweeper thread does, for an operator or a CronJob. Exit 0 when none are
+    left, 3 if another sweeper holds the lock (it is doing the work)."""
+    from service.store.tag_sweeper import Sweeper
+
+    settings = Settings.from_env()
+    finished = Sweeper(settings).round()
+    if finished is None:
+        log.info("another sweeper holds the lock: it is finishing the deleted tags")
+        return 3
+    log.info("deleted tags finished: %d", finished)
     return 0
 
 
@@ -192,6 +211,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": migrate,
     "wait-for-schema": wait_for_schema,
     "dev": dev,
+    "sweep-tags": sweep_tags,
 }
 
 
@@ -208,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("wait-for-schema", help="wait until the schema is at or ahead of the code")
     w.add_argument("--timeout", type=float, default=300, help="seconds before giving up")
     sub.add_parser("dev", help="Flask development server with reloader (APP_ENV=dev only)")
+    sub.add_parser("sweep-tags", help="finish the tags deleted with 202, then exit")
     return top
 
 

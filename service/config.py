@@ -166,6 +166,8 @@ class Settings:
     db_allow_plaintext: bool = False
     migration_lock_timeout_ms: int = 3000
     migration_lock_attempts: int = 5
+    tag_delete_batch: int = 10_000
+    tag_sweep_interval_s: float = 30.0
     migration_grant_role: str = ""
     max_body_bytes: int = 65536
     trusted_proxies: int = 0
@@ -217,6 +219,8 @@ class Settings:
             db_allow_plaintext=env.boolean("DB_ALLOW_PLAINTEXT", False),
             migration_lock_timeout_ms=env.integer("MIGRATION_LOCK_TIMEOUT_MS", 3000, 100, 600_000),
             migration_lock_attempts=env.integer("MIGRATION_LOCK_ATTEMPTS", 5, 1, 100),
+            tag_delete_batch=env.integer("TAG_DELETE_BATCH", 10_000, 1, 1_000_000),
+            tag_sweep_interval_s=env.number("TAG_SWEEP_INTERVAL_S", 30.0, 0.0, 86_400.0),
             migration_grant_role=migration_grant_role_from_env(env.environ),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 65536, 1024, 100 * 1024 * 1024),
             trusted_proxies=env.integer("TRUSTED_PROXIES", 0, 0, 10),

@@ -213,3 +213,20 @@ def callers(bearer: Callable[..., dict[str, str]]) -> dict[str, dict[str, str]]:
         "bob": bearer(subject="bob"),
         "admin": bearer(subject="root", scope=ADMIN_SCOPES),
     }
+
+
+# Items whose `tag_names` differ from the names of their links, sorted (issue 26).
+_TAG_NAMES_MISMATCHED = """
+SELECT i.id, i.tag_names, coalesce(array_agg(t.name ORDER BY t.name)
+                                   FILTER (WHERE t.id IS NOT NULL), '{}')
+FROM items AS i LEFT JOIN item_tags AS it ON it.item_id = i.id
+LEFT JOIN tags AS t ON t.id = it.tag_id
+GROUP BY i.id
+HAVING i.tag_names <> coalesce(array_agg(t.name ORDER BY t.name)
+                               FILTER (WHERE t.id IS NOT NULL), '{}')
+"""
+
+
+def tag_names_mismatched(conn: psycopg.Connection[Any]) -> list[Any]:
+    """(id, tag_names, the names of its links) of each item where the two differ."""
+    return conn.execute(_TAG_NAMES_MISMATCHED).fetchall()

@@ -9,10 +9,12 @@ function setup(thread)
    thread:set("thread_id", thread_count)
 end
 
--- Arguments after `--` on the wrk command line: a run nonce and the seeded id range.
+-- Arguments after `--` on the wrk command line: a run nonce, and the seeded items and
+-- tags (bench/dataset.py).
 function init(args)
    run_nonce = args[1] or "run"
    max_id = tonumber(args[2] or "100000")
+   tag_count = tonumber(args[3] or "1000")
    local seed = 0
    for i = 1, #run_nonce do
       seed = (seed * 31 + string.byte(run_nonce, i)) % 2147483647
@@ -40,6 +42,23 @@ end
 function get_item_request()
    local caller = next_caller()
    return wrk.format("GET", "/api/v1/items/" .. random_id(caller), caller.get)
+end
+
+-- A new item with five distinct tags of its caller's.
+function post_item_tags_request()
+   local caller = next_caller()
+   local names, seen = {}, {}
+   while #names < 5 do
+      local name = random_tag_name(caller)
+      if not seen[name] then
+         seen[name] = true
+         names[#names + 1] = '"' .. name .. '"'
+      end
+   end
+   local body = string.format(
+      '{"name":"%s","description":"created by the load benchmark","tags":[%s]}',
+      unique_name(), table.concat(names, ","))
+   return wrk.format("POST", "/api/v1/items", caller.json, body)
 end
 
 function done(summary, latency, requests)

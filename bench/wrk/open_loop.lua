@@ -4,7 +4,7 @@
 -- due at start + k * interval; its latency is measured from that due time, not from when
 -- it was sent, so a stalled server is charged for every request it held up (the
 -- "coordinated omission" a plain closed-loop client hides). This is wrk2's method; wrk2
--- itself is not packaged by Debian. Arguments: nonce, max id, total rate (req/s).
+-- itself is not packaged by Debian. Arguments: nonce, seeded items, total rate (req/s).
 
 local ffi = require("ffi")
 ffi.cdef [[

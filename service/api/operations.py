@@ -27,6 +27,7 @@ class Operation:
     query: type[BaseModel] | None = None
     errors: Mapping[int, str] = field(default_factory=dict)  # status -> when it happens
     unowned: str | None = None  # why its rows are every caller's (no owner), if they are
+    also: Mapping[int, str] = field(default_factory=dict)  # other successes (no body): when
 
 
 class ApiBlueprint(Blueprint):
@@ -50,6 +51,7 @@ class ApiBlueprint(Blueprint):
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         errors: Mapping[int, str] | None = None,
+        also: Mapping[int, str] | None = None,
     ) -> Callable[[View], View]:
         def register(view: View) -> View:
             first, *rest = view.__name__.split("_")
@@ -63,6 +65,7 @@ class ApiBlueprint(Blueprint):
                 query=query,
                 errors=errors or {},
                 unowned=self.unowned,
+                also=also or {},
             )
             setattr(view, _DECLARED, declared)
             self.add_url_rule(rule, view_func=view, methods=[method])

@@ -179,7 +179,8 @@ def _operation(path: str, variables: list[str], operation: Operation) -> dict[st
     errors.append(COMMON_ERRORS)
     if operation.method in WRITE_METHODS:
         errors.append(WRITE_ERRORS)
-    result["responses"] = {str(operation.status): success} | _error_responses(*errors)
+    others = {str(status): {"description": when} for status, when in operation.also.items()}
+    result["responses"] = {str(operation.status): success} | others | _error_responses(*errors)
     return result
 
 

@@ -213,6 +213,7 @@ def post_worker_init(worker: Any) -> None:
         get_db(worker.wsgi).warm_up()
     except Exception:  # logged; the worker serves, and connects on its first request
         worker.log.exception("could not open a database connection ahead of requests")
+    get_db(worker.wsgi).tag_sweeper.start()  # deleted tags' links, in the background
     # With tracing on, the worker's own exporter (thread, connection), started after the
     # warm-up so that its connection setup statements make no spans outside any request.
     if worker.wsgi.extensions["settings"].tracing.enabled:

@@ -43,6 +43,7 @@ from service.store.breaker import READS, WRITES, Breaker
 from service.store.deadline import Watch, Watchdog, abort_grace, wait_budget, weakly
 from service.store.kept_connection import KeptConnection, ThreadState
 from service.store.stale import nothing_written, stale
+from service.store.tag_sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ class Database:
         self._bound: psycopg.Cursor[Any] | None = None
         self.on_engine_created: list[Callable[[Engine], None]] = []
         self._creating = threading.Lock()
+        # Started by the server (gunicorn's post_worker_init, `dev`), not by create_app:
+        # tests and tools that build an app run no thread behind their back.
+        self.tag_sweeper = Sweeper(settings)
 
     @property
     def engine(self) -> Engine:

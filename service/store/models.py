@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, MetaData, String, func
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from service.store.owners import OWNER_MAX
@@ -59,6 +70,12 @@ class Item(Owned, Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), sort_order=1
     )
+    # Its tags' names, sorted, written with its links in the same statement or transaction
+    # (service/store/items.py, tags.py): a page reads them from the row instead of a
+    # subquery over the links (docs/performance.md, issue 26).
+    tag_names: Mapped[list[str]] = mapped_column(
+        ARRAY(String(TAG_NAME_MAX)), server_default=text("'{}'"), sort_order=2
+    )
 
 
 class Tag(Owned, Base):
@@ -68,9 +85,15 @@ class Tag(Owned, Base):
         # Unique per owner; also finds a caller's tags by name (`?tag=`, an item's tags).
         Index("uq_tags_owner_name", "owner", "name", unique=True),
         Index("ix_tags_name", "name"),  # an admin's `?tag=`: the tags of that name of everyone
+        # The sweeper's next deleted tag (service/store/tag_sweeper.py): usually empty.
+        Index("ix_tags_deleted_at", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
     )
 
     name: Mapped[str] = mapped_column(String(TAG_NAME_MAX))
+    # Set by DELETE when its links are too many for one request: from then on it is gone to
+    # the API, and service/store/tag_sweeper.py removes its links and name in batches,
+    # then the row (docs/architecture.md: deleting a tag).
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), sort_order=2)
 
 
 class ItemTag(Base):

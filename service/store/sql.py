@@ -35,6 +35,7 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.sql import visitors
@@ -46,7 +47,17 @@ from service.store.owners import Reach, Scope
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 Row = TypeVar("Row", bound=Mapping[str, Any], default=dict[str, Any])
-OwnerFilter = Callable[[FromClause], ColumnElement[bool]]
+
+
+class OwnerFilter:
+    """`owned(table)` in a statement's build: the owner filter of the Reach it is compiled
+    for (ScopedSQL compiles each statement once per Reach)."""
+
+    def __init__(self, reach: Reach) -> None:
+        self.reach = reach
+
+    def __call__(self, table: FromClause) -> ColumnElement[bool]:
+        return reached(table, self.reach)
 
 
 class UnscopedStatementError(TypeError):
@@ -79,6 +90,29 @@ def compile_with_values(
     return str(compiled), compiled.params
 
 
+def after_in_key_order(
+    table: FromClause, key: ColumnElement[Any], owned: OwnerFilter
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
+    """A page's rows (those after `after_id`, in key order) and its ORDER BY, for a
+    table with an index on (owner, id).
+
+    One owner's page is `(owner, id) > (:owner, :after_id) AND owner <= :owner`, the rows
+    of `owner = :owner AND id > :after_id`, in (owner, id) order: so its only good plan
+    walks (owner, id) from the page's first row. With the equality, PostgreSQL may instead
+    read the primary key in id order and keep the owner's rows; a prepared statement's
+    generic plan (a page's LIMIT is in its text, PagedSQL) prices an owner at 1/(owners)
+    of the table, whoever asks, and with few owners chooses that: a small owner's page
+    beside a big one would scan the big one's rows (tests/service/test_owner_indexes.py).
+    The price: PostgreSQL plans this form per execution (its generic plan prices above a
+    custom one), about 40 us of database CPU per page at 100k items (docs/performance.md).
+    Other reaches read every owner's rows, or a list of them: `id > :after_id`."""
+    if owned.reach is Reach.OWNER:
+        owner = table.c.owner
+        after = tuple_(owner, key) > tuple_(bindparam("owner"), bindparam("after_id"))
+        return [after, owner <= bindparam("owner")], [owner, key]
+    return [key > bindparam("after_id"), owned(table)], [key]
+
+
 def reached(table: FromClause, reach: Reach) -> ColumnElement[bool]:
     """The rows of `table` that a scope of this `reach` may touch."""
     if "owner" not in table.c:
@@ -104,7 +138,7 @@ class ScopedSQL:
     ) -> None:
         variants = []
         for reach in Reach:
-            statement = build(partial(reached, reach=reach))
+            statement = build(OwnerFilter(reach))
             if reach is Reach.OWNER:  # the others filter less, or not at all, on purpose
                 refuse_unscoped(statement, unscoped or {})
             variants.append(str(statement.compile(dialect=_DIALECT)))
@@ -112,6 +146,35 @@ class ScopedSQL:
 
     def __getitem__(self, scope: Scope) -> str:
         return self._variants[scope.reach]
+
+
+class PagedSQL:
+    """A page statement with its LIMIT written into the SQL text, not bound: compiled once
+    per (limit, Reach), on first use (limits are 1..PAGE_SIZE_MAX, so a worker holds at
+    most a few hundred). `build(reached, limit)` makes it, `limit` being the literal.
+
+    Why: with the limit a parameter, PostgreSQL's generic plan of a prepared statement
+    assumes it returns 10% of the table, so it never wins over a custom plan and every
+    execution is planned again (pg_prepared_statements: 0 generic, 1,778 custom plans).
+    With the limit in the text the generic plan wins after five runs: 60-100 us less
+    database CPU per page (docs/performance.md, issue 26)."""
+
+    def __init__(
+        self,
+        build: Callable[[OwnerFilter, ColumnElement[Any]], ClauseElement],
+        *,
+        unscoped: Mapping[str, str] | None = None,
+    ) -> None:
+        self._build, self._unscoped = build, unscoped
+        self._by_limit: dict[int, ScopedSQL] = {}
+        self.sql(Scope("owner", Reach.OWNER, {}), 1)  # refuses an unscoped statement now
+
+    def sql(self, scope: Scope, limit: int) -> str:
+        if (variants := self._by_limit.get(limit)) is None:
+            literal: ColumnElement[Any] = literal_column(str(int(limit)))
+            variants = ScopedSQL(lambda owned: self._build(owned, literal), unscoped=self._unscoped)
+            self._by_limit[limit] = variants  # a race compiles it twice: same text
+        return variants[scope]
 
 
 def refuse_unscoped(statement: ClauseElement, unscoped: Mapping[str, str]) -> None:
@@ -211,13 +274,16 @@ class Resource(Generic[Row]):
         parent: Resource[Any] | None = None,
         unowned: str | None = None,
         unscoped: Mapping[str, str] | None = None,
+        live: ColumnElement[bool] | None = None,
     ) -> None:
         """`table`: the table or its model; `shape`: what its statements select (all its
         columns if not given); `creates`: the columns a create sets (the owner comes
         from the scope, a child's parent id from its path); `returning`: what the INSERT
         returns, in the shape's order, if not the shape's columns; `unowned`: why a
         table without an owner column may be reached by every caller (it must say so);
-        `unscoped`: owned tables the shape reads without filter, and why (compile_sql)."""
+        `unscoped`: owned tables the shape reads without filter, and why (compile_sql);
+        `live`: which rows exist for the API (no statement here finds the others, e.g.
+        tags being deleted)."""
         if not isinstance(table, Table):
             table = cast(Table, table.__table__)  # a model class
         if ("owner" in table.c) == bool(unowned):
@@ -235,24 +301,31 @@ class Resource(Generic[Row]):
             self.parent_key = link.parent.name
             self._parent_link = link.constraint.name if link.constraint is not None else None
             filters.append(lambda: table.c[self.parent_key] == bindparam(self.parent_key))
+        alive = () if live is None else (live,)
 
         def scoped(build: Callable[[OwnerFilter], ClauseElement]) -> ScopedSQL:
             return ScopedSQL(build, unscoped=unscoped)
 
         self._create = scoped(partial(self._insert, creates, returning or columns))
         by_id = key == bindparam("id")
-        self._get = scoped(lambda owned: select(*columns).where(by_id, owned(table)))
-        self._exists = scoped(lambda owned: select(literal_column("1")).where(by_id, owned(table)))
-        self._page = scoped(
-            lambda owned: (
-                select(*columns)
-                .where(key > bindparam("after_id"), owned(table), *(f() for f in filters))
-                .order_by(key)
-                .limit(bindparam("limit"))
-            )
+        self._get = scoped(lambda owned: select(*columns).where(by_id, owned(table), *alive))
+        self._exists = scoped(
+            lambda owned: select(literal_column("1")).where(by_id, owned(table), *alive)
         )
+
+        def page(owned: OwnerFilter, limit: ColumnElement[Any]) -> ClauseElement:
+            if parent is None and not unowned:
+                after, order = after_in_key_order(table, key, owned)
+            else:  # a child's page is bounded by its parent's index (notes: item_id, id)
+                after, order = [key > bindparam("after_id"), owned(table)], [key]
+            query = select(*columns).where(*after, *alive, *(f() for f in filters))
+            return query.order_by(*order).limit(limit)
+
+        self._page = PagedSQL(page, unscoped=unscoped)
         self._delete = scoped(
-            lambda owned: delete(table).where(key == bindparam("id"), owned(table)).returning(key)
+            lambda owned: (
+                delete(table).where(key == bindparam("id"), owned(table), *alive).returning(key)
+            )
         )
 
     def _insert(
@@ -297,8 +370,8 @@ class Resource(Generic[Row]):
         """A page of the rows the scope reaches; `parent`: a child's, of that parent."""
         rows: list[Row] = []
         if (listed := scope.listing(bounds.owner)) is not None:
-            params = {**listed.params, "after_id": bounds.cursor, "limit": bounds.limit, **parent}
-            rows = self.shape.fetch_all(cursor, self._page[listed], params)
+            params = {**listed.params, "after_id": bounds.cursor, **parent}
+            rows = self.shape.fetch_all(cursor, self._page.sql(listed, bounds.limit), params)
         # A row found means its parent is reached (a child has its parent's owner); only
         # an empty page asks whether the parent is there at all.
         if not rows and self.parent is not None:

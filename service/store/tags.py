@@ -1,20 +1,46 @@
-"""Tag queries, and the tags of items: which exist, and replacing an item's set."""
+"""Tag queries, and the tags of items: which exist, replacing an item's set, and deleting
+a tag (at once, or marked and left to service/store/tag_sweeper.py when it is on more
+items than one request may touch)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from sqlalchemy import ARRAY, BigInteger, String, Table, any_, bindparam, delete, select
+from sqlalchemy import (
+    ARRAY,
+    CTE,
+    BigInteger,
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from service.store.models import ItemTag, Tag
-from service.store.sql import Resource, compile_sql
+from service.store.models import Item, ItemTag, Tag
+from service.store.owners import Scope
+from service.store.sql import Resource, ScopedSQL, Shape, compile_sql
 
 tags = cast(Table, Tag.__table__)
 item_tags = cast(Table, ItemTag.__table__)
+items = cast(Table, Item.__table__)
 
-TAGS = Resource(tags, creates=("name",))
+# A tag marked deleted is gone to every statement of the API (its name stays taken until
+# the sweeper has removed it from its items, then the row).
+TAGS = Resource(
+    tags,
+    Shape(*(column for column in tags.columns if column.key != "deleted_at")),
+    creates=("name",),
+    live=tags.c.deleted_at.is_(None),
+)
 
 
 class UnknownTagsError(LookupError):
@@ -25,19 +51,25 @@ class UnknownTagsError(LookupError):
         self.names = names
 
 
-# Replace an item's tags in one statement: link the named tags of the item's owner that
-# exist, unlink the others, return the names linked. An item carries only its owner's
-# tags: another owner's tag of the same name is an unknown name here. Run it in the
-# transaction that locked the item (items.update_item says why); ON CONFLICT keeps the
-# links it already has.
-_known = (
-    select(tags.c.id, tags.c.name)
-    .where(
-        tags.c.owner == bindparam("item_owner"),
-        tags.c.name == any_(bindparam("names", type_=ARRAY(String))),
+# Replace an item's tags in one statement: link the named live tags of the item's owner,
+# unlink the others, set the item's `tag_names` to theirs (sorted), return them. An item
+# carries only its owner's tags: another owner's tag of the same name is an unknown name
+# here. Run it in the transaction that locked the item (items.update_item says why); ON
+# CONFLICT keeps the links it already has.
+def known_tags(owner: str) -> CTE:
+    """The live tags of the owner in parameter `owner` named in parameter `names`."""
+    return (
+        select(tags.c.id, tags.c.name)
+        .where(
+            tags.c.owner == bindparam(owner),
+            tags.c.name == any_(bindparam("names", type_=ARRAY(String))),
+            tags.c.deleted_at.is_(None),
+        )
+        .cte("known")
     )
-    .cte("known")
-)
+
+
+_known = known_tags("item_owner")
 _unlinked = (
     delete(item_tags)
     .where(item_tags.c.item_id == bindparam("item_id"))
@@ -50,7 +82,22 @@ _linked = (
     .on_conflict_do_nothing()
     .cte("linked")
 )
-_REPLACE = compile_sql(select(_known.c.name).add_cte(_unlinked, _linked).order_by(_known.c.name))
+_named = (
+    update(items)
+    .where(items.c.id == bindparam("item_id"), items.c.owner == bindparam("item_owner"))
+    .values(
+        tag_names=select(
+            func.coalesce(
+                func.array_agg(aggregate_order_by(_known.c.name, _known.c.name)),
+                literal_column("'{}'::varchar[]"),
+            )
+        ).scalar_subquery()
+    )
+    .cte("named")
+)
+_REPLACE = compile_sql(
+    select(_known.c.name).add_cte(_unlinked, _linked, _named).order_by(_known.c.name)
+)
 
 
 def replace_item_tags(
@@ -65,3 +112,82 @@ def replace_item_tags(
     if len(linked) != len(wanted):
         raise UnknownTagsError(sorted(wanted - set(linked)))
     return linked
+
+
+# DELETE /tags/{id}, first step: mark the caller's live tag deleted (from now on no
+# statement of the API finds it), returning what the sweep needs.
+_MARK = ScopedSQL(
+    lambda owned: (
+        update(tags)
+        .where(tags.c.id == bindparam("id"), owned(tags), tags.c.deleted_at.is_(None))
+        .values(deleted_at=func.now())
+        .returning(tags.c.id, tags.c.name)
+    )
+)
+# How many links a tag has, up to `up_to` (batch + 1: enough to tell whether they fit one
+# batch, reading at most that many index entries).
+_LINKS_UP_TO = compile_sql(
+    select(func.count()).select_from(
+        select(literal_column("1"))
+        .where(item_tags.c.tag_id == bindparam("id"))
+        .limit(bindparam("up_to"))
+        .subquery()
+    )
+)
+# One batch of a deleted tag's sweep, one statement: up to `batch` of its links, in item
+# order (the (tag_id, item_id) index), deleted; its name taken off those items. Returns
+# how many it did: fewer than `batch` means none are left.
+_batch = (
+    select(item_tags.c.item_id)
+    .where(item_tags.c.tag_id == bindparam("id"))
+    .order_by(item_tags.c.item_id)
+    .limit(bindparam("batch"))
+    .cte("batch")
+)
+_swept = (
+    delete(item_tags)
+    .where(item_tags.c.tag_id == bindparam("id"), item_tags.c.item_id.in_(select(_batch)))
+    .returning(item_tags.c.item_id)
+    .cte("swept")
+)
+_renamed = (
+    update(items)
+    .where(items.c.id.in_(select(_swept.c.item_id)))
+    .values(tag_names=func.array_remove(items.c.tag_names, bindparam("name", type_=String)))
+    .cte("renamed")
+)
+_UNSCOPED_SWEEP = {"items": "the deleted tag's items: every one carrying it is the tag's owner's"}
+SWEEP_BATCH = compile_sql(
+    select(func.count()).select_from(_swept).add_cte(_renamed), unscoped=_UNSCOPED_SWEEP
+)
+# The last step: the row itself, once it has no links left.
+DROP_SWEPT = compile_sql(
+    delete(tags).where(tags.c.id == bindparam("id"), tags.c.deleted_at.is_not(None)),
+    unscoped={"tags": "a tag already marked deleted by its owner"},
+)
+
+
+@dataclass(frozen=True)
+class TagDeletion:
+    """What DELETE did: `done` (204), or marked it and left the rest to the sweeper (202)."""
+
+    done: bool
+
+
+def delete_tag(
+    cursor: psycopg.Cursor[Any], scope: Scope, tag_id: int, *, batch: int
+) -> TagDeletion | None:
+    """Delete the caller's tag `tag_id` (None: it has none), in one transaction: mark it,
+    then, if its links fit one batch of `batch`, take them and the row away too. Otherwise
+    the mark commits alone, and the sweeper does the rest in batches."""
+    with cursor.connection.transaction():
+        marked = cursor.execute(_MARK[scope], {**scope.params, "id": tag_id}).fetchone()
+        if marked is None:
+            return None
+        params = {"id": tag_id, "name": marked[1], "batch": batch, "up_to": batch + 1}
+        (links,) = cursor.execute(_LINKS_UP_TO, params).fetchone() or (0,)
+        if links > batch:
+            return TagDeletion(done=False)
+        cursor.execute(SWEEP_BATCH, params)
+        cursor.execute(DROP_SWEPT, params)
+    return TagDeletion(done=True)

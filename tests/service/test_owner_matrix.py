@@ -58,7 +58,9 @@ class Operation:
 
     @property
     def status(self) -> int:
-        return min(int(code) for code in self.spec["responses"] if code.startswith("2"))
+        # The declared success comes first (service/http/openapi.py); others after it
+        # (202: DELETE of a tag on more items than one batch, not these rows).
+        return next(int(code) for code in self.spec["responses"] if code.startswith("2"))
 
     @property
     def unowned(self) -> bool:

@@ -110,7 +110,7 @@ def test_a_request_and_its_statements_in_the_callers_trace(
     name = f"traced-{time.time_ns()}"
     with running_service(env) as service:
         assert call(service, "POST", "/api/v1/tags", {"name": tag})[0] == 201
-        # Two statements in one transaction: the INSERT, the tag links, then COMMIT.
+        # One statement (issue 26): the item, its tag names and its links, in autocommit.
         status, _, body = call(
             service, "POST", "/api/v1/items", {"name": name, "tags": [tag]},
             traceparent=SAMPLED_CALLER, X_Request_ID="traced-post",
@@ -123,6 +123,12 @@ def test_a_request_and_its_statements_in_the_callers_trace(
         missing = call(service, "GET", "/api/v1/items/999999999",
                        traceparent=f"00-{'2' * 32}-{CALLER_SPAN}-01")  # fmt: skip
         assert missing[0] == 404
+        # A PATCH of its tags is one transaction (the item's row locked, its links and tag
+        # names replaced), which ends with a COMMIT.
+        patched = call(service, "PATCH", f"/api/v1/items/{item_id}",
+                       {"description": "patched", "tags": [tag]},
+                       traceparent=f"00-{'6' * 32}-{CALLER_SPAN}-01")  # fmt: skip
+        assert patched[0] == 200, patched
         # A conflict logs a record (INFO, the constraint's name) inside the request.
         conflict = call(service, "POST", "/api/v1/items", {"name": name},
                         traceparent=f"00-{'3' * 32}-{CALLER_SPAN}-01",
@@ -131,6 +137,7 @@ def test_a_request_and_its_statements_in_the_callers_trace(
         post = server_span(receiver, CALLER_TRACE, "POST /api/v1/items")
         get = server_span(receiver, "1" * 32, "GET /api/v1/items/<item_id>")
         not_found = server_span(receiver, "2" * 32, "GET /api/v1/items/<item_id>")
+        patch = server_span(receiver, "6" * 32, "PATCH /api/v1/items/<item_id>")
         post_line = access_line(service, "traced-post")
         conflict_span = server_span(receiver, "3" * 32, "POST /api/v1/items")
         exposition = scrape(service, openmetrics=True)
@@ -153,17 +160,25 @@ def test_a_request_and_its_statements_in_the_callers_trace(
     assert post.resource["deployment.environment.name"] == "test"
     assert post.resource["team"] == "platform"
 
-    # Under it, in order: the token check, the checkout, each statement, the COMMIT.
-    steps = children(receiver, post, 5)
+    # Under it, in order: the token check, the checkout, and its one statement, which
+    # commits inside its own span (autocommit: no COMMIT is sent).
+    steps = children(receiver, post, 3)
     assert [s.name for s in steps[:2]] == ["token check", "connection checkout"]
     statements = [s for s in steps if s.kind == "CLIENT"]
-    assert [s.attributes.get("db.operation.name", s.name) for s in statements][-1] == "COMMIT"
-    for statement in statements:
+    assert len(statements) == 1, [s.name for s in statements]
+    assert "INSERT INTO items" in statements[0].attributes["db.query.text"]
+    assert "%(name)s" in statements[0].attributes["db.query.text"]
+    # A transaction's spans: the token check, the checkout, each statement, the COMMIT.
+    steps = children(receiver, patch, 5)
+    assert [s.name for s in steps[:2]] == ["token check", "connection checkout"]
+    in_transaction = [s for s in steps if s.kind == "CLIENT"]
+    operations = [s.attributes.get("db.operation.name", s.name) for s in in_transaction]
+    assert len(operations) >= 3 and operations[-1] == "COMMIT", operations
+    assert "UPDATE items" in in_transaction[0].attributes["db.query.text"]
+    for statement in statements + in_transaction:
         assert statement.attributes["db.system.name"] == "postgresql"
         text = statement.attributes["db.query.text"]
         assert name not in text and tag not in text, text  # parameters, never values
-    inserts = [s for s in statements if s.name == "INSERT"]
-    assert inserts and "%(name)s" in inserts[0].attributes["db.query.text"]
     (select,) = (s for s in children(receiver, get, 3) if s.kind == "CLIENT")
     assert "WHERE items.id = %(id)s" in select.attributes["db.query.text"]  # not the id
     # Probes are not traced, nor are their statements.

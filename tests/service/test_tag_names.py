@@ -1,0 +1,210 @@
+"""`items.tag_names` (issue 26): after every write path it holds exactly the names of the
+item's links, sorted; deleting a tag on more items than one batch answers 202 and leaves
+the rest to the sweeper, which one process runs at a time and which resumes where a
+killed one stopped."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service import create_app
+from service.config import Settings
+from service.store.database import get_db
+from service.store.tag_sweeper import SWEEP_LOCK_KEY, sweep
+from tests.conftest import assert_error, create_row, tag_names_mismatched
+
+ITEMS, TAGS = "/api/v1/items", "/api/v1/tags"
+mismatched = tag_names_mismatched
+
+
+def links_of(conn: psycopg.Connection[Any], tag_id: int) -> int:
+    (count,) = conn.execute(
+        "SELECT count(*) FROM item_tags WHERE tag_id = %s", (tag_id,)
+    ).fetchone() or (0,)
+    return int(count)
+
+
+@pytest.fixture
+def small_batches(settings: Settings, connection: psycopg.Connection[Any]) -> FlaskClient:
+    """An app whose DELETE finishes a tag only if it has at most 3 links."""
+    app = create_app(replace(settings, tag_delete_batch=3))
+    get_db(app).bind_to(connection)
+    return app.test_client()
+
+
+def test_every_write_path_keeps_tag_names_equal_to_the_links(
+    client: FlaskClient, connection: psycopg.Connection[Any]
+) -> None:
+    for name in ("red", "green", "blue"):
+        create_row(client, TAGS, name=name)
+    plain = create_row(client, ITEMS, name="plain")
+    tagged = create_row(client, ITEMS, name="tagged", tags=["red", "blue", "red"])
+    assert tagged["tags"] == ["blue", "red"] and plain["tags"] == []
+    assert mismatched(connection) == []
+    patched = client.patch(f"{ITEMS}/{tagged['id']}", json={"tags": ["green"]}).json
+    assert patched["tags"] == ["green"] and mismatched(connection) == []
+    renamed = client.patch(f"{ITEMS}/{tagged['id']}", json={"name": "renamed"}).json
+    assert renamed["tags"] == ["green"] and mismatched(connection) == []
+    client.patch(f"{ITEMS}/{plain['id']}", json={"tags": ["green", "red"]})
+    assert client.get(f"{ITEMS}/{plain['id']}").json["tags"] == ["green", "red"]
+    green = client.get(f"{TAGS}?limit=100").json["tags"]
+    green_id = next(t["id"] for t in green if t["name"] == "green")
+    assert client.delete(f"{TAGS}/{green_id}").status_code == 204  # two links: one batch
+    assert client.get(f"{ITEMS}/{plain['id']}").json["tags"] == ["red"]
+    assert client.get(f"{ITEMS}/{tagged['id']}").json["tags"] == []
+    assert mismatched(connection) == []
+    # A refused write (an unknown tag) writes nothing: neither item nor names.
+    assert_error(
+        client.post(ITEMS, json={"name": "x", "tags": ["red", "nope"]}), 422, "validation_error"
+    )
+    assert_error(
+        client.patch(f"{ITEMS}/{plain['id']}", json={"tags": ["nope"]}), 422, "validation_error"
+    )
+    assert client.get(f"{ITEMS}/{plain['id']}").json["tags"] == ["red"]
+    assert mismatched(connection) == []
+
+
+def test_a_tag_on_more_items_than_a_batch_is_gone_at_once_and_swept_after(
+    small_batches: FlaskClient, connection: psycopg.Connection[Any]
+) -> None:
+    client = small_batches
+    big = create_row(client, TAGS, name="big")
+    create_row(client, TAGS, name="kept")
+    ids = [create_row(client, ITEMS, name=f"i{n}", tags=["big", "kept"])["id"] for n in range(10)]
+    response = client.delete(f"{TAGS}/{big['id']}")
+    # Answered without touching its 10 links (3 per batch): the request's work is bounded.
+    assert response.status_code == 202 and response.data == b""
+    assert links_of(connection, big["id"]) == 10
+    assert client.get(f"{TAGS}/{big['id']}").status_code == 404
+    assert client.delete(f"{TAGS}/{big['id']}").status_code == 404
+    assert "big" not in {t["name"] for t in client.get(f"{TAGS}?limit=100").json["tags"]}
+    assert client.get(f"{ITEMS}?tag=big").json == {"items": [], "next_cursor": None}
+    refused = client.post(ITEMS, json={"name": "late", "tags": ["big"]})
+    assert_error(refused, 422, "validation_error")
+    assert client.post(TAGS, json={"name": "big"}).status_code == 409  # taken until swept
+    assert mismatched(connection) == []
+
+    assert sweep(connection, batch=3) == 1
+    assert links_of(connection, big["id"]) == 0
+    for item_id in ids:
+        assert client.get(f"{ITEMS}/{item_id}").json["tags"] == ["kept"]
+    assert mismatched(connection) == []
+    assert connection.execute(
+        "SELECT count(*) FROM tags WHERE id = %s", (big["id"],)
+    ).fetchone() == (0,)
+    assert client.post(TAGS, json={"name": "big"}).status_code == 201
+
+
+def test_one_sweeper_at_a_time(small_batches: FlaskClient, database_url: str) -> None:
+    client = small_batches
+    create_row(client, TAGS, name="wide")
+    with psycopg.connect(database_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
+        try:
+            with psycopg.connect(database_url, autocommit=True) as mine:
+                assert sweep(mine, batch=3) is None  # the other holds the lock
+        finally:
+            other.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+
+
+@pytest.fixture
+def committed(
+    make_app: Callable[..., Flask], database_url: str
+) -> Iterator[tuple[FlaskClient, str]]:
+    """A committing app whose DELETE leaves any tag of more than 3 links to the sweeper, and
+    a run prefix; its items and tags are deleted after."""
+    app = make_app(tag_delete_batch=3, db_pool_size=3, db_max_overflow=4)
+    run = secrets.token_hex(4)
+    yield app.test_client(), run
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM items WHERE name LIKE %s", (f"{run}-%",))
+        conn.execute("DELETE FROM tags WHERE name LIKE %s", (f"{run}-%",))
+
+
+def _tag_on_items(client: FlaskClient, database_url: str, run: str, items: int) -> int:
+    """A tag of the caller's (anonymous, auth off) on `items` new items, seeded in SQL."""
+    tag = create_row(client, TAGS, name=f"{run}-wide")
+    other = create_row(client, TAGS, name=f"{run}-other")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            """WITH new AS (
+                 INSERT INTO items (owner, name, tag_names)
+                 SELECT 'anonymous', %(run)s || '-item-' || n, ARRAY[%(other)s, %(wide)s]
+                 FROM generate_series(1, %(items)s) AS n RETURNING id)
+               INSERT INTO item_tags (item_id, tag_id)
+               SELECT id, t FROM new, unnest(ARRAY[%(wide_id)s, %(other_id)s]::bigint[]) AS t""",
+            {"run": run, "items": items, "wide": tag["name"], "other": other["name"],
+             "wide_id": tag["id"], "other_id": other["id"]},
+        )  # fmt: skip
+        assert mismatched(conn) == []
+    return int(tag["id"])
+
+
+def test_patches_during_a_sweep_leave_names_equal_to_links(
+    committed: tuple[FlaskClient, str], database_url: str
+) -> None:
+    client, run = committed
+    tag_id = _tag_on_items(client, database_url, run, 60)
+    create_row(client, TAGS, name=f"{run}-new")
+    assert client.delete(f"{TAGS}/{tag_id}").status_code == 202
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        ids = [
+            i
+            for (i,) in conn.execute(
+                "SELECT id FROM items WHERE name LIKE %s ORDER BY id", (f"{run}-item-%",)
+            )
+        ]
+        done: list[int | None] = []
+        sweeper = threading.Thread(target=lambda: done.append(sweep(conn, batch=1)))
+        sweeper.start()
+        for item_id in ids[::-1]:  # from the end, to meet the sweep (in id order) midway
+            names = [f"{run}-new", f"{run}-other"]
+            assert client.patch(f"{ITEMS}/{item_id}", json={"tags": names}).status_code == 200
+        sweeper.join(timeout=60)
+        assert done and done[0] is not None and done[0] >= 1
+        assert links_of(conn, tag_id) == 0
+        assert mismatched(conn) == []
+
+
+def test_a_killed_sweeper_is_resumed_by_the_next(
+    committed: tuple[FlaskClient, str], database_url: str
+) -> None:
+    client, run = committed
+    tag_id = _tag_on_items(client, database_url, run, 3000)
+    assert client.delete(f"{TAGS}/{tag_id}").status_code == 202
+    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "dev", "TAG_DELETE_BATCH": "1"}
+    sweeper = subprocess.Popen(  # one link per transaction: slow enough to be caught midway
+        [sys.executable, "-m", "service", "sweep-tags"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        try:
+            deadline = time.monotonic() + 60
+            while links_of(conn, tag_id) > 2500 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            sweeper.send_signal(signal.SIGKILL)
+            sweeper.wait(timeout=30)
+        left = links_of(conn, tag_id)
+        assert 0 < left < 3000, "the sweeper was not caught midway"
+        assert mismatched(conn) == []  # each batch committed whole, names and links
+        env["TAG_DELETE_BATCH"] = "10000"
+        again = subprocess.run([sys.executable, "-m", "service", "sweep-tags"], env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert links_of(conn, tag_id) == 0 and mismatched(conn) == []
+        assert conn.execute("SELECT count(*) FROM tags WHERE id = %s", (tag_id,)).fetchone() == (0,)
