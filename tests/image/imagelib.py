@@ -75,6 +75,19 @@ class Container:
         result = run([self.docker, "logs", self.id])
         return result.stdout + result.stderr
 
+    def logs_with_access_line(self, request_id: str, timeout: float = 10) -> str:
+        """The logs once the access line of `request_id` is in (or, after `timeout`, as
+        they are): gunicorn writes it after the client has its response."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.logs()
+            lines = logs.splitlines()
+            if any(request_id in line and "gunicorn.access" in line for line in lines):
+                return logs
+            if time.monotonic() >= deadline:
+                return logs
+            time.sleep(0.1)
+
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = inspect(self.docker, self.id, "container")["State"]
         return state

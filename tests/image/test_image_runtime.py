@@ -88,7 +88,7 @@ def test_gunicorn_is_pid_1_as_the_app_user(docker: str, server: Container) -> No
 
 def test_logs_are_json_with_no_errors(server: Container) -> None:
     requests.get(f"{server.url}/api/v1/items", headers={"X-Request-ID": "image-test-1"}, timeout=5)
-    records = json_lines(server.logs())
+    records = json_lines(server.logs_with_access_line("image-test-1"))
     assert records, "the server wrote no logs"
     for record in records:
         assert {"time", "level", "message"} <= record.keys(), record
