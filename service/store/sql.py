@@ -91,10 +91,11 @@ def compile_with_values(
 
 
 def after_in_key_order(
-    table: FromClause, key: ColumnElement[Any], owned: OwnerFilter
+    table: FromClause, key: ColumnElement[Any], owned: OwnerFilter, *, owner_index: bool
 ) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
-    """A page's rows (those after `after_id`, in key order) and its ORDER BY, for a
-    table with an index on (owner, id).
+    """A page's rows (those after `after_id`, in key order) and its ORDER BY; `owner_index`:
+    the table has an index on (owner, id) (a child's page is bounded by its parent's
+    instead: notes by (item_id, id)).
 
     One owner's page is `(owner, id) > (:owner, :after_id) AND owner <= :owner`, the rows
     of `owner = :owner AND id > :after_id`, in (owner, id) order: so its only good plan
@@ -106,7 +107,7 @@ def after_in_key_order(
     The price: PostgreSQL plans this form per execution (its generic plan prices above a
     custom one), about 40 us of database CPU per page at 100k items (docs/performance.md).
     Other reaches read every owner's rows, or a list of them: `id > :after_id`."""
-    if owned.reach is Reach.OWNER:
+    if owner_index and owned.reach is Reach.OWNER:
         owner = table.c.owner
         after = tuple_(owner, key) > tuple_(bindparam("owner"), bindparam("after_id"))
         return [after, owner <= bindparam("owner")], [owner, key]
@@ -314,10 +315,8 @@ class Resource(Generic[Row]):
         )
 
         def page(owned: OwnerFilter, limit: ColumnElement[Any]) -> ClauseElement:
-            if parent is None and not unowned:
-                after, order = after_in_key_order(table, key, owned)
-            else:  # a child's page is bounded by its parent's index (notes: item_id, id)
-                after, order = [key > bindparam("after_id"), owned(table)], [key]
+            owner_index = parent is None and not unowned
+            after, order = after_in_key_order(table, key, owned, owner_index=owner_index)
             query = select(*columns).where(*after, *alive, *(f() for f in filters))
             return query.order_by(*order).limit(limit)
 
