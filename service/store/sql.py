@@ -104,14 +104,23 @@ def after_in_key_order(
     generic plan (a page's LIMIT is in its text, PagedSQL) prices an owner at 1/(owners)
     of the table, whoever asks, and with few owners chooses that: a small owner's page
     beside a big one would scan the big one's rows (tests/service/test_owner_indexes.py).
-    The price: PostgreSQL plans this form per execution (its generic plan prices above a
-    custom one), about 40 us of database CPU per page at 100k items (docs/performance.md).
+
+    The values are read by sub-selects (`(SELECT :owner)`) that the planner does not look
+    into: every plan of the page is the one plan that suits every owner, so PostgreSQL
+    keeps the prepared statement's generic plan instead of planning each execution (it
+    prices a custom plan, which knows the owner, below the generic one): 40 us less
+    database CPU a page at 100k items (docs/performance.md).
     Other reaches read every owner's rows, or a list of them: `id > :after_id`."""
     if owner_index and owned.reach is Reach.OWNER:
         owner = table.c.owner
-        after = tuple_(owner, key) > tuple_(bindparam("owner"), bindparam("after_id"))
-        return [after, owner <= bindparam("owner")], [owner, key]
+        caller, after_id = _unplanned("owner", owner.type), _unplanned("after_id", key.type)
+        return [tuple_(owner, key) > tuple_(caller, after_id), owner <= caller], [owner, key]
     return [key > bindparam("after_id"), owned(table)], [key]
+
+
+def _unplanned(name: str, type_: Any) -> ColumnElement[Any]:
+    """`(SELECT :name)`: the value at execution, never a planner's estimate."""
+    return select(bindparam(name, type_=type_)).scalar_subquery()
 
 
 def reached(table: FromClause, reach: Reach) -> ColumnElement[bool]:
