@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     Table,
+    any_,
     bindparam,
     func,
     insert,
@@ -93,8 +94,10 @@ def _page_with_tag(owned: OwnerFilter, limit: ColumnElement[Any]) -> Any:
     """?tag=: the live tags of that name the caller reaches (its own: one, by the owner's
     unique index; an admin's: every owner's), for each the next page of item ids from its
     links in item order (an index-only scan of (tag_id, item_id)), the first `limit` of
-    those, then those items by primary key. Joining items to the links directly let the
-    planner merge-join from the first item: 30 ms instead of 0.3."""
+    those, then those items by their ids. Joining items to the links directly let the
+    planner merge-join from the first item: 30 ms instead of 0.3. The ids go to one index
+    scan as an array (`id = ANY(ARRAY(...))`): joined to them instead, each item was a
+    nested loop's lookup through a Memoize node, 35 us more database CPU a page."""
     named = (
         select(tags.c.id)
         .where(tags.c.name == bindparam("tag"), owned(tags), tags.c.deleted_at.is_(None))
@@ -113,12 +116,10 @@ def _page_with_tag(owned: OwnerFilter, limit: ColumnElement[Any]) -> Any:
         .select_from(named.join(links, true()))
         .order_by(links.c.item_id)
         .limit(limit)
-        .subquery("page")
     )
     return (
         select(*ITEM.columns)
-        .select_from(items.join(ids, ids.c.item_id == items.c.id))
-        .where(owned(items))
+        .where(items.c.id == any_(func.array(ids.scalar_subquery())), owned(items))
         .order_by(items.c.id)
     )
 
