@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Callable
 from types import GenericAlias
 from typing import Annotated, Any
@@ -36,14 +36,19 @@ def _storable(value: str) -> str:
     return value
 
 
+# Unicode category Cc (control characters) is exactly U+0000-U+001F and U+007F-U+009F:
+# one regular expression finds them (a test checks it against unicodedata), in C, where a
+# loop over the characters cost a `?tag=` page 6 us.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _single_line(value: str) -> str:
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     return value
 
 
 # The same rules as the validators above, stated in the OpenAPI document for clients.
-# (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.)
 SINGLE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 NO_NUL_PATTERN = "^[^\\u0000]*$"
 
