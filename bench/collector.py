@@ -1,6 +1,6 @@
 """A collector that is down or answers 2 s late: what it costs GET by id's p99 (issue 28).
 
-    python -m bench.collector [--rounds 3] [--seconds 8]
+    python -m bench.collector [--rounds 9] [--seconds 5]
 
 Part of `make bench` (bench/run.py), and runnable alone. GET by id runs open loop at a
 fixed rate against tracing off and against tracing at 1% (as a production ratio would)
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every variant")
-    parser.add_argument("--seconds", type=float, default=8, help="seconds of each open loop")
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of every variant")
+    parser.add_argument("--seconds", type=float, default=5, help="seconds of each open loop")
     args = parser.parse_args(argv)
     try:
         wrk_path()
