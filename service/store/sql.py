@@ -106,10 +106,10 @@ def after_in_key_order(
     beside a big one would scan the big one's rows (tests/service/test_owner_indexes.py).
 
     The values are read by sub-selects (`(SELECT :owner)`) that the planner does not look
-    into: every plan of the page is the one plan that suits every owner, so PostgreSQL
-    keeps the prepared statement's generic plan instead of planning each execution (it
-    prices a custom plan, which knows the owner, below the generic one): 40 us less
-    database CPU a page at 100k items (docs/performance.md).
+    into, so a custom plan knows no more than the generic one and PostgreSQL keeps the
+    prepared statement's generic plan: the one plan that suits every owner. With the values
+    in sight it priced a custom plan below the generic one and planned every execution,
+    40 us more database CPU a page at 100k items (docs/performance.md).
     Other reaches read every owner's rows, or a list of them: `id > :after_id`."""
     if owner_index and owned.reach is Reach.OWNER:
         owner = table.c.owner
