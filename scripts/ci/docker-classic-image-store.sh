@@ -10,28 +10,12 @@
 #   DOCKER_RESTART         command that restarts the engine (default: systemctl restart docker)
 set -euo pipefail
 
+root=$(cd "$(dirname "$0")/../.." && pwd)
 config=${DOCKER_DAEMON_CONFIG:-/etc/docker/daemon.json}
 restart=${DOCKER_RESTART:-systemctl restart docker}
 docker_cli=${DOCKER:-docker}
 
-python3 - "$config" <<'PY'
-import json
-import pathlib
-import sys
-
-path = pathlib.Path(sys.argv[1])
-text = path.read_text() if path.exists() else ""
-try:
-    config = json.loads(text) if text.strip() else {}
-except json.JSONDecodeError as exc:
-    sys.exit(f"docker-classic-image-store.sh: {path} is not valid JSON ({exc}); fix it first")
-if not isinstance(config, dict):
-    sys.exit(f"docker-classic-image-store.sh: {path} must hold a JSON object")
-config.setdefault("features", {})["containerd-snapshotter"] = False
-path.parent.mkdir(parents=True, exist_ok=True)
-path.write_text(json.dumps(config, indent=2) + "\n")
-print(f"docker-classic-image-store.sh: {path}: features.containerd-snapshotter = false")
-PY
+python3 "$root/tools/daemon_json.py" "$config" features.containerd-snapshotter false
 
 $restart
 for _ in $(seq 60); do

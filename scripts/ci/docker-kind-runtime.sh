@@ -37,26 +37,7 @@ fi
 # A copy outside the checkout: the daemon keeps the path after this clone is gone.
 install -D -m 0755 "$root/local/from-source/sandbox/sandbox-runc" "$installed"
 
-python3 - "$config" "$runtime" "$installed" <<'PY'
-import json
-import pathlib
-import sys
-
-path, runtime, binary = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-text = path.read_text() if path.exists() else ""
-try:
-    config = json.loads(text) if text.strip() else {}
-except json.JSONDecodeError as exc:
-    sys.exit(f"docker-kind-runtime.sh: {path} is not valid JSON ({exc}); fix it first")
-if not isinstance(config, dict):
-    sys.exit(f"docker-kind-runtime.sh: {path} must hold a JSON object")
-runtimes = config.setdefault("runtimes", {})
-if runtimes.get(runtime) != {"path": binary}:
-    runtimes[runtime] = {"path": binary}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n")
-    print(f"docker-kind-runtime.sh: {path}: runtimes.{runtime} = {binary}", file=sys.stderr)
-PY
+python3 "$root/tools/daemon_json.py" "$config" "runtimes.$runtime" "{\"path\": \"$installed\"}"
 
 pid_file=/var/run/docker.pid
 if [[ -s $pid_file ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
