@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -97,13 +97,11 @@ QUICK = Plan(warmup_s=2, run_s=2, rounds=2, rss_s=10, open_loop_s=5, collector_r
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     plan = QUICK if args.quick else FULL
-    plan = Plan(
-        warmup_s=plan.warmup_s,
+    plan = replace(
+        plan,
         run_s=args.duration or plan.run_s,
         rounds=args.rounds or plan.rounds,
         rss_s=args.rss_duration or plan.rss_s,
-        open_loop_s=plan.open_loop_s,
-        collector_rounds=plan.collector_rounds,
     )
     try:
         wrk_path()

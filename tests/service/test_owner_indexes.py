@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -64,22 +64,6 @@ def plan(connection: psycopg.Connection[Any], statement: str, params: dict[str, 
     if not generic:
         found = connection.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
         return found[0][0]["Plan"]  # type: ignore[index, no-any-return]
-    arguments = prepare(connection, "explained", statement)
-    connection.execute("SET plan_cache_mode = force_generic_plan")
-    try:
-        explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE explained({})")
-        found = connection.execute(explain.format(arguments(params))).fetchone()
-    finally:
-        connection.execute("RESET plan_cache_mode")
-        connection.execute("DEALLOCATE explained")
-    return found[0][0]["Plan"]  # type: ignore[index, no-any-return]
-
-
-def prepare(
-    connection: psycopg.Connection[Any], name: str, statement: str
-) -> Callable[[dict[str, Any]], sql.Composable]:
-    """PREPARE `statement` (psycopg's `%(name)s` placeholders) as `name`; what makes the
-    arguments of an EXECUTE of it from a statement's params."""
     names: list[str] = []
 
     def placeholder(match: re.Match[str]) -> str:
@@ -87,9 +71,17 @@ def prepare(
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    numbered = re.sub(r"%\((\w+)\)s", placeholder, statement)
-    connection.execute(f"PREPARE {name} AS {numbered}")
-    return lambda params: sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
+    prepared = re.sub(r"%\((\w+)\)s", placeholder, statement)
+    connection.execute(f"PREPARE explained AS {prepared}")
+    connection.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        args = sql.SQL(", ").join(sql.Literal(params[name]) for name in names)
+        explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE explained({})").format(args)
+        found = connection.execute(explain).fetchone()
+    finally:
+        connection.execute("RESET plan_cache_mode")
+        connection.execute("DEALLOCATE explained")
+    return found[0][0]["Plan"]  # type: ignore[index, no-any-return]
 
 
 def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
