@@ -92,6 +92,8 @@ def make_engine(
         event.listen(engine, "do_connect", reread_on_connect(settings))
     # After the URL is read (it may name its own connect_timeout): within the deadline.
     event.listen(engine, "do_connect", _connect_within(connect_within, settings.db_connect_timeout))
+    # Last: it makes the connection, with the arguments the listeners above settled.
+    event.listen(engine, "do_connect", connect_leaving_no_session_behind)
     return engine
 
 
@@ -103,6 +105,25 @@ def _connect_within(remaining: Callable[[], float], configured: int) -> Callable
             cparams["connect_timeout"] = max(1, min(current, math.floor(left)))
 
     return do_connect
+
+
+def connect_leaving_no_session_behind(
+    dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]
+) -> psycopg.Connection[Any]:
+    """The dialect's connect, but an attempt that times out leaves no session on the server.
+
+    psycopg (3.3) gives up on an attempt at its connect_timeout without closing it: the
+    libpq connection stays open, held through the traceback of the ConnectionTimeout it
+    raises, in a reference cycle that only the garbage collector frees. An attempt that
+    timed out after the server had authenticated it (a loaded server or host, a slow
+    network) leaves an idle backend there until then, holding one of max_connections: in a
+    worker, whose full collections are rare (runtime/gunicorn_conf.py), for minutes. The
+    traceback (psycopg's own frames) is dropped, so the attempt is freed, and closed, at once.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)  # type: ignore[no-any-return]
+    except psycopg.errors.ConnectionTimeout as timed_out:
+        raise timed_out.with_traceback(None)  # noqa: B904 - the same error, not a new one
 
 
 def _note_when_opened(_dbapi_connection: Any, record: Any) -> None:

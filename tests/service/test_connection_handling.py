@@ -5,11 +5,13 @@ transaction, and when the thread ends."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import secrets
 import socket
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -17,8 +19,10 @@ import psycopg.rows
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, make_url
+from sqlalchemy.exc import OperationalError
 
+from service.config import Settings, normalise_database_url
 from service.store import pool as pool_module
 from service.store.database import get_db
 from tools.localpg import free_port
@@ -166,6 +170,45 @@ def test_a_database_that_does_not_answer_does_not_hold_the_worker_back(make_app:
         assert app.test_client().get("/livez").status_code == 200
     opening.join(timeout=30)  # the listener is gone: the connect fails and is logged
     assert not opening.is_alive()
+
+
+def test_a_connection_attempt_that_times_out_leaves_no_session_on_the_server(
+    empty_database: str, settings: Settings
+) -> None:
+    """The server authenticates the attempt, then takes 3 s to start the session
+    (post_auth_delay, as on a loaded host); psycopg gives up at its 2 s minimum. The
+    attempt must be closed then, not when the garbage collector next runs (off here: in a
+    worker it runs rarely), or the session, once started, would stay on the server, idle."""
+    delayed = make_url(normalise_database_url(empty_database)).update_query_dict(
+        {"options": "-c post_auth_delay=3"}
+    )
+    engine = pool_module.make_engine(
+        replace(settings, database_url=delayed.render_as_string(hide_password=False),
+                db_connect_timeout=1),
+        pooled=False,
+    )  # fmt: skip
+    gc.disable()
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="connection timeout expired"):
+            engine.connect()
+        time.sleep(max(0.0, started + 3.5 - time.monotonic()))  # the session has started
+        while (left := other_sessions(empty_database)) and time.monotonic() < started + 6.5:
+            time.sleep(0.1)
+    finally:
+        gc.enable()
+        engine.dispose()
+    assert left == 0, "the timed-out attempt's session is still on the server"
+
+
+def other_sessions(database_url: str) -> int:
+    """Sessions on `database_url`'s database but this one."""
+    with psycopg.connect(database_url) as other:
+        row = other.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
 
 def test_acknowledged_writes_are_committed_on_the_pooled_path(
