@@ -18,10 +18,9 @@ from tests.e2e.harness.auth import E2EIssuer
 from tests.e2e.harness.cluster import E2ECluster
 from tests.e2e.harness.diagnostics import namespace_summary
 from tests.e2e.harness.helm import Helm
-from tests.e2e.harness.ingress_client import ingress_session
+from tests.e2e.harness.ingress_client import ingress_session, wait_until_served
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.live import BuiltImage, E2ETools, ingress_host, restricted_namespace
-from tests.e2e.harness.waiting import NotYet, wait_until
 from tools import localcluster
 
 pytestmark = pytest.mark.e2e
@@ -70,25 +69,9 @@ def protected(
         )  # fmt: skip
         session = ingress_session(host, ca_bundle=ca_cert)
         released = ProtectedRelease(host, session, issuer)
-        wait_until(
-            lambda: _answers(released),
-            what=f"https://{host}/openapi.json through the ingress",
-            timeout=90,
-            interval=1,
-            retry_on=(NotYet,),
-            diagnose=lambda: namespace_summary(kubectl),
-        )
+        wait_until_served(session, released.url("/openapi.json"), timeout=90,
+                          diagnose=lambda: namespace_summary(kubectl))  # fmt: skip
         yield released
-
-
-def _answers(released: ProtectedRelease) -> bool:
-    try:
-        response = released.session.get(released.url("/openapi.json"), timeout=5)
-    except requests.RequestException as exc:
-        raise NotYet(f"{type(exc).__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise NotYet(f"HTTP {response.status_code}")
-    return True
 
 
 def test_no_token_is_401_with_a_bearer_challenge(protected: ProtectedRelease) -> None:

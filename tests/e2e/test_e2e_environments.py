@@ -31,7 +31,7 @@ from tests.e2e.harness.auth import E2EIssuer
 from tests.e2e.harness.cluster import E2ECluster
 from tests.e2e.harness.diagnostics import namespace_summary
 from tests.e2e.harness.helm import Helm
-from tests.e2e.harness.ingress_client import ingress_session
+from tests.e2e.harness.ingress_client import ingress_session, wait_until_served
 from tests.e2e.harness.k8s_state import JobState, job_state, live_pods, pod_ready
 from tests.e2e.harness.kubectl import Kubectl
 from tests.e2e.harness.live import BuiltImage, E2ETools, restricted_namespace
@@ -147,25 +147,9 @@ def environment(
         )  # fmt: skip
         session = ingress_session(host, ca_bundle=ca_cert)
         environment = Environment(env, namespace, kubectl, session, host, issuer, base_digest)
-        wait_until(
-            lambda: _serves(environment),
-            what=f"https://{host}/openapi.json through the ingress",
-            timeout=120,
-            interval=1,
-            retry_on=(NotYet,),
-            diagnose=lambda: namespace_summary(kubectl),
-        )
+        wait_until_served(session, environment.url("/openapi.json"), timeout=120,
+                          diagnose=lambda: namespace_summary(kubectl))  # fmt: skip
         yield environment
-
-
-def _serves(env: Environment) -> bool:
-    try:
-        response = env.session.get(env.url("/openapi.json"), timeout=5)
-    except requests.RequestException as exc:
-        raise NotYet(f"{type(exc).__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise NotYet(f"HTTP {response.status_code}")
-    return True
 
 
 def test_the_environment_runs_the_image_of_this_run_by_digest_and_serves_over_tls(

@@ -39,7 +39,7 @@ from tests.e2e.harness.live import (
 from tests.e2e.harness.migration_images import copy_source
 from tests.e2e.harness.port_forward import PortForward
 from tests.e2e.harness.skaffold_dev import WATCHING, SkaffoldDev, rebuild_lines, sync_lines
-from tests.e2e.harness.waiting import NotYet, wait_until
+from tests.e2e.harness.waiting import NotYet, answered, wait_until
 from tools import localcluster
 
 pytestmark = pytest.mark.e2e
@@ -59,13 +59,7 @@ def the_server_pod(kubectl: Kubectl) -> dict[str, Any]:
 
 def livez(forward: PortForward) -> Any:
     forward.ensure_alive()
-    try:
-        response = requests.get(forward.url("/livez"), timeout=5)
-    except requests.RequestException as exc:
-        raise NotYet(f"{type(exc).__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise NotYet(f"HTTP {response.status_code}")
-    return response.json()
+    return answered(lambda: requests.get(forward.url("/livez"), timeout=5)).json()
 
 
 def test_skaffold_dev_serves_a_changed_handler_without_an_image_rebuild(

@@ -23,7 +23,7 @@ from tests.e2e.harness import release as rel
 from tests.e2e.harness.cluster import E2ECluster
 from tests.e2e.harness.diagnostics import namespace_summary
 from tests.e2e.harness.helm import Helm
-from tests.e2e.harness.ingress_client import ingress_session
+from tests.e2e.harness.ingress_client import ingress_session, wait_until_served
 from tests.e2e.harness.jobs import describe_end, wait_for_job_end
 from tests.e2e.harness.k8s_state import (
     JobState,
@@ -48,7 +48,7 @@ from tests.e2e.harness.migration_images import (
 )
 from tests.e2e.harness.port_forward import PortForward
 from tests.e2e.harness.request_loop import LoopReport, RequestLoop
-from tests.e2e.harness.waiting import NotYet, wait_until
+from tests.e2e.harness.waiting import wait_until
 from tools import localcluster
 
 pytestmark = pytest.mark.e2e
@@ -152,26 +152,8 @@ def installed(release_env: ReleaseEnv, base_image: BuiltImage) -> str:
 
 
 def wait_for_ingress(env: ReleaseEnv, path: str = "/readyz", timeout: float = 90) -> None:
-    """ingress-nginx picks up a new Ingress and its endpoints a few seconds after install."""
-    session = env.session()
-
-    def answers() -> bool:
-        try:
-            response = session.get(env.https(path), timeout=REQUEST_TIMEOUT_S)
-        except requests.RequestException as exc:
-            raise NotYet(f"{type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise NotYet(f"HTTP {response.status_code}: {response.text[:200]}")
-        return True
-
-    wait_until(
-        answers,
-        what=f"https://{env.host}{path} through the ingress",
-        timeout=timeout,
-        interval=1,
-        retry_on=(NotYet,),
-        diagnose=lambda: namespace_summary(env.kubectl),
-    )
+    wait_until_served(env.session(), env.https(path), timeout=timeout,
+                      diagnose=lambda: namespace_summary(env.kubectl))  # fmt: skip
 
 
 def create_item(session: requests.Session, url: str) -> dict[str, Any]:

@@ -9,12 +9,15 @@ and checks the hostname against the certificate, and HTTP sends it as the Host h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from tests.e2e.harness.waiting import NotYet, answered, wait_until
 
 
 class ResolveToAdapter(HTTPAdapter):
@@ -66,3 +69,18 @@ def ingress_session(
     session.mount(f"https://{hostname}", adapter)
     session.mount(f"http://{hostname}", adapter)
     return session
+
+
+def wait_until_served(
+    session: requests.Session, url: str, *, timeout: float, diagnose: Callable[[], str]
+) -> None:
+    """GET `url` until it answers 200: ingress-nginx serves a new Ingress and its endpoints
+    a few seconds after the release is installed."""
+    wait_until(
+        lambda: answered(lambda: session.get(url, timeout=5)),
+        what=f"{url} through the ingress",
+        timeout=timeout,
+        interval=1,
+        retry_on=(NotYet,),
+        diagnose=diagnose,
+    )

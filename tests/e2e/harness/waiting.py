@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import requests
+
 T = TypeVar("T")
 
 
@@ -64,3 +66,15 @@ def wait_until(
 
 class NotYet(Exception):  # noqa: N818 - reads as `raise NotYet("job still running")`
     """Raised by a check to say why it is not done; pass `retry_on=(NotYet,)`."""
+
+
+def answered(get: Callable[[], requests.Response]) -> requests.Response:
+    """`get()`'s response if it is a 200; otherwise NotYet saying what came instead: the
+    check for `wait_until` on an HTTP endpoint that is still coming up."""
+    try:
+        response = get()
+    except requests.RequestException as exc:
+        raise NotYet(f"{type(exc).__name__}: {exc}") from None
+    if response.status_code != 200:
+        raise NotYet(f"HTTP {response.status_code}: {response.text[:200]}")
+    return response

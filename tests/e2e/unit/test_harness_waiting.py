@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.e2e.harness.waiting import NotYet, WaitTimeoutError, wait_until
+import pytest
+import requests
+
+from tests.e2e.harness.waiting import NotYet, WaitTimeoutError, answered, wait_until
+from tools.localpg import free_port
 
 
 class FakeClock:
@@ -94,3 +100,40 @@ def test_zero_result_counts_as_done() -> None:
 def test_rejects_a_non_positive_timeout() -> None:
     with pytest.raises(ValueError, match="timeout must be positive"):
         wait_until(lambda: 1, what="x", timeout=0)
+
+
+@pytest.fixture
+def warming_up() -> Iterator[str]:
+    """A server that answers its first request 503 "warming up", then 200."""
+    statuses = iter([503])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status = next(statuses, 200)
+            body = b"warming up" if status != 200 else b'{"status": "ok"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}/livez"
+        server.shutdown()
+
+
+def test_answered_says_what_came_instead_of_a_200_then_gives_the_response(
+    warming_up: str,
+) -> None:
+    with pytest.raises(NotYet, match="HTTP 503: warming up"):
+        answered(lambda: requests.get(warming_up, timeout=5))
+    assert answered(lambda: requests.get(warming_up, timeout=5)).json() == {"status": "ok"}
+
+
+def test_answered_turns_a_refused_connection_into_not_yet() -> None:
+    nothing_there = f"http://127.0.0.1:{free_port()}/livez"
+    with pytest.raises(NotYet, match="ConnectionError"):
+        answered(lambda: requests.get(nothing_there, timeout=5))
