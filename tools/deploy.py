@@ -5,6 +5,10 @@ context that is not kind (for dev settings), or a staging/prod context other tha
 configured for that environment (DEPLOY_CONTEXT_STAGING, DEPLOY_CONTEXT_PROD) is refused
 with the fix, and nothing runs. A deploy waits for the migration Job and rolls a failed
 upgrade back (Helm 3 `--atomic`, Helm 4 `--rollback-on-failure`).
+
+On a kind cluster built from source (CLUSTER_FROM_SOURCE=1, `make cluster-from-source`)
+the dev environment also takes local/from-source/dev-values.yaml: the dev database's
+image preloaded there (skaffold's `from-source` profile for `make dev`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tools.localcluster import (
     current_context,
     ensure_namespace,
     ensure_tls_secret,
+    from_source,
     require_kind_context,
     run,
     tool,
@@ -30,6 +35,8 @@ from tools.localcluster import (
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "app"
 VALUES_DIR = ROOT / "values"
+# What a cluster built from source changes in values/dev.yaml (the file says what).
+FROM_SOURCE_DEV_VALUES = ROOT / "local" / "from-source" / "dev-values.yaml"
 RELEASE = "app"
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Image references: repository:tag, or repository@sha256:<digest> (what staging and prod
@@ -140,13 +147,19 @@ def prepare_kind_namespace(context: str, namespace: str) -> None:
     ensure_tls_secret(context, namespace)
 
 
+def dev_profiles() -> str:
+    """skaffold's profiles for the dev loop on this cluster: on one built from source, its
+    flavour's too (skaffold.yaml, `from-source`; after `dev`, whose release it patches)."""
+    return "dev,from-source" if from_source() else "dev"
+
+
 def dev(namespace: str, extra_args: list[str]) -> None:
     """Refuse a non-kind context, prepare the namespace, then hand over to `skaffold dev`."""
     context = current_context()
     require_kind_context(context, "`make dev`")
     skaffold = tool("skaffold")
     prepare_kind_namespace(context, namespace)
-    args = [skaffold, "dev", "--profile", "dev", "--kube-context", context, *extra_args]
+    args = [skaffold, "dev", "--profile", dev_profiles(), "--kube-context", context, *extra_args]
     print(f"$ {' '.join(args)}", flush=True)
     os.chdir(ROOT)
     # skaffold owns the terminal from here (Ctrl-C cleans up)
@@ -156,7 +169,9 @@ def dev(namespace: str, extra_args: list[str]) -> None:
 def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
     """`helm upgrade --install --wait --wait-for-jobs` with rollback, values/<env>.yaml,
     against the current context (checked for the environment first)."""
-    values = values_file(env)
+    values = [values_file(env)]
+    if env == "dev" and from_source():
+        values.append(FROM_SOURCE_DEV_VALUES)
     image_sets = image_values(image or "", env)
     context = current_context()
     if env in PINNED_ENVS:
@@ -175,8 +190,7 @@ def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
         "--install",
         RELEASE,
         str(CHART),
-        "--values",
-        str(values),
+        *[arg for path in values for arg in ("--values", str(path))],
         "--namespace",
         namespace,
         "--kube-context",
@@ -192,7 +206,9 @@ def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
     for value in image_sets:
         args += ["--set-string", value]
     print(
-        f"deploying {RELEASE} with {values.relative_to(ROOT)} to {context}/{namespace}", flush=True
+        f"deploying {RELEASE} with {' and '.join(str(v.relative_to(ROOT)) for v in values)} to "
+        f"{context}/{namespace}",
+        flush=True,
     )
     os.execv(helm, args)  # noqa: S606 - helm streams its own progress and exit status
 

@@ -75,7 +75,7 @@ def test_skaffold_dev_serves_a_changed_handler_without_an_image_rebuild(
     host = ingress_host("E2E_DEV_INGRESS_HOST", DEFAULT_DEV_HOST)
     plan = rel.ingress_plan(rel.load_values(), host)
     context = copy_source(ROOT, tmp_path / "src")
-    move_skaffold_ingress(context, {**plan.overlay, **rel.flavour_values()})
+    move_skaffold_ingress(context, plan.overlay)
     namespace = f"e2e-dev-{e2e_run_id}"
     argv = skaffold_dev_argv(
         e2e_skaffold,

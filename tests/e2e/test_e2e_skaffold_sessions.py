@@ -47,7 +47,7 @@ def test_a_second_skaffold_session_on_the_same_release_succeeds(
 ) -> None:
     context = copy_source(ROOT, tmp_path / "src")
     # No Ingress: this test is about the Job, and a host of its own would need its own TLS.
-    move_skaffold_ingress(context, {"ingress": {"enabled": False}, **rel.flavour_values()})
+    move_skaffold_ingress(context, {"ingress": {"enabled": False}})
     namespace = f"e2e-sessions-{e2e_run_id}"
     argv = skaffold_run_argv(
         e2e_skaffold,

@@ -92,7 +92,9 @@ def make(target: str, *args: str, env: dict[str, str]) -> subprocess.CompletedPr
     environ = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"ENV", "KUBECONFIG"} and not k.startswith("DEPLOY_CONTEXT_")
+        # CI exports CLUSTER_FROM_SOURCE=1: each test says which flavour it runs.
+        if k not in {"ENV", "KUBECONFIG", "CLUSTER_FROM_SOURCE"}
+        and not k.startswith("DEPLOY_CONTEXT_")
     }
     return subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), target, *args],
@@ -196,18 +198,48 @@ def test_dev_refuses_when_there_is_no_context_at_all(fakes: dict[str, str], tmp_
     assert calls(env) == []
 
 
+@pytest.mark.parametrize(("from_source", "profiles"), [("0", "dev"), ("1", "dev,from-source")])
 def test_dev_on_kind_prepares_tls_then_hands_over_to_skaffold(
-    fakes: dict[str, str], tmp_path: Path
+    fakes: dict[str, str], from_source: str, profiles: str
 ) -> None:
-    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local"}
+    """On a cluster built from source, skaffold's `from-source` profile adds that flavour's
+    dev values (the dev database's preloaded image)."""
+    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
+           "CLUSTER_FROM_SOURCE": from_source}  # fmt: skip
     result = make("dev", env=env)
     assert result.returncode == 0, result.stderr
     recorded = calls(env)
-    assert recorded[-1] == "skaffold dev --profile dev --kube-context kind-app-local"
+    assert recorded[-1] == f"skaffold dev --profile {profiles} --kube-context kind-app-local"
     applied = [c for c in recorded if " apply " in c]
     assert all("--context kind-app-local" in c for c in recorded if c.startswith("kubectl --"))
     assert len(applied) == 2  # the namespace, then the TLS secret
     assert not any(c.startswith(("helm", "kind")) for c in recorded)
+
+
+@pytest.mark.parametrize(
+    ("from_source", "extra_values"),
+    [("0", ""), ("1", f" --values {ROOT}/local/from-source/dev-values.yaml")],
+)
+def test_deploy_dev_loads_the_image_and_runs_helm_with_the_flavours_values(
+    fakes: dict[str, str], from_source: str, extra_values: str
+) -> None:
+    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
+           "CLUSTER_FROM_SOURCE": from_source}  # fmt: skip
+    result = make("deploy", "ENV=dev", "DEPLOY_IMAGE=service:abc123", env=env)
+    assert result.returncode == 0, result.stderr
+    recorded = calls(env)
+    assert "kind load docker-image service:abc123 --name app-local" in recorded
+    [helm] = [c for c in recorded if c.startswith("helm upgrade")]
+    assert f"--values {ROOT}/values/dev.yaml{extra_values} --namespace app " in helm, helm
+
+
+def test_a_cluster_flavour_that_is_not_yes_or_no_is_refused(fakes: dict[str, str]) -> None:
+    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
+           "CLUSTER_FROM_SOURCE": "maybe"}  # fmt: skip
+    result = make("dev", env=env)
+    assert result.returncode != 0
+    assert "CLUSTER_FROM_SOURCE='maybe' is not a yes/no value; use 1 or 0" in result.stderr
+    assert not any(c.startswith("skaffold") for c in calls(env))
 
 
 def deploy_staging(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -22,8 +22,11 @@ from tools.localcluster import APP_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
-PROFILES = {p["name"]: p for p in CONFIG["profiles"]}
 ENVIRONMENTS = ("dev", "staging", "prod")
+# A profile for a kind of cluster, not an environment: it patches the dev release.
+FLAVOURS = ("from-source",)
+ALL_PROFILES = {p["name"]: p for p in CONFIG["profiles"]}
+PROFILES = {name: p for name, p in ALL_PROFILES.items() if name in ENVIRONMENTS}
 
 # The fields this repository uses, as skaffold/v4beta14 defines them
 # (https://skaffold.dev/docs/references/yaml/?version=v4beta14). A typo or a field from
@@ -43,6 +46,7 @@ SCHEMA: dict[str, Any] = {
             "build": "build",
             "deploy": "deploy",
             "portForward": ["portForward"],
+            "patches": [{"op": str, "path": str, "value": str}],
         }
     ],
 }
@@ -174,7 +178,7 @@ def test_every_release_is_the_chart_release_app() -> None:
 
 
 def test_profiles_use_their_environment_values_files_which_exist() -> None:
-    assert set(PROFILES) == set(ENVIRONMENTS)
+    assert list(ALL_PROFILES) == [*ENVIRONMENTS[:1], *FLAVOURS, *ENVIRONMENTS[1:]]
     for env in ENVIRONMENTS:
         files = releases()[env]["valuesFiles"]
         assert files[0] == f"values/{env}.yaml"
@@ -182,6 +186,19 @@ def test_profiles_use_their_environment_values_files_which_exist() -> None:
             assert (ROOT / path).is_file(), path
     assert releases()["prod"]["valuesFiles"] == ["values/prod.yaml"]
     assert releases()["staging"]["valuesFiles"] == ["values/staging.yaml"]
+
+
+def test_the_from_source_profile_adds_that_clusters_dev_values_to_the_dev_release() -> None:
+    """`make dev` with CLUSTER_FROM_SOURCE=1 runs `-p dev,from-source` (tools/deploy.py):
+    the patch lands on the dev release because skaffold applies the profiles in the order
+    of this file, `dev` first. It has no activation of its own: with another profile it
+    would add dev values to a shared cluster's release."""
+    profile = ALL_PROFILES["from-source"]
+    assert set(profile) == {"name", "patches"}
+    (patch,) = profile["patches"]
+    assert patch["op"] == "add" and patch["path"] == "/deploy/helm/releases/0/valuesFiles/-"
+    assert patch["value"] == "local/from-source/dev-values.yaml"
+    assert (ROOT / patch["value"]).is_file()
 
 
 def dockerfile_stages() -> dict[str, list[str]]:

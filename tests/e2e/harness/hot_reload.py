@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tools.deploy import dev_profiles
+
 HANDLER_FILE = Path("service") / "http" / "health.py"
 HANDLER = "livez"
 MARKER_FIELD = "e2e_hot_reload"
@@ -89,7 +91,8 @@ def skaffold_dev_argv(skaffold: str, *, namespace: str, kube_context: str, tag: 
     return [
         skaffold,
         "dev",
-        "--profile=dev",
+        # As `make dev` (tools/deploy.py): on a cluster built from source, its flavour too.
+        f"--profile={dev_profiles()}",
         # Overrides the profile's `namespace: app` (skaffold: the flag wins over the release).
         f"--namespace={namespace}",
         f"--kube-context={kube_context}",
@@ -108,7 +111,8 @@ def skaffold_run_argv(skaffold: str, *, namespace: str, kube_context: str, tag: 
     return [
         skaffold,
         "run",
-        "--profile=dev",
+        # As `make dev` (tools/deploy.py): on a cluster built from source, its flavour too.
+        f"--profile={dev_profiles()}",
         f"--namespace={namespace}",
         f"--kube-context={kube_context}",
         f"--tag={tag}",

@@ -142,22 +142,33 @@ def test_the_skaffold_copy_renders_the_ingress_on_the_suite_host(
     assert app["args"] == ["dev"]  # still the dev server: only the hostname moved
 
 
-def test_skaffold_dev_argv_targets_the_suite_namespace_and_context() -> None:
+FLAVOURS = [("0", "--profile=dev"), ("1", "--profile=dev,from-source")]
+
+
+@pytest.mark.parametrize(("from_source", "profiles"), FLAVOURS)
+def test_skaffold_dev_argv_targets_the_suite_namespace_and_context(
+    monkeypatch: pytest.MonkeyPatch, from_source: str, profiles: str
+) -> None:
+    monkeypatch.setenv("CLUSTER_FROM_SOURCE", from_source)
     argv = skaffold_dev_argv(
         "/bin/skaffold", namespace="e2e-dev-1", kube_context="kind-app-e2e", tag="e2e-1-dev"
     )
-    assert argv[:3] == ["/bin/skaffold", "dev", "--profile=dev"]
+    assert argv[:3] == ["/bin/skaffold", "dev", profiles]
     assert "--namespace=e2e-dev-1" in argv
     assert "--kube-context=kind-app-e2e" in argv
     assert "--port-forward=off" in argv
     assert "--tag=e2e-1-dev" in argv
 
 
-def test_skaffold_run_argv_is_one_dev_profile_session_in_the_suite_namespace() -> None:
+@pytest.mark.parametrize(("from_source", "profiles"), FLAVOURS)
+def test_skaffold_run_argv_is_one_dev_profile_session_in_the_suite_namespace(
+    monkeypatch: pytest.MonkeyPatch, from_source: str, profiles: str
+) -> None:
+    monkeypatch.setenv("CLUSTER_FROM_SOURCE", from_source)
     argv = skaffold_run_argv(
         "/bin/skaffold", namespace="e2e-sessions-1", kube_context="kind-app-e2e", tag="e2e-1-s"
     )
-    assert argv[:3] == ["/bin/skaffold", "run", "--profile=dev"]
+    assert argv[:3] == ["/bin/skaffold", "run", profiles]
     assert "--namespace=e2e-sessions-1" in argv
     assert "--kube-context=kind-app-e2e" in argv
     assert "--tag=e2e-1-s" in argv  # the same tag both sessions: unchanged code
