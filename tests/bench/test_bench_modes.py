@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, sizes
+from bench import collector, compare, sizes
 from bench.comparisons import RELATIVE_TARGET, relative_figures
 from tools.prereq import ROOT, require_tool
 
@@ -87,3 +87,18 @@ def test_the_data_size_mode_measures_each_size_side_by_side(tmp_path: Path) -> N
         assert ratio["met"] == (ratio["median"] >= 0.9)
     assert not any(report["errors"].values())
     assert report["machine"]["shared_buffers"] == "64MB"
+
+
+@pytest.mark.slow
+def test_the_collector_bench_reads_its_bar_beside_two_identical_services(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every variant runs, the twin of tracing off included, and no request fails. (Whether
+    the refused collector's spans are counted is tests/service/test_tracing.py's: here the
+    first failed export may come after this short run.)"""
+    require_tool("wrk", provided_by="apt-get install wrk", env_var="WRK")
+    assert collector.main(["--rounds", "1", "--seconds", "1"]) in (0, 1)  # 1: the bar missed
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    for variant in ("tracing off", "a second service with tracing off", "collector down"):
+        assert variant in line, line
+    assert "failed requests 0;" in line, line
