@@ -203,7 +203,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         # Below the traced service's saturation: half its closed-loop rate in the rounds.
         collector_rate = LOAD_SHARE * bench.runs["get_item (tracing 1%)"].median("rps")
         collector_p99 = collector_failures(
-            start, bench, service, collector_rate, collectors,
+            start, bench, collector_rate, collectors,
             rounds=plan.collector_rounds, seconds=plan.open_loop_s / 4,
         )  # fmt: skip
         stack.close()  # free the CPU before the long RSS run

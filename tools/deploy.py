@@ -158,8 +158,9 @@ def dev(namespace: str, extra_args: list[str]) -> None:
     context = current_context()
     require_kind_context(context, "`make dev`")
     skaffold = tool("skaffold")
+    profiles = dev_profiles()  # a bad CLUSTER_FROM_SOURCE is refused before anything changes
     prepare_kind_namespace(context, namespace)
-    args = [skaffold, "dev", "--profile", dev_profiles(), "--kube-context", context, *extra_args]
+    args = [skaffold, "dev", "--profile", profiles, "--kube-context", context, *extra_args]
     print(f"$ {' '.join(args)}", flush=True)
     os.chdir(ROOT)
     # skaffold owns the terminal from here (Ctrl-C cleans up)

@@ -92,7 +92,8 @@ def make_engine(
         event.listen(engine, "do_connect", reread_on_connect(settings))
     # After the URL is read (it may name its own connect_timeout): within the deadline.
     event.listen(engine, "do_connect", _connect_within(connect_within, settings.db_connect_timeout))
-    # Last: it makes the connection, with the arguments the listeners above settled.
+    # Last: it makes the connection, with the arguments the listeners above settled (a
+    # do_connect listener added after it would never run: the first to connect wins).
     event.listen(engine, "do_connect", connect_leaving_no_session_behind)
     return engine
 
@@ -117,8 +118,9 @@ def connect_leaving_no_session_behind(
     raises, in a reference cycle that only the garbage collector frees. An attempt that
     timed out after the server had authenticated it (a loaded server or host, a slow
     network) leaves an idle backend there until then, holding one of max_connections: in a
-    worker, whose full collections are rare (runtime/gunicorn_conf.py), for minutes. The
-    traceback (psycopg's own frames) is dropped, so the attempt is freed, and closed, at once.
+    worker, whose full collections are rare (service/runtime/gunicorn_conf.py), for minutes.
+    The traceback (SQLAlchemy's connect and psycopg's frames; the message keeps what went
+    wrong) is dropped, so the attempt is freed, and closed, at once.
     """
     try:
         return dialect.connect(*cargs, **cparams)  # type: ignore[no-any-return]

@@ -99,6 +99,7 @@ def test_the_collector_bench_reads_its_bar_beside_two_identical_services(
     require_tool("wrk", provided_by="apt-get install wrk", env_var="WRK")
     assert collector.main(["--rounds", "1", "--seconds", "1"]) in (0, 1)  # 1: the bar missed
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    for variant in ("tracing off", "a second service with tracing off", "collector down"):
-        assert variant in line, line
+    for variant in ("collector up", "collector down", "collector 2 s late"):
+        assert f"{variant} " in line, line
+    assert f"{collector.TWIN} " in line and "a second service with tracing off" in line, line
     assert "failed requests 0;" in line, line

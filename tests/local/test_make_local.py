@@ -233,13 +233,17 @@ def test_deploy_dev_loads_the_image_and_runs_helm_with_the_flavours_values(
     assert f"--values {ROOT}/values/dev.yaml{extra_values} --namespace app " in helm, helm
 
 
-def test_a_cluster_flavour_that_is_not_yes_or_no_is_refused(fakes: dict[str, str]) -> None:
+@pytest.mark.parametrize("target", [("dev",), ("deploy", "ENV=dev", "DEPLOY_IMAGE=service:abc")])
+def test_a_cluster_flavour_that_is_not_yes_or_no_is_refused_before_anything_changes(
+    fakes: dict[str, str], target: tuple[str, ...]
+) -> None:
     env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
            "CLUSTER_FROM_SOURCE": "maybe"}  # fmt: skip
-    result = make("dev", env=env)
+    result = make(*target, env=env)
     assert result.returncode != 0
     assert "CLUSTER_FROM_SOURCE='maybe' is not a yes/no value; use 1 or 0" in result.stderr
-    assert not any(c.startswith("skaffold") for c in calls(env))
+    assert not any(" apply " in c or c.startswith(("skaffold", "kind", "helm upgrade"))
+                   for c in calls(env))  # fmt: skip
 
 
 def deploy_staging(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -259,8 +263,10 @@ def deploy_staging(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_deploy_staging_runs_helm_with_its_values_against_the_current_context(
     fakes: dict[str, str], helm_version: str, rollback: str
 ) -> None:
+    """Only its own values file, also on a machine whose kind cluster is built from source."""
     env = {
         **fakes,
+        "CLUSTER_FROM_SOURCE": "1",
         "KUBECTL": fakes["FAKE_KUBECTL"],
         "FAKE_CONTEXT": "staging-cluster",
         "DEPLOY_CONTEXT_STAGING": "staging-cluster",

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
 ENVIRONMENTS = ("dev", "staging", "prod")
 # A profile for a kind of cluster, not an environment: it patches the dev release.
-FLAVOURS = ("from-source",)
+CLUSTER_PROFILES = ("from-source",)
 ALL_PROFILES = {p["name"]: p for p in CONFIG["profiles"]}
 PROFILES = {name: p for name, p in ALL_PROFILES.items() if name in ENVIRONMENTS}
 
@@ -178,7 +178,7 @@ def test_every_release_is_the_chart_release_app() -> None:
 
 
 def test_profiles_use_their_environment_values_files_which_exist() -> None:
-    assert list(ALL_PROFILES) == [*ENVIRONMENTS[:1], *FLAVOURS, *ENVIRONMENTS[1:]]
+    assert set(ALL_PROFILES) == {*ENVIRONMENTS, *CLUSTER_PROFILES}
     for env in ENVIRONMENTS:
         files = releases()[env]["valuesFiles"]
         assert files[0] == f"values/{env}.yaml"
@@ -190,12 +190,16 @@ def test_profiles_use_their_environment_values_files_which_exist() -> None:
 
 def test_the_from_source_profile_adds_that_clusters_dev_values_to_the_dev_release() -> None:
     """`make dev` with CLUSTER_FROM_SOURCE=1 runs `-p dev,from-source` (tools/deploy.py):
-    the patch lands on the dev release because skaffold applies the profiles in the order
-    of this file, `dev` first. It has no activation of its own: with another profile it
-    would add dev values to a shared cluster's release."""
+    skaffold applies `-p` profiles in the order given, so the patch lands on the dev
+    release. It has no activation of its own, and its first patch tests that the release
+    is the dev one: named with another profile, it fails instead of adding dev values to a
+    shared cluster's release."""
     profile = ALL_PROFILES["from-source"]
     assert set(profile) == {"name", "patches"}
-    (patch,) = profile["patches"]
+    guard, patch = profile["patches"]
+    assert guard == {"op": "test", "path": "/deploy/helm/releases/0/valuesFiles/0",
+                     "value": "values/dev.yaml"}  # fmt: skip
+    assert guard["value"] == PROFILES["dev"]["deploy"]["helm"]["releases"][0]["valuesFiles"][0]
     assert patch["op"] == "add" and patch["path"] == "/deploy/helm/releases/0/valuesFiles/-"
     assert patch["value"] == "local/from-source/dev-values.yaml"
     assert (ROOT / patch["value"]).is_file()

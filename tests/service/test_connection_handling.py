@@ -11,7 +11,6 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -173,7 +172,7 @@ def test_a_database_that_does_not_answer_does_not_hold_the_worker_back(make_app:
 
 
 def test_a_connection_attempt_that_times_out_leaves_no_session_on_the_server(
-    empty_database: str, settings: Settings
+    empty_database: str,
 ) -> None:
     """The server authenticates the attempt, then takes 3 s to start the session
     (post_auth_delay, as on a loaded host); psycopg gives up at its 2 s minimum. The
@@ -182,31 +181,32 @@ def test_a_connection_attempt_that_times_out_leaves_no_session_on_the_server(
     delayed = make_url(normalise_database_url(empty_database)).update_query_dict(
         {"options": "-c post_auth_delay=3"}
     )
+    url = delayed.render_as_string(hide_password=False)
     engine = pool_module.make_engine(
-        replace(settings, database_url=delayed.render_as_string(hide_password=False),
-                db_connect_timeout=1),
-        pooled=False,
-    )  # fmt: skip
+        Settings(app_env="dev", database_url=url, db_connect_timeout=1), pooled=False
+    )
+    collecting = gc.isenabled()
     gc.disable()
     try:
         started = time.monotonic()
         with pytest.raises(OperationalError, match="connection timeout expired"):
             engine.connect()
         time.sleep(max(0.0, started + 3.5 - time.monotonic()))  # the session has started
-        while (left := other_sessions(empty_database)) and time.monotonic() < started + 6.5:
+        while (left := service_sessions(empty_database)) and time.monotonic() < started + 6.5:
             time.sleep(0.1)
     finally:
-        gc.enable()
+        if collecting:
+            gc.enable()
         engine.dispose()
     assert left == 0, "the timed-out attempt's session is still on the server"
 
 
-def other_sessions(database_url: str) -> int:
-    """Sessions on `database_url`'s database but this one."""
+def service_sessions(database_url: str) -> int:
+    """The service's sessions on `database_url`'s database."""
     with psycopg.connect(database_url) as other:
         row = other.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = 'service'"
         ).fetchone()
         return int(row[0]) if row else 0
 

@@ -142,10 +142,10 @@ def test_the_skaffold_copy_renders_the_ingress_on_the_suite_host(
     assert app["args"] == ["dev"]  # still the dev server: only the hostname moved
 
 
-FLAVOURS = [("0", "--profile=dev"), ("1", "--profile=dev,from-source")]
+PROFILES_BY_FLAVOUR = [("0", "--profile=dev"), ("1", "--profile=dev,from-source")]
 
 
-@pytest.mark.parametrize(("from_source", "profiles"), FLAVOURS)
+@pytest.mark.parametrize(("from_source", "profiles"), PROFILES_BY_FLAVOUR)
 def test_skaffold_dev_argv_targets_the_suite_namespace_and_context(
     monkeypatch: pytest.MonkeyPatch, from_source: str, profiles: str
 ) -> None:
@@ -160,7 +160,7 @@ def test_skaffold_dev_argv_targets_the_suite_namespace_and_context(
     assert "--tag=e2e-1-dev" in argv
 
 
-@pytest.mark.parametrize(("from_source", "profiles"), FLAVOURS)
+@pytest.mark.parametrize(("from_source", "profiles"), PROFILES_BY_FLAVOUR)
 def test_skaffold_run_argv_is_one_dev_profile_session_in_the_suite_namespace(
     monkeypatch: pytest.MonkeyPatch, from_source: str, profiles: str
 ) -> None:
