@@ -148,10 +148,15 @@ def thaw(server: LocalPostgres) -> None:
 
 
 def query_one(server: LocalPostgres, sql: str, *params: Any) -> tuple[Any, ...] | None:
+    rows = query_all(server, sql, *params)
+    return rows[0] if rows else None
+
+
+def query_all(server: LocalPostgres, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     import psycopg
 
     with psycopg.connect(server.admin_url, autocommit=True, connect_timeout=5) as conn:
-        return conn.execute(sql, params or None).fetchone()
+        return conn.execute(sql, params or None).fetchall()
 
 
 def remove(root: Path) -> None:

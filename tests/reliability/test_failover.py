@@ -18,7 +18,7 @@ import pytest
 from tests.reliability.history import ClientHistory, code
 from tests.reliability.serving import DEADLINE, EXPIRED, WORKERS, serving, url_through
 from tools.localpg import APP_DB, APP_USER, LocalPostgres
-from tools.localpg_replication import Replicated, freeze, promote, query_one, thaw
+from tools.localpg_replication import Replicated, freeze, promote, query_all, thaw
 from tools.localpgbouncer import pgbouncer
 from tools.switchable_address import SwitchableAddress
 
@@ -169,7 +169,7 @@ def test_an_address_pointing_at_a_standby_gives_quick_503s_and_leaves_no_connect
         address.point_at(primary.port)
         back_at = time.monotonic()
 
-        def left_from_before() -> int:
+        def left_from_before() -> list[str]:
             # Sessions begun before the address pointed back: what the service left there.
             # (One the address accepted an instant before the switch may still be starting
             # on the standby at the last look; it is refused like the others.)
@@ -182,7 +182,8 @@ def test_an_address_pointing_at_a_standby_gives_quick_503s_and_leaves_no_connect
     log = service.output()
 
     assert_every_request_answered(history, log)
-    assert not any(sessions_on_standby) and left_on_standby == 0, sessions_on_standby
+    assert not any(sessions_on_standby), sessions_on_standby
+    assert not left_on_standby, f"left on the standby after the switch back: {left_on_standby}"
     longest = assert_answered_within_the_deadline(history, moved_at, back_at)
     # Requests sent once the old connections were gone or given up on: 503, none waits.
     settled = moved_at + (DEADLINE if old_connections == "abandoned" else 0.0)
@@ -251,15 +252,18 @@ def test_failover_loses_nothing_acknowledged_and_writes_come_back(
     )
 
 
-def service_sessions(server: LocalPostgres, older_than: float = 0.0) -> int:
-    """The service's sessions on `server` that have lasted `older_than` seconds."""
-    row = query_one(
+def service_sessions(server: LocalPostgres, older_than: float = 0.0) -> list[str]:
+    """The service's sessions on `server` that have lasted `older_than` seconds, each said
+    with what a failure needs to tell a session left open from one still starting."""
+    rows = query_all(
         server,
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'service' "
+        "SELECT pid, extract(epoch FROM now() - backend_start), state, wait_event "
+        "FROM pg_stat_activity WHERE application_name = 'service' "
         "AND backend_start < now() - make_interval(secs => %s)",
         older_than,
     )
-    return int(row[0]) if row else 0
+    return [f"pid {pid}, {age:.1f} s old, {state or 'starting'}, waiting on {event or '-'}"
+            for pid, age, state, event in rows]  # fmt: skip
 
 
 def server_log(server: LocalPostgres) -> str:
