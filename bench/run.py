@@ -88,9 +88,9 @@ class Plan:
 # Many short rounds rather than a few long ones: other load on the machine comes in
 # bursts, and a burst is likelier to hit both halves of a short pair than of a long one.
 # The collector's: a round's p99 is set by a few stalls of the host and moved by 20-30%
-# between rounds of one variant; the median of nine holds still enough to read its 10% bar
-# (three did not).
-FULL = Plan(warmup_s=5, run_s=4, rounds=7, rss_s=60, open_loop_s=20, collector_rounds=9)
+# between rounds of one variant; the median of nine or ten holds stiller than three, and ten
+# complete the five variants' balanced order (bench/collector.py, `round_order`).
+FULL = Plan(warmup_s=5, run_s=4, rounds=7, rss_s=60, open_loop_s=20, collector_rounds=10)
 QUICK = Plan(warmup_s=2, run_s=2, rounds=2, rss_s=10, open_loop_s=5, collector_rounds=2)
 
 

@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 BENCH_SIZES ?=
 
 .PHONY: bench
-bench: venv ## Load benchmark (~11 min): ratios to bare Flask and the peer, p99 at 70%, RSS, metrics cost; BENCH_SIZES=100k,10m: cost as the data grows
+bench: venv ## Load benchmark (~25 min): ratios to bare Flask and the peer, p99 at 70%, RSS, metrics cost; BENCH_SIZES=100k,10m: cost as the data grows
 ifeq ($(strip $(BENCH_SIZES)),)
 	$(PY) -m bench.run $(BENCH_ARGS)
 else

@@ -3,8 +3,10 @@ figures they derive from a run's rounds."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,16 @@ def test_the_collector_bench_reads_its_bar_beside_two_identical_services(
         assert f"{variant} " in line, line
     assert f"{collector.TWIN} " in line and "a second service with tracing off" in line, line
     assert "failed requests 0;" in line, line
+
+
+@pytest.mark.parametrize("count", [2, 4, 5])
+def test_the_collector_rounds_give_every_variant_every_place_and_predecessor_alike(
+    count: int,
+) -> None:
+    labels = [f"variant {i}" for i in range(count)]
+    rounds = [collector.round_order(labels, number) for number in range(2 * count)]
+    assert all(sorted(order) == labels for order in rounds)
+    places = Counter((label, order.index(label)) for order in rounds for label in labels)
+    assert len(places) == count * count and len(set(places.values())) == 1
+    after = Counter(pair for order in rounds for pair in itertools.pairwise(order))
+    assert len(after) == count * (count - 1) and len(set(after.values())) == 1
