@@ -35,8 +35,6 @@ from tools.localcluster import (
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "app"
 VALUES_DIR = ROOT / "values"
-# What a cluster built from source changes in values/dev.yaml (the file says what).
-FROM_SOURCE_DEV_VALUES = ROOT / "local" / "from-source" / "dev-values.yaml"
 RELEASE = "app"
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Image references: repository:tag, or repository@sha256:<digest> (what staging and prod
@@ -172,7 +170,9 @@ def deploy(env: str, namespace: str, image: str | None, timeout: str) -> None:
     against the current context (checked for the environment first)."""
     values = [values_file(env)]
     if env == "dev" and from_source():
-        values.append(FROM_SOURCE_DEV_VALUES)
+        from tools.from_source.build import DEV_VALUES  # the official flavour needs none of it
+
+        values.append(DEV_VALUES)
     image_sets = image_values(image or "", env)
     context = current_context()
     if env in PINNED_ENVS:

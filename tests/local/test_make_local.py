@@ -106,6 +106,13 @@ def make(target: str, *args: str, env: dict[str, str]) -> subprocess.CompletedPr
     )
 
 
+def on_kind(fakes: dict[str, str], from_source: str) -> dict[str, str]:
+    """The stand-ins, with the current context a kind cluster of the flavour `from_source`
+    (CLUSTER_FROM_SOURCE's value)."""
+    return {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
+            "CLUSTER_FROM_SOURCE": from_source}  # fmt: skip
+
+
 def calls(env: dict[str, str]) -> list[str]:
     path = Path(env["FAKE_CALLS"])
     return path.read_text().splitlines() if path.exists() else []
@@ -204,8 +211,7 @@ def test_dev_on_kind_prepares_tls_then_hands_over_to_skaffold(
 ) -> None:
     """On a cluster built from source, skaffold's `from-source` profile adds that flavour's
     dev values (the dev database's preloaded image)."""
-    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
-           "CLUSTER_FROM_SOURCE": from_source}  # fmt: skip
+    env = on_kind(fakes, from_source)
     result = make("dev", env=env)
     assert result.returncode == 0, result.stderr
     recorded = calls(env)
@@ -223,8 +229,7 @@ def test_dev_on_kind_prepares_tls_then_hands_over_to_skaffold(
 def test_deploy_dev_loads_the_image_and_runs_helm_with_the_flavours_values(
     fakes: dict[str, str], from_source: str, extra_values: str
 ) -> None:
-    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
-           "CLUSTER_FROM_SOURCE": from_source}  # fmt: skip
+    env = on_kind(fakes, from_source)
     result = make("deploy", "ENV=dev", "DEPLOY_IMAGE=service:abc123", env=env)
     assert result.returncode == 0, result.stderr
     recorded = calls(env)
@@ -237,8 +242,7 @@ def test_deploy_dev_loads_the_image_and_runs_helm_with_the_flavours_values(
 def test_a_cluster_flavour_that_is_not_yes_or_no_is_refused_before_anything_changes(
     fakes: dict[str, str], target: tuple[str, ...]
 ) -> None:
-    env = {**fakes, "KUBECTL": fakes["FAKE_KUBECTL"], "FAKE_CONTEXT": "kind-app-local",
-           "CLUSTER_FROM_SOURCE": "maybe"}  # fmt: skip
+    env = on_kind(fakes, "maybe")
     result = make(*target, env=env)
     assert result.returncode != 0
     assert "CLUSTER_FROM_SOURCE='maybe' is not a yes/no value; use 1 or 0" in result.stderr
