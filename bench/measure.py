@@ -117,15 +117,17 @@ class Bench:
         return {key: self.run(server, scenario, key).rps for key, server, scenario in ordered}
 
     def open_loop(
-        self, server: Server, rate: float, seconds: float, *, warmup: bool = True
-    ) -> tuple[WrkResult, int]:
+        self, server: Server, rate: float, seconds: float, *, warmup: bool = True,
+        wrk: Wrk | None = None,
+    ) -> tuple[WrkResult, int]:  # fmt: skip
         """GET by id at a fixed `rate` (open loop), after a warm-up at the same rate unless
-        `warmup` is False: the measured run, and the failed requests of both."""
+        `warmup` is False: the measured run, and the failed requests of both. `wrk`: other
+        load than the bench's (fewer connections, for services measured at once)."""
 
         dataset = (server.database or self.database).dataset
 
         def once(duration: float) -> WrkResult:
-            return self.wrk.open_loop(
+            return (wrk or self.wrk).open_loop(
                 server.base_url + "/", rate, duration, nonce=uuid.uuid4().hex[:12],
                 dataset=dataset, callers=server.callers,
             )  # fmt: skip

@@ -82,15 +82,14 @@ class Plan:
     rounds: int
     rss_s: float
     open_loop_s: float
-    collector_rounds: int  # of each collector variant, open_loop_s / 4 each
+    collector_rounds: int  # of the collector variants at once, open_loop_s / 4 each
 
 
 # Many short rounds rather than a few long ones: other load on the machine comes in
 # bursts, and a burst is likelier to hit both halves of a short pair than of a long one.
-# The collector's: a round's p99 is set by a few stalls of the host and moved by 20-30%
-# between rounds of one variant; the median of nine or ten holds stiller than three, and ten
-# complete the five variants' balanced order (bench/collector.py, `round_order`).
-FULL = Plan(warmup_s=5, run_s=4, rounds=7, rss_s=60, open_loop_s=20, collector_rounds=10)
+# The collector's: its five services run at once, each at a fifth of the rate, so twenty
+# rounds give each as many requests as one open loop (bench/collector.py).
+FULL = Plan(warmup_s=5, run_s=4, rounds=7, rss_s=60, open_loop_s=20, collector_rounds=20)
 QUICK = Plan(warmup_s=2, run_s=2, rounds=2, rss_s=10, open_loop_s=5, collector_rounds=2)
 
 
@@ -200,7 +199,7 @@ def _measure(workdir: Path, wrk: Wrk, plan: Plan, *, durable: bool) -> dict[str,
         # Their CPU back for the collector runs and the RSS run.
         for server in (no_metrics, no_auth, peer, *traced.values()):
             stop_process(server.process, timeout=30)
-        # Below the traced service's saturation: half its closed-loop rate in the rounds.
+        # A share of the traced service's closed-loop rate that keeps the host half busy.
         collector_rate = LOAD_SHARE * bench.runs["get_item (tracing 1%)"].median("rps")
         collector_p99 = collector_failures(
             start, bench, collector_rate, collectors,

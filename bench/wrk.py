@@ -21,6 +21,7 @@ from tools.prereq import find_tool
 
 SCRIPTS = Path(__file__).resolve().parent / "wrk"
 RESULT_MARKER = "BENCH_RESULT "
+LATENCIES_MARKER = "BENCH_LATENCIES "  # open loops only: every latency, sorted, in us
 INSTALL_HINT = "install it with `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`"
 
 
@@ -49,6 +50,7 @@ class WrkResult:
     p99_ms: float
     max_ms: float
     error_kinds: dict[str, int]
+    latencies_us: tuple[int, ...] = ()  # open loops only, sorted
 
     @property
     def rps(self) -> float:
@@ -125,6 +127,7 @@ def parse(stdout: str, stderr: str, returncode: int) -> WrkResult:
     if returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed (exit {returncode}):\n{stdout}\n{stderr}")
     raw = json.loads(line[len(RESULT_MARKER) :])
+    latencies = next((ln for ln in stdout.splitlines() if ln.startswith(LATENCIES_MARKER)), "")
     return WrkResult(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
@@ -138,4 +141,5 @@ def parse(stdout: str, stderr: str, returncode: int) -> WrkResult:
         error_kinds={
             k: raw[k] for k in ("connect", "read", "write", "timeout", "status") if raw[k]
         },
+        latencies_us=tuple(int(v) for v in latencies[len(LATENCIES_MARKER) :].split(",") if v),
     )

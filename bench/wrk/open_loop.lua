@@ -5,6 +5,8 @@
 -- it was sent, so a stalled server is charged for every request it held up (the
 -- "coordinated omission" a plain closed-loop client hides). This is wrk2's method; wrk2
 -- itself is not packaged by Debian. Arguments: nonce, seeded items, total rate (req/s).
+-- Besides the summary it writes every latency (BENCH_LATENCIES), so that a percentile can
+-- be taken over several runs pooled (bench/collector.py).
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -66,6 +68,9 @@ function done(summary, latency, requests)
       failed = failed + thread:get("non_2xx")
    end
    table.sort(all)
+   local whole = {}
+   for i, value in ipairs(all) do whole[i] = string.format("%d", value) end
+   io.write("BENCH_LATENCIES " .. table.concat(whole, ",") .. "\n")
    local function pct(p)
       if #all == 0 then return 0 end
       return all[math.min(#all, math.floor(#all * p / 100) + 1)]

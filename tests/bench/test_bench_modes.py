@@ -3,10 +3,8 @@ figures they derive from a run's rounds."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -107,14 +105,11 @@ def test_the_collector_bench_reads_its_bar_beside_two_identical_services(
     assert "failed requests 0;" in line, line
 
 
-@pytest.mark.parametrize("count", [2, 4, 5])
-def test_the_collector_rounds_give_every_variant_every_place_and_predecessor_alike(
-    count: int,
-) -> None:
-    labels = [f"variant {i}" for i in range(count)]
-    rounds = [collector.round_order(labels, number) for number in range(2 * count)]
-    assert all(sorted(order) == labels for order in rounds)
-    places = Counter((label, order.index(label)) for order in rounds for label in labels)
-    assert len(places) == count * count and len(set(places.values())) == 1
-    after = Counter(pair for order in rounds for pair in itertools.pairwise(order))
-    assert len(after) == count * (count - 1) and len(set(after.values())) == 1
+def test_a_pooled_percentile_is_taken_as_the_open_loop_script_takes_it() -> None:
+    """bench/wrk/open_loop.lua's pct(p): the value at 1-based place floor(n * p / 100) + 1."""
+    ordered = list(range(1, 201))  # 200 latencies: p99 is the 199th, p50 the 101st
+    assert collector.percentile(ordered, 99) == 199
+    assert collector.percentile(ordered, 50) == 101
+    assert collector.percentile(ordered, 100) == 200
+    assert collector.percentile([7], 99) == 7
+    assert collector.percentile([], 99) == 0

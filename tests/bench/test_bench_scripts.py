@@ -114,3 +114,19 @@ def test_a_post_with_tags_links_five_of_its_callers_own_tags(
         assert len(set(tag_ids)) == 5 and all(t > 10 for t in tag_ids)
         assert set(tag_owners) == {owner}
     assert {owner for owner, _, _ in created} == set(CALLERS)
+
+
+def test_an_open_loop_reports_every_latency_sorted_beside_its_percentiles(
+    wrk: Wrk, service: Server, seeded: Database
+) -> None:
+    """bench/collector.py pools the latencies of several runs to take one p99 over them."""
+    result = wrk.open_loop(
+        service.base_url + "/", 200, 1, nonce="open-loop", dataset=seeded.dataset,
+        callers=service.callers,
+    )  # fmt: skip
+    latencies = result.latencies_us
+    assert result.errors == 0 and len(latencies) == result.requests > 100
+    # wrk waits whole milliseconds, so a request may go (and come back) just before it is due
+    assert list(latencies) == sorted(latencies) and latencies[0] > -1000
+    assert result.p99_ms == latencies[len(latencies) * 99 // 100] / 1000
+    assert result.max_ms == latencies[-1] / 1000
