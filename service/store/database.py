@@ -41,7 +41,7 @@ from service.config import Settings
 from service.store import commits, pool, session_settings
 from service.store.breaker import READS, WRITES, Breaker
 from service.store.deadline import Watch, Watchdog, abort_grace, wait_budget, weakly
-from service.store.kept_connection import KeptConnection, ThreadState
+from service.store.kept_connection import KeptConnection, ThreadState, binary_cursor
 from service.store.stale import nothing_written, stale
 from service.store.tag_sweeper import Sweeper
 
@@ -275,7 +275,7 @@ class Database:
         """Run every request on `connection`, which is in a transaction (tests roll it back
         after). Each request runs in a savepoint, so a statement that fails undoes only its
         own request's work, as it would in autocommit, and the test goes on."""
-        self._bound = connection.cursor()
+        self._bound = binary_cursor(connection)  # as the service's own
 
     def init_app(self, app: Flask) -> None:
         app.extensions["db"] = self

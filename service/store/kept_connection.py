@@ -44,7 +44,7 @@ class KeptConnection:
     def __init__(self, engine: Engine) -> None:
         self.pooled = engine.raw_connection()
         self.connection = cast("psycopg.Connection[Any]", self.pooled.driver_connection)
-        self.cursor = self.connection.cursor()
+        self.cursor = binary_cursor(self.connection)
         self.opened_at: float = self.pooled.info.get(pool.OPENED_AT, time.monotonic())
         # Back to the pool when called, or when the thread ends (its thread-local storage
         # goes, and this with it): the Flask dev server runs each request on a new thread.
@@ -62,12 +62,20 @@ class KeptConnection:
         """The kept cursor, or a new one if the last request closed it or changed how it
         makes rows (`with db.cursor() as cursor:` closes it on the way out)."""
         if self.cursor.closed or self.cursor.row_factory is not tuple_row:
-            self.cursor = self.connection.cursor()
+            self.cursor = binary_cursor(self.connection)
         return self.cursor
 
     def discard(self) -> None:
         self.give_back.detach()
         self.pooled.invalidate()  # the pool closes it and opens another when asked
+
+
+def binary_cursor(connection: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+    """A cursor whose results come in PostgreSQL's binary format: the same Python values,
+    cheaper at both ends. The server sends a timestamp's microseconds instead of writing
+    them out as text, and psycopg reads them without parsing: a page of 20 items costs
+    ~6 us less client CPU and ~3 us less server CPU (docs/performance.md)."""
+    return connection.cursor(binary=True)
 
 
 class ThreadState(threading.local):
