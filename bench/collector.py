@@ -11,8 +11,9 @@ of the host's noise at this p99, which the bar is read against.
 The five services are loaded at the same time, each with its share of the rate, so
 whatever the host does during a round (a stall, another tenant) it does to all of them.
 Measured in turn, a round at a time, two identical services differed by 6-39% in four
-runs of ten rounds (a round's p99 moved 30-50% with the host, and a few rounds more or
-less of bad luck set a median); measured at once, 2-5% (docs/performance.md). A variant's
+runs of nine or ten rounds (a round's p99 moved 30-50% with the host, and a few rounds
+more or less of bad luck set a median); measured at once, by 1.5-6% in three runs
+(docs/performance.md). A variant's
 p99 is taken over all its requests of all rounds, pooled. The rate (`LOAD_SHARE`) keeps
 the host about half busy, so a p99 is the services' and not a queue's. Each variant's
 server CPU per request is reported beside its p99: the host's CPU is shared, so a variant
@@ -107,7 +108,7 @@ def collector_failures(
     latencies: dict[str, list[int]] = {label: [] for label in variants}
     p99s: dict[str, list[float]] = {label: [] for label in variants}
     errors = dict.fromkeys(variants, 0)
-    cpu = {label: -server.cpu_seconds() for label, server in variants.items()}
+    cpu: dict[str, float] = {}
     with ThreadPoolExecutor(len(variants)) as pool:
 
         def all_at_once(duration: float, warmup: bool) -> dict[str, WrkResult]:
@@ -132,6 +133,8 @@ def collector_failures(
     for label, server in variants.items():
         cpu[label] += server.cpu_seconds()
     time.sleep(2 * FLUSH_SECONDS)  # every worker's counts written
+    if not all(latencies.values()):
+        raise ValueError("collector failures: no request was measured (rounds must be 1 or more)")
     results: dict[str, Any] = {}
     for label, server in variants.items():
         exposition = metrics_text(server)
@@ -173,13 +176,22 @@ def open_loop_rate(bench: Bench, traced: Server, rounds: int) -> float:
     return LOAD_SHARE * bench.runs["get_item (tracing 1%, for the rate)"].median("rps")
 
 
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.collector",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of the variants at once")
+    parser.add_argument(
+        "--rounds", type=_at_least_one, default=20, help="rounds of the variants at once"
+    )
     parser.add_argument("--seconds", type=float, default=5, help="seconds of each open loop")
     args = parser.parse_args(argv)
     try:

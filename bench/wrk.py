@@ -90,7 +90,13 @@ class Wrk:
         """
         lua = _read("callers.lua", "open_loop.lua")
         args = [nonce, str(dataset.items), str(rate), str(self.connections)]
-        return self._wrk(lua, url, seconds, self.connections, args, callers)
+        result = self._wrk(lua, url, seconds, self.connections, args, callers)
+        if len(result.latencies_us) != result.requests:  # a pooled p99 would be wrong
+            raise RuntimeError(
+                f"wrk's open loop reported {result.requests} requests but "
+                f"{len(result.latencies_us)} latencies (its {LATENCIES_MARKER.strip()} line)"
+            )
+        return result
 
     def _wrk(
         self, lua: str, url: str, seconds: float, threads: int, args: list[str],

@@ -4,6 +4,7 @@ figures they derive from a run's rounds."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def test_the_collector_bench_reads_its_bar_beside_two_identical_services(
         assert f"{variant} " in line, line
     assert f"{collector.TWIN} " in line and "a second service with tracing off" in line, line
     assert "failed requests 0;" in line, line
+    assert re.search(r"server CPU a request: tracing off \d+ us, .*collector down \d+ us", line)
 
 
 def test_a_pooled_percentile_is_taken_as_the_open_loop_script_takes_it() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import psycopg.rows
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from sqlalchemy import event, make_url
 from sqlalchemy.exc import OperationalError
@@ -84,6 +84,29 @@ def test_a_request_that_closes_the_cursor_or_changes_its_rows_spoils_no_later_on
     assert client.get("/careless").status_code == 200
     assert client.get(f"{ITEMS}?limit=2").status_code == 200  # rows from a fresh cursor
     assert backend_pid(client) == pid  # on the same connection
+
+
+def test_a_requests_results_come_in_binary_also_on_a_cursor_made_anew(
+    make_app: Any, app: Flask
+) -> None:
+    """service/store/kept_connection.py's binary_cursor: on the kept cursor, on the one made
+    after a request closed it, and on the tests' bound cursor (`app`), so tests run what the
+    service runs."""
+    kept = app_showing_its_backend(make_app)
+    for each in (kept, app):
+
+        @each.get("/format")
+        def result_format(each: Flask = each) -> dict[str, bool]:
+            cursor = get_db(each).cursor()
+            binary = cursor.format is psycopg.pq.Format.BINARY
+            if request.args.get("close"):
+                cursor.close()
+            return {"binary": binary}
+
+    client = kept.test_client()
+    assert client.get("/format?close=1").json == {"binary": True}
+    assert client.get("/format").json == {"binary": True}  # a new cursor
+    assert app.test_client().get("/format").json == {"binary": True}
 
 
 def test_a_connection_the_server_closed_is_replaced_before_a_request_uses_it(

@@ -36,6 +36,11 @@ def test_each_row_is_a_new_dict_holding_the_rows_own_values() -> None:
     assert first["tags"] is tags and first["created_at"] is at
 
 
+def test_a_shape_of_no_columns_makes_empty_dicts() -> None:
+    empty = Shape[dict[str, object]]()
+    assert empty.all([(), ()]) == [{}, {}] and empty.one(()) == {}
+
+
 @pytest.mark.parametrize("row", [(1, "a", "b", "c"), (1, "a", "b", "c", "d", "e")])
 def test_a_row_of_another_length_than_the_shape_is_refused(row: tuple[object, ...]) -> None:
     """A statement selecting other columns than its shape is a bug: it fails loudly."""
