@@ -108,7 +108,6 @@ def collector_failures(
     latencies: dict[str, list[int]] = {label: [] for label in variants}
     p99s: dict[str, list[float]] = {label: [] for label in variants}
     errors = dict.fromkeys(variants, 0)
-    cpu: dict[str, float] = {}
     with ThreadPoolExecutor(len(variants)) as pool:
 
         def all_at_once(duration: float, warmup: bool) -> dict[str, WrkResult]:
@@ -122,16 +121,14 @@ def collector_failures(
             return dict(zip(variants, pool.map(one, variants), strict=True))
 
         all_at_once(bench.warmup_s, warmup=True)  # the first requests, the exporters' start
-        for label, server in variants.items():
-            cpu[label] = -server.cpu_seconds()
+        cpu_before = {label: server.cpu_seconds() for label, server in variants.items()}
         for number in range(rounds):
             for label, result in all_at_once(seconds, warmup=False).items():
                 latencies[label] += result.latencies_us
                 p99s[label].append(result.p99_ms)
             print(f"  round {number + 1}: p99 " + ", ".join(
                 f"{label} {p99s[label][-1]:.1f} ms" for label in variants), flush=True)  # fmt: skip
-    for label, server in variants.items():
-        cpu[label] += server.cpu_seconds()
+    cpu = {label: server.cpu_seconds() - cpu_before[label] for label, server in variants.items()}
     time.sleep(2 * FLUSH_SECONDS)  # every worker's counts written
     if not all(latencies.values()):
         raise ValueError("collector failures: no request was measured (rounds must be 1 or more)")

@@ -129,11 +129,12 @@ def _read(*scripts: str) -> str:
 
 
 def parse(stdout: str, stderr: str, returncode: int) -> WrkResult:
-    line = next((ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARKER)), None)
+    lines = stdout.splitlines()  # once: the latencies' line may hold tens of thousands
+    line = next((ln for ln in lines if ln.startswith(RESULT_MARKER)), None)
     if returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed (exit {returncode}):\n{stdout}\n{stderr}")
     raw = json.loads(line[len(RESULT_MARKER) :])
-    latencies = next((ln for ln in stdout.splitlines() if ln.startswith(LATENCIES_MARKER)), "")
+    latencies = next((ln for ln in lines if ln.startswith(LATENCIES_MARKER)), "")
     return WrkResult(
         requests=raw["requests"],
         seconds=raw["duration_us"] / 1e6,
