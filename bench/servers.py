@@ -36,7 +36,13 @@ from bench.dataset import (
     seed,
 )
 from tools.devtoken import SigningKey, jwks
-from tools.localpg import find_bindir, free_port, installed_servers, throwaway_postgres
+from tools.localpg import (
+    find_bindir,
+    free_port,
+    installed_servers,
+    server_major,
+    throwaway_postgres,
+)
 from tools.service_process import ROOT, stop_process
 
 # Settings the benchmark sets itself, whatever the caller's environment holds.
@@ -141,11 +147,10 @@ def bench_bindir(report: Callable[[str], None] = print) -> Path:
     measures another server on purpose. Either way the run says when it measures another
     major than production's."""
     major = production_postgres_major()
-    servers = installed_servers()
-    if (bindir := servers.get(major)) is not None:
+    if (bindir := installed_servers().get(major)) is not None:
         return bindir
     bindir = find_bindir()  # $PG_BIN's, or the first server found; raises if none
-    found = next((m for m, path in servers.items() if path == bindir), "unknown")
+    found = server_major(bindir)
     cluster = PRODUCTION_CLUSTER.relative_to(ROOT)
     if os.environ.get("PG_BIN"):
         report(
