@@ -45,14 +45,15 @@ def sweep(connection: psycopg.Connection[Any], *, batch: int) -> int | None:
             finished = 0
             while (tag := cursor.execute(_NEXT).fetchone()) is not None:
                 params = {"id": tag[0], "name": tag[1], "batch": batch}
-                swept = batch
-                while swept >= batch:
+                found = batch
+                while found >= batch:
                     with connection.transaction():
-                        (swept,) = cursor.execute(SWEEP_BATCH, params).fetchone() or (0,)
+                        (found,) = cursor.execute(SWEEP_BATCH, params).fetchone() or (0,)
                 with connection.transaction():
-                    cursor.execute(DROP_SWEPT, params)
-                finished += 1
-                log.info("deleted tag %d: its links and name are gone", tag[0])
+                    dropped = cursor.execute(DROP_SWEPT, params).rowcount
+                if dropped:  # else a link came in after the last batch: _NEXT finds it again
+                    finished += 1
+                    log.info("deleted tag %d: its links and name are gone", tag[0])
             return finished
         finally:
             cursor.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))

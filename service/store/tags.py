@@ -136,7 +136,8 @@ _LINKS_UP_TO = compile_sql(
 )
 # One batch of a deleted tag's sweep, one statement: up to `batch` of its links, in item
 # order (the (tag_id, item_id) index), deleted; its name taken off those items. Returns
-# how many it did: fewer than `batch` means none are left.
+# how many links it found: fewer than `batch` means none were left. (Not how many it
+# deleted: a link a concurrent PATCH took away is found but skipped, and more may follow.)
 _batch = (
     select(item_tags.c.item_id)
     .where(item_tags.c.tag_id == bindparam("id"))
@@ -144,9 +145,19 @@ _batch = (
     .limit(bindparam("batch"))
     .cte("batch")
 )
+# The items' rows are locked before their links are touched (a link is deleted only once
+# `locked` has returned its item): the order of every other writer (PATCH's UPDATE then
+# its links, DELETE's cascade). Links first would deadlock with a PATCH of the same item.
+_locked = (
+    select(items.c.id)
+    .where(items.c.id == any_(func.array(select(_batch.c.item_id).scalar_subquery())))
+    .order_by(items.c.id)
+    .with_for_update()
+    .cte("locked")
+)
 _swept = (
     delete(item_tags)
-    .where(item_tags.c.tag_id == bindparam("id"), item_tags.c.item_id.in_(select(_batch)))
+    .where(item_tags.c.tag_id == bindparam("id"), item_tags.c.item_id.in_(select(_locked)))
     .returning(item_tags.c.item_id)
     .cte("swept")
 )
@@ -158,11 +169,18 @@ _renamed = (
 )
 _UNSCOPED_SWEEP = {"items": "the deleted tag's items: every one carrying it is the tag's owner's"}
 SWEEP_BATCH = compile_sql(
-    select(func.count()).select_from(_swept).add_cte(_renamed), unscoped=_UNSCOPED_SWEEP
+    select(func.count()).select_from(_batch).add_cte(_swept, _renamed),
+    unscoped=_UNSCOPED_SWEEP,
 )
-# The last step: the row itself, once it has no links left.
+# The last step: the row itself, once it has no links left. Not while it has: the FK's
+# cascade would take those links and leave the tag's name on their items. One a PATCH
+# added after the mark (it had found the tag live) is swept by the next round.
 DROP_SWEPT = compile_sql(
-    delete(tags).where(tags.c.id == bindparam("id"), tags.c.deleted_at.is_not(None)),
+    delete(tags).where(
+        tags.c.id == bindparam("id"),
+        tags.c.deleted_at.is_not(None),
+        ~select(item_tags.c.item_id).where(item_tags.c.tag_id == tags.c.id).exists(),
+    ),
     unscoped={"tags": "a tag already marked deleted by its owner"},
 )
 
@@ -189,5 +207,5 @@ def delete_tag(
         if links > batch:
             return TagDeletion(done=False)
         cursor.execute(SWEEP_BATCH, params)
-        cursor.execute(DROP_SWEPT, params)
-    return TagDeletion(done=True)
+        dropped = cursor.execute(DROP_SWEPT, params).rowcount
+    return TagDeletion(done=dropped == 1)  # else a link came in meanwhile: the sweeper's

@@ -180,6 +180,59 @@ def test_patches_during_a_sweep_leave_names_equal_to_links(
         assert mismatched(conn) == []
 
 
+def test_the_sweeper_takes_an_items_row_before_its_links(
+    committed: tuple[FlaskClient, str], database_url: str
+) -> None:
+    """Every writer locks an item's row before its links (PATCH, DELETE's cascade): a
+    sweep that took a link first would deadlock with a PATCH holding the item's row. And
+    a batch whose link that PATCH took away is not the last: the sweep goes on."""
+    client, run = committed
+    tag_id = _tag_on_items(client, database_url, run, 5)
+    assert client.delete(f"{TAGS}/{tag_id}").status_code == 202
+    with (
+        psycopg.connect(database_url, autocommit=True) as watcher,
+        psycopg.connect(database_url) as writer,
+        psycopg.connect(database_url, autocommit=True) as sweeping,
+    ):
+        (first,) = watcher.execute(
+            "SELECT min(item_id) FROM item_tags WHERE tag_id = %s", (tag_id,)
+        ).fetchone() or (None,)
+        # A PATCH's order: the item's row, then (below) its links.
+        writer.execute("UPDATE items SET updated_at = now() WHERE id = %s", (first,))
+        done: list[int | None] = []
+        failed: list[BaseException] = []
+
+        def run_sweep() -> None:
+            try:
+                done.append(sweep(sweeping, batch=2))
+            except BaseException as error:  # reported by the assert below
+                failed.append(error)
+
+        thread = threading.Thread(target=run_sweep)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the sweep waits for the writer's row
+            (waiting,) = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                (sweeping.info.backend_pid,),
+            ).fetchone() or (0,)
+            if waiting:
+                break
+            time.sleep(0.01)
+        assert waiting, "the sweep never waited for the item the writer holds"
+        # Had the sweep deleted this link before waiting, this would wait for the sweep
+        # while the sweep waits for us: a deadlock, one of the two killed.
+        writer.execute("DELETE FROM item_tags WHERE item_id = %s AND tag_id = %s", (first, tag_id))
+        writer.execute(
+            "UPDATE items SET tag_names = array_remove(tag_names, %s) WHERE id = %s",
+            (f"{run}-wide", first),
+        )
+        writer.commit()
+        thread.join(timeout=30)
+        assert failed == [] and done == [1]
+        assert links_of(watcher, tag_id) == 0 and mismatched(watcher) == []
+
+
 def test_a_killed_sweeper_is_resumed_by_the_next(
     committed: tuple[FlaskClient, str], database_url: str
 ) -> None:
