@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.servers import production_postgres_major
 from tools.prereq import find_tool, missing
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -129,7 +130,8 @@ def test_least_privilege_and_one_run_per_ref(workflow: dict[str, Any]) -> None:
 def test_jobs_cover_lint_tests_chart_image_and_e2e(workflow: dict[str, Any]) -> None:
     jobs = workflow["jobs"]
     tests = jobs["lint-and-test"]
-    assert tests["services"]["postgres"]["image"].startswith("postgres:")
+    # The tests run on the major production runs (the Cluster's pinned image).
+    assert tests["services"]["postgres"]["image"] == f"postgres:{production_postgres_major()}"
     assert "TEST_DATABASE_URL" in tests["env"]
     helms = {str(v) for v in jobs["chart"]["strategy"]["matrix"]["helm"]}
     assert {v.split(".")[0] for v in helms} == {"v3", "v4"}
