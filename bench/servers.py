@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import yaml
 
 from bench.dataset import (
     ADMIN_OWNER,
@@ -139,6 +140,15 @@ def production_postgres_major() -> int:
     return int(found.group(1))
 
 
+def production_server_settings() -> dict[str, str]:
+    """The parameters of production's Cluster that change what a benchmark measures: its
+    shared_buffers (how much of a 10M-item table a page finds in memory; 128MB, the
+    server's default, if the Cluster sets none)."""
+    spec = yaml.safe_load(PRODUCTION_CLUSTER.read_text())["spec"]
+    parameters = spec.get("postgresql", {}).get("parameters", {})
+    return {name: str(parameters[name]) for name in ("shared_buffers",) if name in parameters}
+
+
 def bench_bindir(report: Callable[[str], None] = print) -> Path:
     """The server binaries the benchmark runs: production's major version, so the figures
     are those users get (a `?tag=` page finds its 20 items in 2 index descents on 18, in
@@ -176,10 +186,11 @@ def seeded_postgres(
 ) -> Iterator[Database]:
     """A throwaway server (as the tests start it), migrated with the contract steps (a
     release's steady state: no rollout triggers on the writes), seeded with `rows` items and
-    their tags and links (bench/dataset.py), then running with `server_settings` (e.g.
-    shared_buffers). `before_seeding` gets the migrated database's URL first (tests add a
-    column there)."""
+    their tags and links (bench/dataset.py), then running with production's settings
+    (production_server_settings) and `server_settings` over them. `before_seeding` gets
+    the migrated database's URL first (tests add a column there)."""
     dataset = Dataset(rows)
+    server_settings = production_server_settings() | (server_settings or {})
     with throwaway_postgres(durable=durable, bindir=bench_bindir(report)) as server:
         url = server.url()
         migrate = subprocess.run(

@@ -239,7 +239,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (client CPU)")
     p.add_argument(
         "--shared-buffers",
-        help="PostgreSQL's shared_buffers for every size (default: the server's, 128MB)",
+        help="PostgreSQL's shared_buffers for every size (default: production's Cluster's, "
+        "gitops/database/base/cluster.yaml)",
     )
     p.add_argument("--output", default=str(RESULTS), help="where to write the JSON results")
     return p

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import PRODUCTION_CLUSTER, bench_bindir, production_postgres_major
+from bench.servers import (
+    PRODUCTION_CLUSTER,
+    Database,
+    bench_bindir,
+    production_postgres_major,
+    production_server_settings,
+)
 from tools.localpg import installed_servers, parse_server_major, server_major
 from tools.prereq import missing
 from tools.service_process import ROOT
@@ -101,3 +107,17 @@ def test_production_major_is_read_from_the_cluster_image(
     cluster.write_text("spec:\n  instances: 3\n")
     with pytest.raises(RuntimeError, match="names no postgresql image"):
         production_postgres_major()
+
+
+def test_the_bench_servers_run_productions_shared_buffers(
+    seeded: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = production_server_settings()
+    assert production["shared_buffers"].endswith("MB")  # the Cluster sets it
+    assert seeded.shared_buffers == production["shared_buffers"]
+    cluster = tmp_path / "cluster.yaml"
+    monkeypatch.setattr("bench.servers.PRODUCTION_CLUSTER", cluster)
+    cluster.write_text("spec:\n  postgresql:\n    parameters:\n      shared_buffers: 1GB\n")
+    assert production_server_settings() == {"shared_buffers": "1GB"}
+    cluster.write_text("spec:\n  instances: 3\n")  # none set: the server's default
+    assert production_server_settings() == {}

@@ -326,6 +326,18 @@ def test_the_pooler_and_the_budget_fit_postgresql(prod: dict[str, Obj]) -> None:
     assert OVERLAY["database"]["maxConnections"] == int(parameters["max_client_conn"])
 
 
+def test_shared_buffers_are_a_quarter_of_the_instances_memory(prod: dict[str, Obj]) -> None:
+    spec = prod["Cluster/app-db"]["spec"]
+    memory = spec["resources"]["limits"]["memory"]
+    assert spec["resources"]["requests"]["memory"] == memory  # all of it reserved, none burst
+    units = {"Mi": 1, "Gi": 1024}
+    found = re.fullmatch(r"(\d+)(Mi|Gi)", memory)
+    assert found, memory
+    memory_mb = int(found[1]) * units[found[2]]
+    buffers = spec["postgresql"]["parameters"]["shared_buffers"]
+    assert buffers == f"{memory_mb // 4}MB", (buffers, memory)
+
+
 def test_a_pod_monitor_for_the_instances_and_one_for_the_pooler(prod: dict[str, Obj]) -> None:
     instances = prod["PodMonitor/app-db"]["spec"]
     pooler = prod["PodMonitor/app-db-pooler-rw"]["spec"]
