@@ -13,10 +13,11 @@ from service.store.tags import delete_tag as delete_tag_rows
 
 blueprint = ApiBlueprint("tags", __name__, url_prefix="/api/v1/tags")
 ACCEPTED = (
-    "Deleted, but carried by more items than one request may change (TAG_DELETE_BATCH): "
-    "the tag is gone at once (404, absent from lists, an unknown name for `?tag=` and for "
-    "item writes, its name still taken), and a background sweeper removes it from its "
-    "items in batches; until it has, those items may still list its name."
+    "Deleted, but carried by more items than one request may change (TAG_DELETE_BATCH), "
+    "or linked to an item by a write that ran alongside: the tag is gone at once (404, "
+    "absent from lists, an unknown name for `?tag=` and for item writes, its name still "
+    "taken), and a background sweeper removes it from its items in batches; until it "
+    "has, those items may still list its name."
 )
 
 

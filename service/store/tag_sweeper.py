@@ -3,18 +3,25 @@ item, in bounded batches, then the row.
 
 DELETE /tags/{id} marks the tag deleted at once (service/store/tags.py: from then on no
 statement of the API finds it) and, if its links are more than one batch, answers 202
-and leaves the rest here. One sweeper works at a time, whichever process holds the
-advisory lock SWEEP_LOCK_KEY; all it needs is in the database (the marked tags and their
-remaining links), so a sweeper killed half-way loses at most its open batch, and the
-next one (any worker's next round, or `python -m service sweep-tags`) resumes there.
-Each batch is one transaction of at most TAG_DELETE_BATCH links: on a loaded 2-core host,
-10,000 links took 2.4 s at worst (docs/performance.md), under DB_STATEMENT_TIMEOUT_MS.
+and leaves the rest here. One sweeper works at a time: each of its transactions first
+takes the advisory lock SWEEP_LOCK_KEY for itself (`pg_try_advisory_xact_lock`), and a
+sweeper that finds it taken stops. Transaction-level, because the service reaches
+PostgreSQL through a transaction pooler in production (CloudNativePG's Pooler), which
+runs each transaction on one server session but may run a session-level lock and its
+unlock on two, leaving the lock held by a session nobody owns. All a sweeper needs is in
+the database (the marked tags and their remaining links), so one killed half-way loses
+at most its open batch, and the next (any worker's next round, or `python -m service
+sweep-tags`) resumes there. Each batch is one transaction of at most TAG_DELETE_BATCH
+links: on a loaded 2-core host, 10,000 scattered links took 3.4 s at worst
+(docs/performance.md), under DB_STATEMENT_TIMEOUT_MS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -23,40 +30,55 @@ from sqlalchemy import Engine
 
 from service.config import Settings
 from service.store import pool
-from service.store.tags import DROP_SWEPT, SWEEP_BATCH
+from service.store.tags import SWEEP_BATCH, drop_swept
 
 log = logging.getLogger(__name__)
 
 SWEEP_LOCK_KEY = 0x7461675F7377  # "tag_sw" in ASCII: no other lock uses it
 _NEXT = "SELECT id, name FROM tags WHERE deleted_at IS NOT NULL ORDER BY deleted_at, id LIMIT 1"
+_TAKE_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
+
+
+@contextlib.contextmanager
+def _as_the_sweeper(
+    connection: psycopg.Connection[Any], cursor: psycopg.Cursor[Any]
+) -> Iterator[bool]:
+    """A transaction that holds the sweeper's lock: True, or False if another sweeper's
+    transaction holds it."""
+    with connection.transaction():
+        (locked,) = cursor.execute(_TAKE_LOCK, (SWEEP_LOCK_KEY,)).fetchone() or (False,)
+        yield bool(locked)
 
 
 def sweep(connection: psycopg.Connection[Any], *, batch: int) -> int | None:
     """Finish every tag marked deleted, oldest first, `batch` links per transaction; the
-    number finished, or None if another sweeper holds the lock. `connection` is in
-    autocommit (each batch is its own transaction)."""
+    number finished, or None if another sweeper held the lock before any was. `connection`
+    is in autocommit (each batch is its own transaction)."""
+    finished = 0
     with connection.cursor() as cursor:
-        (locked,) = cursor.execute(
-            "SELECT pg_try_advisory_lock(%s)", (SWEEP_LOCK_KEY,)
-        ).fetchone() or (False,)
-        if not locked:
-            return None
-        try:
-            finished = 0
-            while (tag := cursor.execute(_NEXT).fetchone()) is not None:
-                params = {"id": tag[0], "name": tag[1], "batch": batch}
-                found = batch
-                while found >= batch:
-                    with connection.transaction():
-                        (found,) = cursor.execute(SWEEP_BATCH, params).fetchone() or (0,)
-                with connection.transaction():
-                    dropped = cursor.execute(DROP_SWEPT, params).rowcount
-                if dropped:  # else a link came in after the last batch: _NEXT finds it again
-                    finished += 1
-                    log.info("deleted tag %d: its links and name are gone", tag[0])
-            return finished
-        finally:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+        while True:
+            with _as_the_sweeper(connection, cursor) as mine:
+                if not mine:
+                    return finished or None
+                tag = cursor.execute(_NEXT).fetchone()
+            if tag is None:
+                return finished
+            params = {"id": tag[0], "name": tag[1], "batch": batch}
+            found = batch
+            while found >= batch:
+                with _as_the_sweeper(connection, cursor) as mine:
+                    if not mine:
+                        return finished or None
+                    (found,) = cursor.execute(SWEEP_BATCH, params).fetchone() or (0,)
+            with _as_the_sweeper(connection, cursor) as mine:
+                if not mine:
+                    return finished or None
+                dropped = drop_swept(cursor, params)
+            if dropped:
+                finished += 1
+                log.info("deleted tag %d: its links and name are gone", tag[0])
+            else:  # _NEXT finds it again
+                log.info("tag %d was linked by a write that found it live: sweeping again", tag[0])
 
 
 class Sweeper:

@@ -148,11 +148,13 @@ _batch = (
 # The items' rows are locked before their links are touched (a link is deleted only once
 # `locked` has returned its item): the order of every other writer (PATCH's UPDATE then
 # its links, DELETE's cascade). Links first would deadlock with a PATCH of the same item.
+# FOR NO KEY UPDATE, as the UPDATE below would take: a note's foreign key check (KEY
+# SHARE) on one of these items does not wait for the batch.
 _locked = (
     select(items.c.id)
     .where(items.c.id == any_(func.array(select(_batch.c.item_id).scalar_subquery())))
     .order_by(items.c.id)
-    .with_for_update()
+    .with_for_update(key_share=True)
     .cte("locked")
 )
 _swept = (
@@ -173,16 +175,32 @@ SWEEP_BATCH = compile_sql(
     unscoped=_UNSCOPED_SWEEP,
 )
 # The last step: the row itself, once it has no links left. Not while it has: the FK's
-# cascade would take those links and leave the tag's name on their items. One a PATCH
-# added after the mark (it had found the tag live) is swept by the next round.
-DROP_SWEPT = compile_sql(
+# cascade would take those links and leave the tag's name on their items.
+_UNSCOPED_DROP = {"tags": "a tag already marked deleted by its owner"}
+# A write that found the tag live before the mark committed may still be adding a link:
+# its foreign key check holds the tag's row KEY SHARE until it commits. FOR UPDATE waits
+# for it, so the DELETE after it (a statement of its own: a new snapshot) sees that link;
+# and a write arriving later waits for this lock, then fails its check on a row gone.
+_LOCK_TAG = compile_sql(
+    select(literal_column("1")).where(tags.c.id == bindparam("id")).with_for_update(),
+    unscoped=_UNSCOPED_DROP,
+)
+_DROP_IF_UNLINKED = compile_sql(
     delete(tags).where(
         tags.c.id == bindparam("id"),
         tags.c.deleted_at.is_not(None),
         ~select(item_tags.c.item_id).where(item_tags.c.tag_id == tags.c.id).exists(),
     ),
-    unscoped={"tags": "a tag already marked deleted by its owner"},
+    unscoped=_UNSCOPED_DROP,
 )
+
+
+def drop_swept(cursor: psycopg.Cursor[Any], params: dict[str, Any]) -> bool:
+    """Remove the marked tag `params["id"]` if no link is left (call it in a transaction);
+    False if one is: a write that had found the tag live added it, and a batch more
+    (the sweeper's next) takes it off."""
+    cursor.execute(_LOCK_TAG, params)
+    return cursor.execute(_DROP_IF_UNLINKED, params).rowcount == 1
 
 
 @dataclass(frozen=True)
@@ -197,7 +215,8 @@ def delete_tag(
 ) -> TagDeletion | None:
     """Delete the caller's tag `tag_id` (None: it has none), in one transaction: mark it,
     then, if its links fit one batch of `batch`, take them and the row away too. Otherwise
-    the mark commits alone, and the sweeper does the rest in batches."""
+    (or if a concurrent write linked it meanwhile) the mark commits alone, and the sweeper
+    does the rest in batches."""
     with cursor.connection.transaction():
         marked = cursor.execute(_MARK[scope], {**scope.params, "id": tag_id}).fetchone()
         if marked is None:
@@ -207,5 +226,5 @@ def delete_tag(
         if links > batch:
             return TagDeletion(done=False)
         cursor.execute(SWEEP_BATCH, params)
-        dropped = cursor.execute(DROP_SWEPT, params).rowcount
-    return TagDeletion(done=dropped == 1)  # else a link came in meanwhile: the sweeper's
+        done = drop_swept(cursor, params)
+    return TagDeletion(done=done)  # not done: a link came in meanwhile, 202 and the sweeper

@@ -14,11 +14,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import requests
 
+from service.store.tag_sweeper import sweep
 from tests.reliability.serving import DEADLINE, EXPIRED, serving, url_through
 from tools.localpg import APP_DB, APP_USER, SUPERUSER, LocalPostgres
 from tools.localpg_replication import copy_data_dir
@@ -150,3 +152,57 @@ def timed(call, *args, **kwargs):  # type: ignore[no-untyped-def]
     started = time.monotonic()
     result = call(*args, **kwargs)
     return result, time.monotonic() - started
+
+
+class _Interleaved:
+    """The sweeper's connection to the pooler; after its first statement, `other` (another
+    client of the pooler) opens a transaction, taking the server session the pooler had
+    just used for it, so the sweeper's next statements run on another one."""
+
+    def __init__(self, connection: psycopg.Connection[Any], other: psycopg.Connection[Any]):
+        self.connection, self.other, self.statements = connection, other, 0
+
+    def transaction(self) -> Any:
+        return self.connection.transaction()
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[Any]:
+        with self.connection.cursor() as cursor:
+            yield self._Cursor(cursor, self)
+
+    class _Cursor:
+        def __init__(self, cursor: psycopg.Cursor[Any], owner: _Interleaved) -> None:
+            self.cursor, self.owner = cursor, owner
+
+        def execute(self, *args: Any, **kwargs: Any) -> psycopg.Cursor[Any]:
+            result = self.cursor.execute(*args, **kwargs)
+            self.owner.statements += 1
+            if self.owner.statements == 1:
+                self.owner.other.execute("SELECT 1")  # BEGIN: it keeps its session
+            return result
+
+
+def test_the_tag_sweeper_leaves_no_lock_behind_through_a_transaction_pooler(
+    lone_server: LocalPostgres, pgbouncer_binary: str, reachable_tmp: Path
+) -> None:
+    """The sweeper's lock is its transactions' own: a session-level lock taken through the
+    pooler on one server session and released on another would stay held by a session
+    the pooler lends to anyone, and no sweeper would run again until it closed."""
+    server = lone_server
+    with pgbouncer(pgbouncer_binary, reachable_tmp / "pgbouncer", server.port, APP_DB, APP_USER,
+                   server.password) as bouncer:  # fmt: skip
+        url = bouncer.url(APP_USER, server.password, APP_DB)
+        with (
+            psycopg.connect(url, autocommit=True, prepare_threshold=None) as sweeping,
+            psycopg.connect(url, prepare_threshold=None) as other,
+        ):
+            interleaved = _Interleaved(sweeping, other)
+            assert sweep(interleaved, batch=10) == 0  # type: ignore[arg-type]
+            assert interleaved.statements >= 2
+            other.rollback()
+            # While the pooler's server sessions live: none holds the lock.
+            with psycopg.connect(server.url(user=SUPERUSER), autocommit=True) as admin:
+                held = admin.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                ).fetchone()
+            assert held == (0,), "a server session of the pooler kept the sweeper's lock"

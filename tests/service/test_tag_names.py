@@ -25,6 +25,7 @@ from service import create_app
 from service.config import Settings
 from service.store.database import get_db
 from service.store.tag_sweeper import SWEEP_LOCK_KEY, sweep
+from service.store.tags import SWEEP_BATCH, replace_item_tags
 from tests.conftest import assert_error, create_row, tag_names_mismatched
 
 ITEMS, TAGS = "/api/v1/items", "/api/v1/tags"
@@ -180,12 +181,43 @@ def test_patches_during_a_sweep_leave_names_equal_to_links(
         assert mismatched(conn) == []
 
 
+def wait_for_a_lock_wait(watcher: psycopg.Connection[Any], pid: int | None = None) -> None:
+    """Until a backend (`pid`, or any other than the watcher's) waits for a lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        (waiting,) = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND pid <> pg_backend_pid()"
+            " AND (%(pid)s::int IS NULL OR pid = %(pid)s::int)",
+            {"pid": pid},
+        ).fetchone() or (0,)
+        if waiting:
+            return
+        time.sleep(0.01)
+    raise AssertionError("no backend came to wait for the lock")
+
+
+def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """`call` started in a thread; its result, or what it raised, lands in the list."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # the test's assert shows it
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
 def test_the_sweeper_takes_an_items_row_before_its_links(
     committed: tuple[FlaskClient, str], database_url: str
 ) -> None:
     """Every writer locks an item's row before its links (PATCH, DELETE's cascade): a
-    sweep that took a link first would deadlock with a PATCH holding the item's row. And
-    a batch whose link that PATCH took away is not the last: the sweep goes on."""
+    batch that took a link first would deadlock with a PATCH holding the item's row. And a
+    batch counts the links it found, also the one that PATCH took away: more may follow."""
     client, run = committed
     tag_id = _tag_on_items(client, database_url, run, 5)
     assert client.delete(f"{TAGS}/{tag_id}").status_code == 202
@@ -199,29 +231,11 @@ def test_the_sweeper_takes_an_items_row_before_its_links(
         ).fetchone() or (None,)
         # A PATCH's order: the item's row, then (below) its links.
         writer.execute("UPDATE items SET updated_at = now() WHERE id = %s", (first,))
-        done: list[int | None] = []
-        failed: list[BaseException] = []
-
-        def run_sweep() -> None:
-            try:
-                done.append(sweep(sweeping, batch=2))
-            except BaseException as error:  # reported by the assert below
-                failed.append(error)
-
-        thread = threading.Thread(target=run_sweep)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the sweep waits for the writer's row
-            (waiting,) = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
-                (sweeping.info.backend_pid,),
-            ).fetchone() or (0,)
-            if waiting:
-                break
-            time.sleep(0.01)
-        assert waiting, "the sweep never waited for the item the writer holds"
-        # Had the sweep deleted this link before waiting, this would wait for the sweep
-        # while the sweep waits for us: a deadlock, one of the two killed.
+        params = {"id": tag_id, "name": f"{run}-wide", "batch": 2}
+        thread, found = in_thread(lambda: sweeping.execute(SWEEP_BATCH, params).fetchone())
+        wait_for_a_lock_wait(watcher, sweeping.info.backend_pid)
+        # Had the batch deleted this link before waiting, this would wait for the batch
+        # while the batch waits for us: a deadlock, one of the two killed.
         writer.execute("DELETE FROM item_tags WHERE item_id = %s AND tag_id = %s", (first, tag_id))
         writer.execute(
             "UPDATE items SET tag_names = array_remove(tag_names, %s) WHERE id = %s",
@@ -229,7 +243,64 @@ def test_the_sweeper_takes_an_items_row_before_its_links(
         )
         writer.commit()
         thread.join(timeout=30)
-        assert failed == [] and done == [1]
+        assert found == [(2,)]  # both found, one deleted: not the last batch
+        assert links_of(watcher, tag_id) == 3
+        assert sweep(sweeping, batch=2) == 1
+        assert links_of(watcher, tag_id) == 0 and mismatched(watcher) == []
+
+
+def _link_uncommitted(writer: psycopg.Connection[Any], item_id: int, names: list[str]) -> None:
+    """What a PATCH of the item's tags does, left uncommitted: the item's row, then its
+    links (whose foreign key check holds the tags' rows KEY SHARE)."""
+    with writer.cursor() as cursor:
+        cursor.execute("UPDATE items SET updated_at = now() WHERE id = %s", (item_id,))
+        replace_item_tags(cursor, item_id=item_id, owner="anonymous", names=names)
+
+
+def test_a_link_written_as_the_sweep_ends_is_swept_not_left_named(
+    committed: tuple[FlaskClient, str], database_url: str
+) -> None:
+    """A PATCH that found the tag live before its mark links it while the sweeper drops
+    the row: the drop waits for it, sees its link, and the sweeper takes that off too
+    (the FK's cascade would have taken the link and left the name on the item)."""
+    client, run = committed
+    tag_id = _tag_on_items(client, database_url, run, 5)
+    late = create_row(client, ITEMS, name=f"{run}-late")
+    with (
+        psycopg.connect(database_url, autocommit=True) as watcher,
+        psycopg.connect(database_url) as writer,
+        psycopg.connect(database_url, autocommit=True) as sweeping,
+    ):
+        _link_uncommitted(writer, late["id"], [f"{run}-wide"])
+        assert client.delete(f"{TAGS}/{tag_id}").status_code == 202
+        thread, done = in_thread(lambda: sweep(sweeping, batch=3))
+        wait_for_a_lock_wait(watcher, sweeping.info.backend_pid)  # the drop, for the tag
+        writer.commit()
+        thread.join(timeout=30)
+        assert done == [1]
+        assert links_of(watcher, tag_id) == 0 and mismatched(watcher) == []
+    assert client.get(f"{ITEMS}/{late['id']}").json["tags"] == []
+
+
+def test_a_small_tag_linked_during_its_delete_is_left_to_the_sweeper(
+    committed: tuple[FlaskClient, str], database_url: str
+) -> None:
+    """The same race in DELETE's own transaction (a tag within one batch): the drop finds
+    the new link, so the answer is 202 and the sweeper finishes."""
+    client, run = committed
+    tag_id = _tag_on_items(client, database_url, run, 2)
+    late = create_row(client, ITEMS, name=f"{run}-late")
+    with (
+        psycopg.connect(database_url, autocommit=True) as watcher,
+        psycopg.connect(database_url) as writer,
+    ):
+        _link_uncommitted(writer, late["id"], [f"{run}-wide"])
+        thread, answered = in_thread(lambda: client.delete(f"{TAGS}/{tag_id}").status_code)
+        wait_for_a_lock_wait(watcher)  # the request's drop, for the tag
+        writer.commit()
+        thread.join(timeout=30)
+        assert answered == [202]
+        assert sweep(watcher, batch=3) == 1
         assert links_of(watcher, tag_id) == 0 and mismatched(watcher) == []
 
 
