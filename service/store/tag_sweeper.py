@@ -3,12 +3,14 @@ item, in bounded batches, then the row.
 
 DELETE /tags/{id} marks the tag deleted at once (service/store/tags.py: from then on no
 statement of the API finds it) and, if its links are more than one batch, answers 202
-and leaves the rest here. One sweeper works at a time: each of its transactions first
-takes the advisory lock SWEEP_LOCK_KEY for itself (`pg_try_advisory_xact_lock`), and a
-sweeper that finds it taken stops. Transaction-level, because the service reaches
-PostgreSQL through a transaction pooler in production (CloudNativePG's Pooler), which
-runs each transaction on one server session but may run a session-level lock and its
-unlock on two, leaving the lock held by a session nobody owns. All a sweeper needs is in
+and leaves the rest here. One sweeper's transaction runs at a time: each first takes the
+advisory lock SWEEP_LOCK_KEY for itself (`pg_try_advisory_xact_lock`), and a sweeper
+that finds it taken stops (two whose transactions never overlap may take turns: each
+batch locks its rows, and a link already gone is skipped). Transaction-level, because
+the service reaches PostgreSQL through a transaction pooler in production
+(CloudNativePG's Pooler), which runs each transaction on one server session but may run
+a session-level lock and its unlock on two, leaving the lock held by a session nobody
+owns. All a sweeper needs is in
 the database (the marked tags and their remaining links), so one killed half-way loses
 at most its open batch, and the next (any worker's next round, or `python -m service
 sweep-tags`) resumes there. Each batch is one transaction of at most TAG_DELETE_BATCH
