@@ -34,9 +34,14 @@ def test_metrics_aggregate_every_worker(database_url: str, tmp_path: Path) -> No
             # A fresh connection each time lets the kernel spread requests over workers.
             response = requests.get(f"{service.base_url}/api/v1/items/1", timeout=5)
             assert response.status_code in (200, 404)
+        # Also until the third worker's pool is counted: on a loaded host a worker may still
+        # be booting (or be replaced) when the first 60 requests are done.
         text = scrape_until(
             f"{service.base_url}/metrics",
-            lambda text: metric(text, "http_requests_total", route="/api/v1/items/<item_id>") >= 60,
+            lambda text: (
+                metric(text, "http_requests_total", route="/api/v1/items/<item_id>") >= 60
+                and metric(text, "db_pool_size") >= 3
+            ),
         )
         pids = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
         assert len(pids) >= 2, "requests were not spread over several workers"
