@@ -249,12 +249,17 @@ def test_the_sweeper_takes_an_items_row_before_its_links(
         assert links_of(watcher, tag_id) == 0 and mismatched(watcher) == []
 
 
-def _link_uncommitted(writer: psycopg.Connection[Any], item_id: int, names: list[str]) -> None:
-    """What a PATCH of the item's tags does, left uncommitted: the item's row, then its
-    links (whose foreign key check holds the tags' rows KEY SHARE)."""
+def _link_uncommitted(
+    client: FlaskClient, writer: psycopg.Connection[Any], run: str
+) -> dict[str, Any]:
+    """A new item, linked to the run's wide tag as a PATCH of its tags does, left
+    uncommitted: the item's row, then its links (whose foreign key check holds the tag's
+    row KEY SHARE)."""
+    late = create_row(client, ITEMS, name=f"{run}-late")
     with writer.cursor() as cursor:
-        cursor.execute("UPDATE items SET updated_at = now() WHERE id = %s", (item_id,))
-        replace_item_tags(cursor, item_id=item_id, owner="anonymous", names=names)
+        cursor.execute("UPDATE items SET updated_at = now() WHERE id = %s", (late["id"],))
+        replace_item_tags(cursor, item_id=late["id"], owner="anonymous", names=[f"{run}-wide"])
+    return late
 
 
 def test_a_link_written_as_the_sweep_ends_is_swept_not_left_named(
@@ -265,13 +270,12 @@ def test_a_link_written_as_the_sweep_ends_is_swept_not_left_named(
     (the FK's cascade would have taken the link and left the name on the item)."""
     client, run = committed
     tag_id = _tag_on_items(client, database_url, run, 5)
-    late = create_row(client, ITEMS, name=f"{run}-late")
     with (
         psycopg.connect(database_url, autocommit=True) as watcher,
         psycopg.connect(database_url) as writer,
         psycopg.connect(database_url, autocommit=True) as sweeping,
     ):
-        _link_uncommitted(writer, late["id"], [f"{run}-wide"])
+        late = _link_uncommitted(client, writer, run)
         assert client.delete(f"{TAGS}/{tag_id}").status_code == 202
         thread, done = in_thread(lambda: sweep(sweeping, batch=3))
         wait_for_a_lock_wait(watcher, sweeping.info.backend_pid)  # the drop, for the tag
@@ -289,12 +293,11 @@ def test_a_small_tag_linked_during_its_delete_is_left_to_the_sweeper(
     the new link, so the answer is 202 and the sweeper finishes."""
     client, run = committed
     tag_id = _tag_on_items(client, database_url, run, 2)
-    late = create_row(client, ITEMS, name=f"{run}-late")
     with (
         psycopg.connect(database_url, autocommit=True) as watcher,
         psycopg.connect(database_url) as writer,
     ):
-        _link_uncommitted(writer, late["id"], [f"{run}-wide"])
+        _link_uncommitted(client, writer, run)
         thread, answered = in_thread(lambda: client.delete(f"{TAGS}/{tag_id}").status_code)
         wait_for_a_lock_wait(watcher)  # the request's drop, for the tag
         writer.commit()
